@@ -1,0 +1,219 @@
+"""YAML documents -> validated frozen values; the built-in registry.
+
+Every accsim YAML file is one document that says what it is::
+
+    kind: number_format        # or accelerator, technology, ...
+    version: 1
+
+Errors are ``ValueError`` whose message names the file, the key path and what was
+expected, on one line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from .formats import FloatFormat, FixedFormat, IntFormat
+
+_HERE = Path(__file__).resolve().parent
+
+
+def builtin_dir() -> Path:
+    """Folder of the built-in YAML files: inside the wheel, or the repository's formats/."""
+    inside = _HERE / "formats"
+    if inside.is_dir():
+        return inside
+    return _HERE.parent / "formats"
+
+
+class ConfigError(ValueError):
+    """A bad YAML document: the message names the file and key path."""
+
+
+def read_yaml(path) -> dict:
+    """Parse one YAML file into a mapping, with a one-line error naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: invalid YAML ({problem})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping with 'kind' and 'version'")
+    return doc
+
+
+class Doc:
+    """A mapping with its origin, for error messages naming file and key path."""
+
+    def __init__(self, data: dict, source: str, path: str = ""):
+        self.data = data
+        self.source = source
+        self.path = path
+        self.used = set()
+
+    def where(self, key=None):
+        p = self.path
+        if key is not None:
+            p = f"{p}.{key}" if p else str(key)
+        return f"{self.source}: key '{p}'" if p else f"{self.source}"
+
+    def error(self, key, msg):
+        return ConfigError(f"{self.where(key)}: {msg}")
+
+    def has(self, key):
+        return key in self.data
+
+    def get(self, key, types, default=..., check=None, expected=None):
+        """Fetch ``key`` checked against ``types`` (and ``check``); ``default`` if absent."""
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise self.error(key, f"missing (expected {expected or _tname(types)})")
+            return default
+        v = self.data[key]
+        ok = isinstance(v, types) and not (isinstance(v, bool) and bool not in _tuple(types))
+        if ok and float in _tuple(types) and isinstance(v, float) and v != v:
+            ok = False
+        if not ok or (check is not None and not check(v)):
+            raise self.error(key, f"expected {expected or _tname(types)}, got {v!r}")
+        return v
+
+    def sub(self, key, default=...):
+        """A nested mapping as a Doc."""
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise self.error(key, "missing (expected a mapping)")
+            return None
+        v = self.data[key]
+        if not isinstance(v, dict):
+            raise self.error(key, f"expected a mapping, got {v!r}")
+        p = f"{self.path}.{key}" if self.path else str(key)
+        return Doc(v, self.source, p)
+
+    def finish(self):
+        """Refuse keys nobody read (typos)."""
+        unknown = [k for k in self.data if k not in self.used]
+        if unknown:
+            k = unknown[0]
+            allowed = ", ".join(sorted(str(u) for u in self.used))
+            raise self.error(k, f"unknown key (expected one of: {allowed})")
+
+
+def _tuple(t):
+    return t if isinstance(t, tuple) else (t,)
+
+
+def _tname(types):
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "a mapping", list: "a list"}
+    return " or ".join(names.get(t, t.__name__) for t in _tuple(types))
+
+
+def header(doc: Doc, kind: str):
+    k = doc.get("kind", str, expected=f"'{kind}'")
+    if k != kind:
+        raise doc.error("kind", f"expected '{kind}', got {k!r}")
+    v = doc.get("version", int, expected="1")
+    if v != 1:
+        raise doc.error("version", f"expected 1, got {v!r}")
+    doc.get("description", str, default=None)
+
+
+# ---------------------------------------------------------------------------------------
+# number formats
+
+def format_from_doc(doc: Doc, default_name=None):
+    """Build a format from a mapping (a number_format document, or an inline mapping)."""
+    name = doc.get("name", str, default=default_name)
+    typ = doc.get("type", str, default="float", check=lambda t: t in ("float", "int", "fixed"),
+                  expected="'float', 'int' or 'fixed'")
+    try:
+        if typ == "float":
+            fmt = FloatFormat(
+                doc.get("exp_bits", int), doc.get("man_bits", int),
+                subnormals=doc.get("subnormals", bool, default=True),
+                specials=doc.get("specials", str, default="ieee"),
+                overflow=doc.get("overflow", str, default="inf"),
+                bias=doc.get("bias", int, default=None), name=name)
+        elif typ == "int":
+            fmt = IntFormat(doc.get("bits", int), signed=doc.get("signed", bool, default=True),
+                            overflow=doc.get("overflow", str, default="wrap"), name=name)
+        else:
+            fmt = FixedFormat(doc.get("bits", int), doc.get("frac_bits", int),
+                              signed=doc.get("signed", bool, default=True),
+                              overflow=doc.get("overflow", str, default="wrap"), name=name)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        msg = str(exc)
+        key, _, rest = msg.partition(": ")
+        if key in doc.data:
+            raise doc.error(key, rest) from None
+        raise ConfigError(f"{doc.where()}: {msg}") from None
+    doc.finish()
+    return fmt
+
+
+def _load_format_file(path: Path):
+    doc = Doc(read_yaml(path), str(path))
+    header(doc, "number_format")
+    return format_from_doc(doc, default_name=path.stem)
+
+
+_SPEC = re.compile(r"^e(\d+)m(\d+)(fnuz|fn)?$")
+_INT = re.compile(r"^(u?)int(\d+)$")
+
+
+def _builtin_files(kind_dir: str):
+    d = builtin_dir() / kind_dir
+    if not d.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(d.glob("*.yaml"))}
+
+
+def list_formats():
+    """Names of the built-in number formats, sorted."""
+    return sorted(_builtin_files("numbers"))
+
+
+def load_format(name_or_path):
+    """A format from a built-in name, a YAML path, or a spec string.
+
+    Spec strings: ``eXmY`` (IEEE-style float, optionally suffixed ``fn``/``fnuz``),
+    ``intN`` / ``uintN`` (wrapping integers). Also accepts a format object (returned).
+    """
+    if isinstance(name_or_path, (FloatFormat, FixedFormat, IntFormat)):
+        return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise ValueError(f"format: expected a name or path, got {name_or_path!r}")
+    s = str(name_or_path)
+    p = Path(s)
+    if s.endswith((".yaml", ".yml")) or p.is_file() or "/" in s:
+        return _load_format_file(p)
+    files = _builtin_files("numbers")
+    if s in files:
+        return _load_format_file(files[s])
+    m = _SPEC.match(s)
+    if m:
+        specials = m.group(3) or "ieee"
+        return FloatFormat(int(m.group(1)), int(m.group(2)), specials=specials,
+                           overflow="inf", name=s)
+    m = _INT.match(s)
+    if m:
+        return IntFormat(int(m.group(2)), signed=not m.group(1), name=s)
+    raise ValueError(
+        f"format: unknown format {s!r} (expected a built-in name such as "
+        f"{', '.join(list(files)[:4])}, a YAML path, eXmY or intN)")

@@ -1,0 +1,437 @@
+"""Scalar rounding of float64 values to any accsim format, and the quantize kernel.
+
+Private module. Formats reach these kernels as a tuple of int64 parameters built by
+:func:`accsim.kernels.format_params`, so one compiled kernel serves every format.
+
+Float formats are rounded on the float64 bit pattern. For a normal float64 x whose
+exponent is at least the target's ``emin`` the target quantum is ``s = 52 - man_bits``
+low bits of the pattern::
+
+    sign | exponent (11) | fraction: kept (man_bits) | dropped (s) |
+                                                      ^ rounding adds here, the
+                                                        carry may ripple into the exponent
+
+Adding the increment to the whole pattern and masking the dropped bits rounds
+correctly, the carry into the exponent field doing the renormalisation. Values below
+the target's smallest normal (and float64 subnormals) take the integer path
+``_round_shift`` on the 53-bit significand with SoftFloat-style sticky handling, safe
+for every shift distance.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange, uint64, int64
+
+# rounding-mode codes: same order as accsim.formats.ROUNDING_MODES
+RNE, RNA, RZ, RU, RD, RO, SR = 0, 1, 2, 3, 4, 5, 6
+
+# event flags returned with every rounding
+F_INEXACT = 1      # result differs from the exact value
+F_OVERFLOW = 2     # exact value beyond the largest finite (or out of integer range)
+F_SATURATE = 4     # the result was clamped to the largest magnitude
+F_UNDERFLOW = 8    # nonzero tiny result flushed to zero (subnormals off) or inexact tiny
+F_INVALID = 16     # input with no meaning in the format (NaN without NaN, inf with wrap)
+F_UNREPR = 32      # exact integer result has no float64 representation (bits > 53)
+
+# parameter tuple layout (int64 each)
+P_KIND = 0      # 0 float, 1 integer / fixed point
+P_MAN = 1       # float: man_bits
+P_EMIN = 2      # float: emin
+P_EMAX = 3      # float: emax
+P_MAXBITS = 4   # float: bit pattern of max finite (positive)
+P_SUB = 5       # float: subnormals
+P_INF = 6       # float: has infinity
+P_NAN = 7       # float: has NaN
+P_NEGZ = 8      # float: has -0
+P_OVF = 9       # 0 inf, 1 saturate, 2 wrap
+P_BITS = 10     # int/fixed: width
+P_FRAC = 11     # int/fixed: frac_bits
+P_SIGNED = 12   # int/fixed: signed
+N_PARAMS = 13
+
+_MASK63 = 0x7FFFFFFFFFFFFFFF
+_EXP_MASK = 0x7FF0000000000000
+_FRAC_MASK = 0x000FFFFFFFFFFFFF
+_HIDDEN = 0x0010000000000000
+_SIGN = 0x8000000000000000
+_QNAN = 0x7FF8000000000000
+_INF = 0x7FF0000000000000
+
+JIT = dict(nogil=True, cache=True, error_model="numpy")  # never fastmath: see STYLE
+
+
+@njit(uint64(uint64), inline="always", **JIT)
+def splitmix64(z):
+    """SplitMix64 finaliser: a bijective mix used as a counter-based RNG."""
+    z = z + uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
+    return z ^ (z >> uint64(31))
+
+
+@njit(**JIT)
+def _f2b(x):
+    return np.float64(x).view(np.uint64)
+
+
+@njit(**JIT)
+def _b2f(b):
+    return np.uint64(b).view(np.float64)
+
+
+@njit(**JIT)
+def _sr_up(rem, s, key, srbits):
+    """Stochastic decision: round up with probability rem / 2**s (rem < 2**s, s >= 1).
+
+    With srbits = r > 0 the remainder is truncated to its top r bits first, so the
+    probability is a multiple of 2**-r, as hardware with r random bits does.
+    ``key`` seeds a counter-based stream (splitmix64), so the draw depends only on it.
+    """
+    if srbits > 0:
+        r = srbits
+        if r >= s:
+            # every remainder bit is kept: compare s random bits
+            rnd = splitmix64(key) >> uint64(64 - s)
+            return rnd < rem
+        sh = s - r
+        if sh >= 64:
+            remr = uint64(0)
+        else:
+            remr = rem >> uint64(sh)
+        rnd = splitmix64(key) >> uint64(64 - r)
+        return rnd < remr
+    if s <= 63:
+        rnd = splitmix64(key) >> uint64(64 - s)
+        return rnd < rem
+    # s >= 64: rem < 2**53. R uniform in [0, 2**s): R < rem iff its top s-53 bits are 0
+    # and its low 53 bits are < rem.
+    need = s - 53
+    k = key
+    while need > 0:
+        k = k + uint64(0x632BE59BD9B4E019)
+        w = splitmix64(k)
+        take = need if need < 64 else 64
+        if take < 64:
+            w = w >> uint64(64 - take)
+        if w != 0:
+            return False
+        need -= take
+    k = k + uint64(0x632BE59BD9B4E019)
+    lo = splitmix64(k) >> uint64(11)
+    return lo < rem
+
+
+@njit(**JIT)
+def _round_shift(m, s, neg, mode, key, srbits):
+    """Round the integer m / 2**s (m < 2**53, s >= 0, any size) to an integer.
+
+    ``neg`` is the sign of the value (for directed modes). Returns (q, inexact).
+    """
+    if s == 0 or m == 0:
+        return m, False
+    if s >= 64:
+        q = uint64(0)
+        rem = m
+        # half = 2**(s-1) > 2**53 > rem: strictly below half
+        above_half = False
+        is_half = False
+    else:
+        q = m >> uint64(s)
+        rem = m & ((uint64(1) << uint64(s)) - uint64(1))
+        if rem == 0:
+            return q, False
+        half = uint64(1) << uint64(s - 1)
+        above_half = rem > half
+        is_half = rem == half
+    inc = False
+    if mode == RNE:
+        inc = above_half or (is_half and (q & uint64(1)) == 1)
+    elif mode == RNA:
+        inc = above_half or is_half
+    elif mode == RZ:
+        inc = False
+    elif mode == RU:
+        inc = not neg
+    elif mode == RD:
+        inc = neg
+    elif mode == RO:
+        q = q | uint64(1)
+    else:  # SR
+        inc = _sr_up(rem, s, key, srbits)
+    if inc:
+        q += uint64(1)
+    return q, True
+
+
+@njit(**JIT)
+def _overflow_result(neg, mode, P, up):
+    """Result when the rounded magnitude exceeds max finite: (value, flags).
+
+    ``up`` tells, for stochastic rounding, whether the draw went past max finite.
+    """
+    sign = uint64(_SIGN) if neg else uint64(0)
+    maxb = uint64(P[P_MAXBITS])
+    if P[P_OVF] == 1:
+        return _b2f(sign | maxb), F_OVERFLOW | F_SATURATE | F_INEXACT
+    to_inf = True
+    if mode == RZ or mode == RO:
+        to_inf = False
+    elif mode == RU:
+        to_inf = not neg
+    elif mode == RD:
+        to_inf = neg
+    elif mode == SR:
+        to_inf = up
+    if not to_inf:
+        return _b2f(sign | maxb), F_OVERFLOW | F_INEXACT
+    if P[P_INF] == 1:
+        return _b2f(sign | uint64(_INF)), F_OVERFLOW | F_INEXACT
+    return _b2f(uint64(_QNAN)), F_OVERFLOW | F_INEXACT
+
+
+@njit(**JIT)
+def _zero(neg, P):
+    if neg and P[P_NEGZ] == 1:
+        return -0.0
+    return 0.0
+
+
+@njit(**JIT)
+def round_float(x, P, mode, key, srbits):
+    """Round float64 ``x`` to the float format ``P``. Returns (value, flags)."""
+    b = _f2b(x)
+    neg = (b >> uint64(63)) != 0
+    mag = b & uint64(_MASK63)
+    ef = mag >> uint64(52)
+    if ef == 0x7FF:
+        if (mag & uint64(_FRAC_MASK)) != 0:  # NaN
+            if P[P_NAN] == 1:
+                return x, 0
+            return x, F_INVALID
+        # infinity
+        if P[P_INF] == 1:
+            return x, 0
+        if P[P_OVF] == 1:
+            sign = uint64(_SIGN) if neg else uint64(0)
+            return _b2f(sign | uint64(P[P_MAXBITS])), F_OVERFLOW | F_SATURATE
+        return _b2f(uint64(_QNAN)), F_OVERFLOW
+    if mag == 0:
+        return _zero(neg, P), 0
+    man = P[P_MAN]
+    emin = P[P_EMIN]
+    e = int64(ef) - 1023
+    if ef != 0 and e >= emin:
+        # ---- fast path: normal in the target ----
+        s = 52 - man
+        if s == 0:
+            r = mag
+            inexact = False
+            up = False
+        else:
+            lowmask = (uint64(1) << uint64(s)) - uint64(1)
+            rem = mag & lowmask
+            if rem == 0:
+                r = mag
+                inexact = False
+                up = False
+            else:
+                trunc = mag & ~lowmask
+                half = uint64(1) << uint64(s - 1)
+                inexact = True
+                if mode == RNE:
+                    up = rem > half or (rem == half and ((mag >> uint64(s)) & uint64(1)) == 1)
+                elif mode == RNA:
+                    up = rem >= half
+                elif mode == RZ:
+                    up = False
+                elif mode == RU:
+                    up = not neg
+                elif mode == RD:
+                    up = neg
+                elif mode == RO:
+                    up = ((mag >> uint64(s)) & uint64(1)) == 0
+                else:
+                    up = _sr_up(rem, s, key, srbits)
+                r = trunc + (lowmask + uint64(1)) if up else trunc
+        if r > uint64(P[P_MAXBITS]):
+            return _overflow_result(neg, mode, P, up)
+        sign = uint64(_SIGN) if neg else uint64(0)
+        return _b2f(sign | r), F_INEXACT if inexact else 0
+    # ---- below the target's smallest normal (or float64 subnormal) ----
+    if ef == 0:
+        m = mag & uint64(_FRAC_MASK)
+        E = int64(-1074)
+        # true exponent of the leading bit
+        e = int64(63 - int64(_clz64(m))) - 1074
+    else:
+        m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
+        E = e - 52
+    if P[P_SUB] == 1:
+        qe = emin - man
+        s = qe - E
+        q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+        if q == 0:
+            return _zero(neg, P), (F_INEXACT | F_UNDERFLOW) if inexact else 0
+        val = math.ldexp(np.float64(q), qe)
+        if neg:
+            val = -val
+        return val, (F_INEXACT | F_UNDERFLOW) if inexact else 0
+    # subnormals off: round to p bits with unbounded exponent, then flush if < 2**emin
+    if e < emin - 1:
+        return _zero(neg, P), F_INEXACT | F_UNDERFLOW
+    qe = e - man  # e == emin - 1
+    s = qe - E
+    if s <= 0:
+        return _zero(neg, P), F_INEXACT | F_UNDERFLOW
+    q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+    if q == (uint64(1) << uint64(man + 1)):
+        val = math.ldexp(1.0, emin)
+        if neg:
+            val = -val
+        return val, F_INEXACT
+    return _zero(neg, P), F_INEXACT | F_UNDERFLOW
+
+
+@njit(**JIT)
+def _clz64(v):
+    n = 0
+    if v == 0:
+        return 64
+    while (v & uint64(0x8000000000000000)) == 0:
+        v = v << uint64(1)
+        n += 1
+    return n
+
+
+@njit(**JIT)
+def round_int(x, P, mode, key, srbits):
+    """Round float64 ``x`` to the integer / fixed-point format ``P``: (value, flags).
+
+    The value is scaled by 2**frac_bits, rounded to an integer with ``mode``, then wrapped
+    modulo 2**bits or saturated. The result is returned as float64 (exact unless flag
+    F_UNREPR is set: more than 53 significant bits).
+    """
+    bits = P[P_BITS]
+    frac = P[P_FRAC]
+    signed = P[P_SIGNED] == 1
+    sat = P[P_OVF] == 1
+    b = _f2b(x)
+    neg = (b >> uint64(63)) != 0
+    mag = b & uint64(_MASK63)
+    ef = mag >> uint64(52)
+    flags = 0
+    if ef == 0x7FF:
+        if (mag & uint64(_FRAC_MASK)) != 0 or not sat:
+            return x, F_INVALID
+        big = True
+        q = uint64(0)
+    elif mag == 0:
+        return 0.0, 0
+    else:
+        if ef == 0:
+            m = mag & uint64(_FRAC_MASK)
+            E = int64(-1074)
+        else:
+            m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
+            E = int64(ef) - 1075
+        qe = -frac
+        s = qe - E
+        big = False
+        if s >= 0:
+            q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+            if inexact:
+                flags |= F_INEXACT
+        else:
+            sh = -s
+            # leading bit of m at position 63 - clz; value needs (64 - clz + sh) bits
+            if sh >= 64 or (64 - _clz64(m)) + sh > 64:
+                big = True
+                q = (m << uint64(sh)) if sh < 64 else uint64(0)
+            else:
+                q = m << uint64(sh)
+    # q: magnitude (mod 2**64 when big). Range check.
+    if signed:
+        lim_pos = (uint64(1) << uint64(bits - 1)) - uint64(1)
+        lim_neg = uint64(1) << uint64(bits - 1)
+    else:
+        lim_pos = (uint64(1) << uint64(bits)) - uint64(1) if bits < 64 else uint64(0xFFFFFFFFFFFFFFFF)
+        lim_neg = uint64(0)
+    if neg:
+        out = big or q > lim_neg
+    else:
+        out = big or q > lim_pos
+    if q == 0 and not big:
+        return 0.0, flags
+    if out:
+        flags |= F_OVERFLOW
+        if sat:
+            flags |= F_SATURATE
+            if neg:
+                q = lim_neg
+            else:
+                q = lim_pos
+        else:
+            # wrap modulo 2**bits, then reinterpret as signed when the format is signed
+            w = (uint64(0) - q) if neg else q
+            if bits < 64:
+                w = w & ((uint64(1) << uint64(bits)) - uint64(1))
+            if signed and w >= lim_neg:
+                neg = True
+                q = (uint64(1) << uint64(bits)) - w if bits < 64 else uint64(0) - w
+            else:
+                neg = False
+                q = w
+    if q == 0:
+        return 0.0, flags
+    if q >= (uint64(1) << uint64(53)) and _sigbits(q) > 53:
+        flags |= F_UNREPR
+    fv = np.float64(q)
+    if neg:
+        fv = -fv
+    return math.ldexp(fv, -frac), flags
+
+
+@njit(**JIT)
+def _sigbits(u):
+    """Significant bits of the nonzero uint64 u (leading one to trailing one)."""
+    t = 0
+    while (u & uint64(1)) == 0:
+        u = u >> uint64(1)
+        t += 1
+    return 64 - _clz64(u)
+
+
+@njit(**JIT)
+def round_any(x, P, mode, key, srbits):
+    """Round to a float, integer or fixed-point format: (value, flags)."""
+    if P[P_KIND] == 0:
+        return round_float(x, P, mode, key, srbits)
+    return round_int(x, P, mode, key, srbits)
+
+
+@njit(**JIT)
+def element_key(seed, idx):
+    """Counter-based key for element ``idx`` of a stream seeded by ``seed``."""
+    return splitmix64(uint64(seed) ^ splitmix64(uint64(idx) * uint64(0xD1B54A32D192ED03)))
+
+
+@njit(parallel=True, **JIT)
+def quantize_kernel(x, out, P, mode, seed, srbits, flags_out):
+    """Round every element of the 1-D array ``x`` into ``out``; OR of flags per element."""
+    n = x.shape[0]
+    for i in prange(n):
+        key = element_key(seed, i)
+        v, f = round_any(x[i], P, mode, key, srbits)
+        out[i] = v
+        flags_out[i] = f
+
+
+@njit(**JIT)
+def quantize_kernel_serial(x, out, P, mode, seed, srbits, flags_out):
+    n = x.shape[0]
+    for i in range(n):
+        key = element_key(seed, i)
+        v, f = round_any(x[i], P, mode, key, srbits)
+        out[i] = v
+        flags_out[i] = f

@@ -1,0 +1,94 @@
+"""Public rounding: :func:`quantize` values to a format."""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+from .formats import FloatFormat, FixedFormat, IntFormat, rounding_code
+from .kernels import format_params
+from .kernels import _round as _r
+
+_PARALLEL_MIN = 1 << 16
+
+
+def check_format(fmt, name="fmt"):
+    if not isinstance(fmt, (FloatFormat, FixedFormat, IntFormat)):
+        raise ValueError(f"{name}: expected a FloatFormat, IntFormat or FixedFormat, got {fmt!r}")
+
+
+def sr_settings(rounding, seed, sr_bits):
+    """Validate stochastic-rounding arguments; returns (mode_code, seed_u64, srbits)."""
+    mode = rounding_code(rounding)
+    if sr_bits is not None:
+        if rounding != "sr":
+            raise ValueError("sr_bits: only meaningful with rounding='sr'")
+        if isinstance(sr_bits, bool) or not isinstance(sr_bits, numbers.Integral) or not 1 <= sr_bits <= 63:
+            raise ValueError(f"sr_bits: expected an integer in [1, 63], got {sr_bits!r}")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little") if rounding == "sr" else 0
+    elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    return mode, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF), np.int64(sr_bits or 0)
+
+
+def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
+    """Round ``x`` to the nearest values of ``fmt`` under ``rounding``.
+
+    Parameters
+    ----------
+    x : array_like or scalar
+        Values (converted to float64 first).
+    fmt : FloatFormat | IntFormat | FixedFormat
+    rounding : {"rne", "rna", "rz", "ru", "rd", "ro", "sr"}
+        Ties-to-even, ties-away, toward zero, up, down, to odd, stochastic.
+    seed : int, optional
+        Seed of the stochastic stream. Each element draws from a counter-based stream
+        keyed by (seed, flat index), so results do not depend on the thread count.
+    sr_bits : int, optional
+        Random bits used by stochastic rounding (probabilities become multiples of
+        2**-sr_bits, as hardware with a limited random source). Default: exact
+        probability (distance / ulp).
+
+    Returns
+    -------
+    float64 ndarray of the same shape (a Python float for a scalar input), each value
+    exactly representable in ``fmt``. NaN stays NaN (refused for formats without NaN
+    or for integers); infinities follow the format's specials and overflow policy.
+    """
+    check_format(fmt)
+    mode, seed_u, srbits = sr_settings(rounding, seed, sr_bits)
+    scalar = np.ndim(x) == 0 and not isinstance(x, np.ndarray)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"x: expected numbers convertible to float64 ({exc})") from None
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    out = np.empty_like(flat)
+    flags = np.empty(flat.shape[0], dtype=np.uint8)
+    params = format_params(fmt)
+    kern = _r.quantize_kernel if flat.shape[0] >= _PARALLEL_MIN else _r.quantize_kernel_serial
+    kern(flat, out, params, mode, seed_u, srbits, flags)
+    if flat.shape[0]:
+        bad = flags & np.uint8(_r.F_INVALID | _r.F_UNREPR)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            v = flat[i]
+            if bad[i] & _r.F_INVALID:
+                what = "NaN" if np.isnan(v) else "infinity"
+                raise ValueError(
+                    f"x: {what} at index {i} has no representation in {_label(fmt)} "
+                    f"(overflow={fmt.overflow!r})")
+            raise ValueError(
+                f"x: the result for {v!r} (index {i}) in {_label(fmt)} has more than 53 "
+                "significant bits and cannot be returned exactly as float64")
+    out = out.reshape(arr.shape)
+    if scalar:
+        return float(out)
+    return out
+
+
+def _label(fmt):
+    return fmt.name or repr(fmt)
