@@ -5,8 +5,9 @@ __version__ = "0.1.0"
 from .formats import FloatFormat, FixedFormat, IntFormat, ROUNDING_MODES  # noqa: E402
 from .rounding import quantize  # noqa: E402
 from .config import load_format, list_formats  # noqa: E402
+from .engine import matmul, MatmulResult, Events  # noqa: E402
 
 __all__ = [
     "FloatFormat", "IntFormat", "FixedFormat", "ROUNDING_MODES", "quantize",
-    "load_format", "list_formats", "__version__",
+    "load_format", "list_formats", "matmul", "MatmulResult", "Events", "__version__",
 ]

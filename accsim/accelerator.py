@@ -1,0 +1,612 @@
+"""Accelerators: what a MAC array multiplies, how it accumulates, and how big it is.
+
+An :class:`Accelerator` is a frozen value holding
+
+* the operand formats (``input`` activations, ``weight``),
+* how products reach the adder (``product``: ``"exact"``, ``"fused"`` or ``"rounded"``
+  to ``product_format``),
+* the *narrow* accumulator (the cheap one every output goes through) and its rounding,
+* the *wide* accumulator (where selected outputs are re-issued, and the promotion target
+  of a ``"chunked"`` structure) and its rounding,
+* the accumulation structure (``sequential``, ``chunked``, ``tree``, ``fused``),
+* the array geometry used by the cost model (``rows`` x ``cols`` MACs, ``dataflow``,
+  ``clock_ghz``).
+
+It is read from a versioned YAML document (built-ins in ``formats/accelerators/``)::
+
+    kind: accelerator
+    version: 1
+    name: fp8-hopper                 # optional, default: the file name
+    description: ...
+    operands: {input: fp8_e4m3fn, weight: fp8_e4m3fn}
+    product: {mode: exact}           # exact | fused | rounded (+ format, rounding)
+    narrow: {format: e8m13, rounding: rz}          # optional overflow: override
+    wide: {format: fp32, rounding: rne}
+    structure: {kind: chunked, chunk_size: 128}
+    array: {rows: 16, cols: 16, dataflow: os, clock_ghz: 1.83}
+
+A format is a built-in name or spec string (``fp16``, ``e8m13``, ``int24``), a path to a
+``number_format`` YAML file (relative to the accelerator file), or an inline mapping with
+the keys of a ``number_format`` document. Every error is a ``ValueError`` naming the file
+and the key path.
+
+:meth:`Accelerator.describe` returns the same document as a plain dict; loading it back
+gives an equal accelerator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import re
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .config import ConfigError, Doc, _builtin_files, format_from_doc, header, load_format, \
+    read_yaml
+from .formats import (FLOAT_OVERFLOW, INT_OVERFLOW, ROUNDING_MODES, FixedFormat, FloatFormat,
+                      Format, IntFormat)
+
+PRODUCT_MODES = ("exact", "fused", "rounded")
+STRUCTURES = ("sequential", "chunked", "tree", "fused")
+ALIGN_ROUNDINGS = ("rz", "rd", "rne")
+DATAFLOWS = ("os", "ws", "is")
+# structures the engine supports for integer / fixed-point accumulators
+_INTEGER_STRUCTURES = ("sequential", "chunked")
+
+_MAX_TERMS = 1 << 16
+_MAX_GUARD_BITS = 64
+_MAX_CHUNK = 1 << 30
+_MAX_ARRAY = 1 << 20
+
+
+def _is_format(v):
+    return isinstance(v, (FloatFormat, FixedFormat, IntFormat))
+
+
+def _is_float(fmt):
+    return isinstance(fmt, FloatFormat)
+
+
+def _fmt_label(fmt):
+    if fmt.name:
+        return fmt.name
+    if isinstance(fmt, FloatFormat):
+        return f"e{fmt.exp_bits}m{fmt.man_bits}"
+    if isinstance(fmt, IntFormat):
+        return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
+    return f"fixed{fmt.bits}.{fmt.frac_bits}"
+
+
+def _positive_int(name, v, hi):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= hi:
+        raise ValueError(f"{name}: expected a positive integer (at most {hi}), got {v!r}")
+
+
+def _choice(name, v, choices):
+    if v not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {v!r}")
+
+
+def _narrower(wide, narrow):
+    """Why ``wide`` cannot hold every value of ``narrow`` (None if it can)."""
+    if _is_float(narrow) != _is_float(wide):
+        kind = "a floating-point" if _is_float(narrow) else "an integer/fixed-point"
+        return f"expected {kind} format like the narrow accumulator, got {_fmt_label(wide)}"
+    if _is_float(narrow):
+        if wide.man_bits < narrow.man_bits:
+            return (f"{_fmt_label(wide)} has fewer fraction bits ({wide.man_bits}) than the "
+                    f"narrow accumulator {_fmt_label(narrow)} ({narrow.man_bits})")
+        if wide.emax < narrow.emax or wide.min_positive > narrow.min_positive:
+            return (f"{_fmt_label(wide)} has a smaller exponent range than the narrow "
+                    f"accumulator {_fmt_label(narrow)}")
+        return None
+    # integer / fixed point: integer bits and fraction bits must both be at least as many
+    wi, ni = wide.bits - wide.frac_bits, narrow.bits - narrow.frac_bits
+    if wi < ni or wide.frac_bits < narrow.frac_bits or (narrow.signed and not wide.signed):
+        return (f"{_fmt_label(wide)} cannot hold every value of the narrow accumulator "
+                f"{_fmt_label(narrow)}")
+    return None
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """A MAC array: operand formats, narrow and wide accumulators, structure, geometry.
+
+    Parameters
+    ----------
+    input, weight : Format
+        Formats of the activations (left operand ``a``) and weights (right operand ``b``).
+    narrow : Format
+        The accumulator every output is computed in.
+    wide : Format
+        The accumulator selected outputs are re-issued to; also the promotion target of
+        the ``"chunked"`` structure. Must hold every value of ``narrow`` (same family,
+        at least as many fraction bits and as much range).
+    narrow_rounding, wide_rounding : str
+        Rounding modes of the two accumulators (``accsim.ROUNDING_MODES``).
+    product : {"exact", "fused", "rounded"}
+        "exact"/"fused": the adder sees the exact product; "rounded": the product is first
+        rounded to ``product_format`` with ``product_rounding`` (None: ``narrow_rounding``).
+    structure : {"sequential", "chunked", "tree", "fused"}
+        See :mod:`accsim.engine`. ``chunk_size`` is required by (and only allowed with)
+        "chunked"; ``terms`` and ``guard_bits`` by "fused", whose ``align_rounding``
+        defaults to "rz". Integer/fixed accumulators support "sequential" and "chunked".
+    rows, cols, dataflow, clock_ghz
+        Array geometry for the cost model: rows x cols MAC units, dataflow "os"
+        (output-stationary), "ws" (weight-stationary) or "is" (input-stationary),
+        clock in GHz. The defaults describe a single MAC at 1 GHz.
+    name, description
+        Display only (``name`` is part of equality, ``source`` is not).
+    """
+
+    input: Format
+    weight: Format
+    narrow: Format
+    wide: Format
+    _: KW_ONLY
+    name: str = "custom"
+    description: Optional[str] = None
+    narrow_rounding: str = "rne"
+    wide_rounding: str = "rne"
+    product: str = "exact"
+    product_format: Optional[Format] = None
+    product_rounding: Optional[str] = None
+    structure: str = "sequential"
+    chunk_size: Optional[int] = None
+    terms: Optional[int] = None
+    guard_bits: Optional[int] = None
+    align_rounding: Optional[str] = None
+    rows: int = 1
+    cols: int = 1
+    dataflow: str = "os"
+    clock_ghz: float = 1.0
+    source: Optional[str] = field(default=None, compare=False)
+
+    def __post_init__(self):
+        for f in ("input", "weight", "narrow", "wide"):
+            v = getattr(self, f)
+            if not _is_format(v):
+                raise ValueError(
+                    f"{f}: expected a FloatFormat, IntFormat or FixedFormat, got {v!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name: expected a non-empty string, got {self.name!r}")
+        if self.description is not None and not isinstance(self.description, str):
+            raise ValueError(f"description: expected a string, got {self.description!r}")
+        _choice("narrow_rounding", self.narrow_rounding, ROUNDING_MODES)
+        _choice("wide_rounding", self.wide_rounding, ROUNDING_MODES)
+
+        # integer / fixed-point accumulators take integer / fixed-point operands
+        if not _is_float(self.narrow):
+            for f in ("input", "weight"):
+                op = getattr(self, f)
+                if _is_float(op):
+                    raise ValueError(
+                        f"{f}: an integer/fixed-point accumulator "
+                        f"({_fmt_label(self.narrow)}) needs integer or fixed-point operands, "
+                        f"got {_fmt_label(op)}")
+                if isinstance(self.narrow, IntFormat) and op.frac_bits > 0:
+                    raise ValueError(
+                        f"{f}: an integer accumulator ({_fmt_label(self.narrow)}) needs "
+                        f"integer operands, got {_fmt_label(op)} with {op.frac_bits} "
+                        "fraction bits")
+        why = _narrower(self.wide, self.narrow)
+        if why:
+            raise ValueError(f"wide: {why}")
+
+        # products
+        _choice("product", self.product, PRODUCT_MODES)
+        if self.product == "rounded":
+            if self.product_format is None:
+                raise ValueError("product_format: missing (required by product mode 'rounded')")
+            if not _is_format(self.product_format):
+                raise ValueError(f"product_format: expected a FloatFormat, IntFormat or "
+                                 f"FixedFormat, got {self.product_format!r}")
+            if self.product_rounding is not None:
+                _choice("product_rounding", self.product_rounding, ROUNDING_MODES)
+        else:
+            for f in ("product_format", "product_rounding"):
+                if getattr(self, f) is not None:
+                    raise ValueError(f"{f}: only used by product mode 'rounded' "
+                                     f"(product mode is {self.product!r})")
+
+        # structure
+        _choice("structure", self.structure, STRUCTURES)
+        if not _is_float(self.narrow) and self.structure not in _INTEGER_STRUCTURES:
+            raise ValueError(
+                f"structure: an integer/fixed-point accumulator supports "
+                f"{' or '.join(_INTEGER_STRUCTURES)}, got {self.structure!r}")
+        if self.structure == "chunked":
+            if self.chunk_size is None:
+                raise ValueError("chunk_size: missing (required by structure 'chunked')")
+            _positive_int("chunk_size", self.chunk_size, _MAX_CHUNK)
+        elif self.chunk_size is not None:
+            raise ValueError(f"chunk_size: only used by structure 'chunked' "
+                             f"(structure is {self.structure!r})")
+        if self.structure == "fused":
+            if self.terms is None:
+                raise ValueError("terms: missing (required by structure 'fused')")
+            _positive_int("terms", self.terms, _MAX_TERMS)
+            if self.guard_bits is None:
+                raise ValueError("guard_bits: missing (required by structure 'fused')")
+            g = self.guard_bits
+            if isinstance(g, bool) or not isinstance(g, numbers.Integral) \
+                    or not 0 <= g <= _MAX_GUARD_BITS:
+                raise ValueError(f"guard_bits: expected an integer in [0, {_MAX_GUARD_BITS}], "
+                                 f"got {g!r}")
+            if self.align_rounding is None:
+                object.__setattr__(self, "align_rounding", "rz")
+            _choice("align_rounding", self.align_rounding, ALIGN_ROUNDINGS)
+        else:
+            for f in ("terms", "guard_bits", "align_rounding"):
+                if getattr(self, f) is not None:
+                    raise ValueError(f"{f}: only used by structure 'fused' "
+                                     f"(structure is {self.structure!r})")
+
+        # array
+        _positive_int("rows", self.rows, _MAX_ARRAY)
+        _positive_int("cols", self.cols, _MAX_ARRAY)
+        _choice("dataflow", self.dataflow, DATAFLOWS)
+        c = self.clock_ghz
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(c) \
+                or c <= 0:
+            raise ValueError(f"clock_ghz: expected a positive number, got {c!r}")
+        object.__setattr__(self, "clock_ghz", float(c))
+
+    # ---- derived --------------------------------------------------------------------
+    @property
+    def macs(self) -> int:
+        """Number of MAC units, rows * cols."""
+        return self.rows * self.cols
+
+    @property
+    def effective_product_rounding(self) -> Optional[str]:
+        """Rounding of products to ``product_format`` (None unless product is 'rounded')."""
+        if self.product != "rounded":
+            return None
+        return self.product_rounding or self.narrow_rounding
+
+    # ---- engine ---------------------------------------------------------------------
+    def matmul_kwargs(self, which: str = "narrow") -> dict:
+        """Keyword arguments of :func:`accsim.engine.matmul` for one datapath.
+
+        ``which="narrow"``: the narrow accumulator with this accelerator's product mode and
+        structure (chunked promotes into ``wide``). ``which="wide"``: the wide accumulator,
+        exact products, sequential. Only the arguments that apply are included.
+        """
+        if which == "narrow":
+            kw = {"acc": self.narrow, "rounding": self.narrow_rounding,
+                  "structure": self.structure}
+            if self.product == "rounded":
+                kw["product"] = self.product_format
+                kw["product_rounding"] = self.effective_product_rounding
+            else:
+                kw["product"] = self.product
+            if self.structure == "chunked":
+                kw["chunk_size"] = self.chunk_size
+                kw["wide"] = self.wide
+                kw["wide_rounding"] = self.wide_rounding
+            elif self.structure == "fused":
+                kw["terms"] = self.terms
+                kw["guard_bits"] = self.guard_bits
+                kw["align_rounding"] = self.align_rounding
+            return kw
+        if which == "wide":
+            return {"acc": self.wide, "rounding": self.wide_rounding,
+                    "structure": "sequential", "product": "exact"}
+        raise ValueError(f"which: expected 'narrow' or 'wide', got {which!r}")
+
+    def check_operands(self, a, b):
+        """Raise ValueError unless every entry of ``a`` is a value of ``input`` and every
+        entry of ``b`` a value of ``weight``; returns both as float64 arrays."""
+        return (_check_operand("a", a, self.input, "input"),
+                _check_operand("b", b, self.weight, "weight"))
+
+    def matmul(self, a, b, *, which: str = "narrow", bias=None, select=None, seed=None):
+        """``a @ b`` on this accelerator's narrow (or wide) datapath.
+
+        ``a`` (m, k) must hold values of the input format and ``b`` (k, n) values of the
+        weight format (quantize them first); ``bias``, ``select`` and ``seed`` are passed
+        to :func:`accsim.engine.matmul`, whose result is returned.
+        """
+        kw = self.matmul_kwargs(which)
+        a, b = self.check_operands(a, b)
+        from .engine import matmul as _matmul
+        if bias is not None:
+            kw["bias"] = bias
+        if select is not None:
+            kw["select"] = select
+        if seed is not None:
+            kw["seed"] = seed
+        return _matmul(a, b, **kw)
+
+    # ---- display --------------------------------------------------------------------
+    def describe(self) -> dict:
+        """The accelerator as a ``kind: accelerator`` document (a plain, JSON-able dict).
+
+        Formats appear as their built-in name or spec string when that names an equal
+        format, otherwise as an inline mapping. Loading the document back (YAML or JSON)
+        gives an equal accelerator.
+        """
+        d = {"kind": "accelerator", "version": 1, "name": self.name}
+        if self.description is not None:
+            d["description"] = self.description
+        d["operands"] = {"input": _format_entry(self.input),
+                         "weight": _format_entry(self.weight)}
+        prod = {"mode": self.product}
+        if self.product == "rounded":
+            prod["format"] = _format_entry(self.product_format)
+            if self.product_rounding is not None:
+                prod["rounding"] = self.product_rounding
+        d["product"] = prod
+        d["narrow"] = {"format": _format_entry(self.narrow), "rounding": self.narrow_rounding}
+        d["wide"] = {"format": _format_entry(self.wide), "rounding": self.wide_rounding}
+        st = {"kind": self.structure}
+        if self.structure == "chunked":
+            st["chunk_size"] = self.chunk_size
+        elif self.structure == "fused":
+            st.update(terms=self.terms, guard_bits=self.guard_bits,
+                      align_rounding=self.align_rounding)
+        d["structure"] = st
+        d["array"] = {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow,
+                      "clock_ghz": self.clock_ghz}
+        return d
+
+
+def _check_operand(arg, x, fmt, role):
+    import numpy as np
+
+    from .rounding import quantize
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{arg}: expected numbers convertible to float64 ({exc})") from None
+    label = _fmt_label(fmt)
+    try:
+        q = quantize(arr, fmt)
+    except ValueError as exc:
+        raise ValueError(f"{arg}: not representable in the {role} format {label} "
+                         f"({str(exc).splitlines()[0]})") from None
+    q = np.asarray(q, dtype=np.float64)
+    same = (q == arr) | (np.isnan(q) & np.isnan(arr))
+    if not same.all():
+        bad = np.argwhere(~same)[0] if arr.ndim else ()
+        idx = ", ".join(str(int(i)) for i in bad)
+        v = arr[tuple(bad)] if arr.ndim else float(arr)
+        n = int((~same).sum())
+        raise ValueError(
+            f"{arg}: {n} entr{'y is' if n == 1 else 'ies are'} not representable in the "
+            f"{role} format {label} (first: {arg}[{idx}] = {float(v)!r}); quantize the "
+            f"operand to {label} first")
+    return arr
+
+
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def _format_entry(fmt):
+    """A format for a document: its name when that loads back to an equal format, else an
+    inline mapping."""
+    if fmt.name and _SIMPLE_NAME.match(fmt.name):
+        try:
+            if load_format(fmt.name) == fmt:
+                return fmt.name
+        except ValueError:
+            pass
+    if isinstance(fmt, FloatFormat):
+        d = {"type": "float", "exp_bits": fmt.exp_bits, "man_bits": fmt.man_bits,
+             "subnormals": fmt.subnormals, "specials": fmt.specials,
+             "overflow": fmt.overflow, "bias": fmt.bias}
+    elif isinstance(fmt, IntFormat):
+        d = {"type": "int", "bits": fmt.bits, "signed": fmt.signed, "overflow": fmt.overflow}
+    else:
+        d = {"type": "fixed", "bits": fmt.bits, "frac_bits": fmt.frac_bits,
+             "signed": fmt.signed, "overflow": fmt.overflow}
+    if fmt.name:
+        d = {"name": fmt.name, **d}
+    return d
+
+
+# ---------------------------------------------------------------------------------------
+# YAML
+
+# Accelerator field -> key path in the document (for errors raised by __post_init__).
+_KEY_OF_FIELD = {
+    "name": "name", "description": "description",
+    "input": "operands.input", "weight": "operands.weight",
+    "narrow": "narrow.format", "narrow_rounding": "narrow.rounding",
+    "wide": "wide.format", "wide_rounding": "wide.rounding",
+    "product": "product.mode", "product_format": "product.format",
+    "product_rounding": "product.rounding",
+    "structure": "structure.kind", "chunk_size": "structure.chunk_size",
+    "terms": "structure.terms", "guard_bits": "structure.guard_bits",
+    "align_rounding": "structure.align_rounding",
+    "rows": "array.rows", "cols": "array.cols", "dataflow": "array.dataflow",
+    "clock_ghz": "array.clock_ghz",
+}
+
+_ROUNDING_EXPECTED = "one of " + ", ".join(ROUNDING_MODES)
+
+
+def _only(doc: Doc, keys):
+    """Refuse unknown keys before reading any (a typo is reported as such, not as the
+    missing key it was meant to be)."""
+    for k in doc.data:
+        if k not in keys:
+            raise doc.error(k, f"unknown key (expected one of: {', '.join(sorted(keys))})")
+
+
+def _is_pos_int(v):
+    return v >= 1
+
+
+def _format_at(doc: Doc, key: str, base: Path, default=...):
+    """A format at ``doc[key]``: a name / spec / path string or an inline mapping."""
+    v = doc.get(key, (str, dict), default=default,
+                expected="a format name, a number_format YAML path or a mapping")
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return format_from_doc(doc.sub(key))
+    s = v
+    if s.endswith((".yaml", ".yml")) or "/" in s:
+        p = Path(s)
+        if not p.is_absolute():
+            p = base / p
+        s = str(p)
+    try:
+        return load_format(s)
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0]
+        if msg.startswith("format: "):
+            msg = msg[len("format: "):]
+        raise doc.error(key, msg) from None
+
+
+def _rounding_at(doc: Doc, key="rounding", default="rne"):
+    return doc.get(key, str, default=default, check=lambda r: r in ROUNDING_MODES,
+                   expected=_ROUNDING_EXPECTED)
+
+
+def _accumulator_at(doc: Doc, key: str, base: Path):
+    """``narrow`` / ``wide``: {format, rounding, overflow (optional override)}."""
+    sub = doc.sub(key)
+    _only(sub, ("format", "rounding", "overflow"))
+    fmt = _format_at(sub, "format", base)
+    rounding = _rounding_at(sub)
+    policies = FLOAT_OVERFLOW if _is_float(fmt) else INT_OVERFLOW
+    ov = sub.get("overflow", str, default=None, check=lambda o: o in policies,
+                 expected=f"one of {', '.join(policies)} for format {_fmt_label(fmt)}")
+    sub.finish()
+    if ov is not None and ov != fmt.overflow:
+        suffix = {"saturate": "sat"}.get(ov, ov)
+        try:
+            fmt = dataclasses.replace(fmt, overflow=ov, name=f"{_fmt_label(fmt)}_{suffix}")
+        except ValueError as exc:
+            msg = str(exc)
+            raise sub.error("overflow", msg.partition(": ")[2] or msg) from None
+    return fmt, rounding
+
+
+def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -> Accelerator:
+    """Build an :class:`Accelerator` from a ``kind: accelerator`` document."""
+    header(doc, "accelerator")
+    _only(doc, ("kind", "version", "name", "description", "operands", "product", "narrow",
+                "wide", "structure", "array"))
+    name = doc.get("name", str, default=default_name, check=bool, expected="a non-empty string")
+    description = doc.get("description", str, default=None)
+
+    ops = doc.sub("operands")
+    _only(ops, ("input", "weight"))
+    inp = _format_at(ops, "input", base)
+    wgt = _format_at(ops, "weight", base)
+    ops.finish()
+
+    narrow, narrow_rounding = _accumulator_at(doc, "narrow", base)
+    wide, wide_rounding = _accumulator_at(doc, "wide", base)
+
+    prod = doc.sub("product", default=None)
+    product, product_format, product_rounding = "exact", None, None
+    if prod is not None:
+        _only(prod, ("mode", "format", "rounding"))
+        product = prod.get("mode", str, check=lambda m: m in PRODUCT_MODES,
+                           expected="one of " + ", ".join(PRODUCT_MODES))
+        if product == "rounded":
+            product_format = _format_at(prod, "format", base)
+            product_rounding = _rounding_at(prod, default=None)
+        else:
+            for k in ("format", "rounding"):
+                if prod.has(k):
+                    raise prod.error(k, f"only used by product mode 'rounded' "
+                                        f"(mode is {product!r})")
+        prod.finish()
+
+    st = doc.sub("structure", default=None)
+    structure = "sequential"
+    extra = {}
+    if st is not None:
+        _only(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding"))
+        structure = st.get("kind", str, check=lambda s: s in STRUCTURES,
+                           expected="one of " + ", ".join(STRUCTURES))
+        allowed = {"chunked": ("chunk_size",),
+                   "fused": ("terms", "guard_bits", "align_rounding")}.get(structure, ())
+        for k in ("chunk_size", "terms", "guard_bits", "align_rounding"):
+            if st.has(k) and k not in allowed:
+                user = "chunked" if k == "chunk_size" else "fused"
+                raise st.error(k, f"only used by structure kind '{user}' "
+                                  f"(kind is {structure!r})")
+        if structure == "chunked":
+            extra["chunk_size"] = st.get("chunk_size", int, check=_is_pos_int,
+                                         expected="a positive integer")
+        elif structure == "fused":
+            extra["terms"] = st.get("terms", int, check=_is_pos_int,
+                                    expected="a positive integer")
+            extra["guard_bits"] = st.get("guard_bits", int, check=lambda g: g >= 0,
+                                         expected="a non-negative integer")
+            extra["align_rounding"] = st.get(
+                "align_rounding", str, default="rz", check=lambda r: r in ALIGN_ROUNDINGS,
+                expected="one of " + ", ".join(ALIGN_ROUNDINGS))
+        st.finish()
+
+    arr = doc.sub("array")
+    _only(arr, ("rows", "cols", "dataflow", "clock_ghz"))
+    rows = arr.get("rows", int, check=_is_pos_int, expected="a positive integer")
+    cols = arr.get("cols", int, check=_is_pos_int, expected="a positive integer")
+    dataflow = arr.get("dataflow", str, check=lambda d: d in DATAFLOWS,
+                       expected="one of " + ", ".join(DATAFLOWS))
+    clock = arr.get("clock_ghz", (int, float), check=lambda c: math.isfinite(c) and c > 0,
+                    expected="a positive number")
+    arr.finish()
+    doc.finish()
+
+    try:
+        return Accelerator(
+            inp, wgt, narrow, wide, name=name, description=description,
+            narrow_rounding=narrow_rounding, wide_rounding=wide_rounding,
+            product=product, product_format=product_format,
+            product_rounding=product_rounding, structure=structure,
+            rows=rows, cols=cols, dataflow=dataflow, clock_ghz=clock, source=source,
+            **extra)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        msg = str(exc)
+        fld, _, rest = msg.partition(": ")
+        if fld in _KEY_OF_FIELD:
+            raise ConfigError(f"{doc.source}: key '{_KEY_OF_FIELD[fld]}': {rest}") from None
+        raise ConfigError(f"{doc.source}: {msg}") from None
+
+
+def _load_file(path: Path) -> Accelerator:
+    doc = Doc(read_yaml(path), str(path))
+    return accelerator_from_doc(doc, default_name=path.stem, base=path.parent,
+                                source=str(path))
+
+
+def list_accelerators():
+    """Names of the built-in accelerators, sorted."""
+    return sorted(_builtin_files("accelerators"))
+
+
+def load_accelerator(name_or_path) -> Accelerator:
+    """An accelerator from a built-in name (``accsim accelerators list``) or a YAML path.
+
+    An :class:`Accelerator` is returned unchanged.
+    """
+    if isinstance(name_or_path, Accelerator):
+        return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise ValueError(f"accelerator: expected a name or path, got {name_or_path!r}")
+    s = str(name_or_path)
+    p = Path(s)
+    if isinstance(name_or_path, Path) or s.endswith((".yaml", ".yml")) or "/" in s \
+            or p.is_file():
+        return _load_file(p)
+    files = _builtin_files("accelerators")
+    if s in files:
+        return _load_file(files[s])
+    raise ValueError(
+        f"accelerator: unknown accelerator {s!r} (expected a built-in name such as "
+        f"{', '.join(list(files)[:4])}, or a YAML path)")

@@ -1,0 +1,511 @@
+"""The accumulation engine: bit-exact matrix products in any accumulator.
+
+:func:`matmul` computes C = A @ B the way a MAC array does: for every output (i, j) an
+accumulator register starts at zero (or at the bias, rounded to the accumulator format)
+and, for k = 0 .. K-1, takes ``round_acc(s + p_k)`` with ``p_k = a[i, k] * b[k, j]``.
+What the register holds after the last step is ``values[i, j]``.
+
+Products (``product``)
+    ``"exact"`` (default) / ``"fused"``: the adder sees the exact product, so each
+    step is one rounding of ``s + a*b`` (a fused multiply-add). For the sequential and
+    chunked structures the two are the same; in a tree the leaves are exact products.
+    A format (or its name): the product is first rounded to that format with
+    ``product_rounding`` (default: ``rounding``), then added (multiply-round-add).
+
+Structures (``structure``)
+    ``"sequential"``: one register, K rounded adds.
+    ``"chunked"``: each chunk of ``chunk_size`` (L) terms is accumulated sequentially in
+    ``acc`` starting from zero; the chunk's result is then added into a second register
+    in the ``wide`` format (rounding ``wide_rounding``), which starts at the bias.
+    Promotion every L terms, as FP8 GEMMs on Hopper are run in practice.
+    ``"tree"``: pairwise adder tree over the K products (level by level, pairs (0,1),
+    (2,3), ...; an odd element is passed up unchanged), every node rounded to ``acc``;
+    the bias, if any, is added to the root with one more rounding.
+    ``"fused"``: a multi-term fused adder (tensor-core style). Each step takes the next
+    ``terms`` (T) products and the accumulator; all T+1 addends are exact; with
+    ``e_max`` the exponent (floor log2) of the largest-magnitude addend, each addend is
+    rounded to a multiple of ``2**(e_max - acc.man_bits - guard_bits)`` with
+    ``align_rounding`` ("rz": truncate magnitudes, as sign-magnitude datapaths do; "rd":
+    truncate two's-complement, i.e. toward -inf; "rne"), the aligned addends are summed
+    exactly, and the sum is rounded once into ``acc`` with ``rounding``. With
+    ``guard_bits`` large enough nothing is dropped and each step is a correctly rounded
+    (T+1)-term sum.
+
+Integer and fixed-point accumulators (``acc`` an IntFormat / FixedFormat)
+    Operands must be integer-valued for IntFormat. Each product is rounded to the
+    accumulator grid (exact for integers) with ``rounding``, then added exactly into a
+    ``bits``-bit two's-complement register that wraps or saturates after every add.
+    Structures sequential and chunked are supported (chunked promotes into ``wide``).
+
+Events
+    Every rounding reports overflow (exact value beyond the register's range),
+    saturation (clamped) and inexact; ``result.events`` counts them per output row and in
+    total, and keeps an OR of the flags per output.
+
+Selected outputs (``select``)
+    A boolean (m, n) mask or a pair ``(rows, cols)`` of index arrays: only those outputs
+    are computed, in time proportional to their number; other entries of ``values`` are
+    NaN.
+
+Exactness
+    Every supported combination is bit-exact. What cannot be simulated exactly is refused
+    with ``ValueError`` saying why: products that need more than 53 significant bits or
+    fall below float64's range, float accumulators with more than 50 fraction bits other
+    than IEEE fp64 with rne, integer sums beyond 64 bits.
+"""
+
+from __future__ import annotations
+
+
+
+import math
+import numbers
+import numpy as np
+
+from .formats import FixedFormat, FloatFormat, IntFormat, rounding_code
+from .kernels import format_params
+from .kernels import _accumulate as _acc
+from .rounding import quantize, sr_settings
+
+STRUCTURES = ("sequential", "chunked", "tree", "fused")
+_STRUCT_CODE = {s: i for i, s in enumerate(STRUCTURES)}
+ALIGN_ROUNDINGS = ("rz", "rd", "rne")
+
+FLAG_INEXACT, FLAG_OVERFLOW, FLAG_SATURATE = 1, 2, 4
+
+
+class Events:
+    """Event counts of a matrix product.
+
+    ``overflows``, ``saturations``, ``inexact``: int64 arrays of length m, the number of
+    register roundings (adds, promotions, tree nodes, fused steps, product roundings)
+    of each output row that overflowed, saturated or were inexact. ``flags``: (m, n)
+    uint8, per output the OR of FLAG_INEXACT (1), FLAG_OVERFLOW (2), FLAG_SATURATE (4).
+    """
+
+    def __init__(self, overflows, saturations, inexact, flags):
+        self.overflows = overflows
+        self.saturations = saturations
+        self.inexact = inexact
+        self.flags = flags
+
+    @property
+    def total(self) -> dict:
+        """Totals over all outputs: {"overflows", "saturations", "inexact"}."""
+        return {"overflows": int(self.overflows.sum()),
+                "saturations": int(self.saturations.sum()),
+                "inexact": int(self.inexact.sum())}
+
+    @property
+    def overflowed(self):
+        """(m, n) bool: outputs whose register overflowed (or saturated) at least once."""
+        return (self.flags & (FLAG_OVERFLOW | FLAG_SATURATE)) != 0
+
+    def __repr__(self):
+        return f"Events({self.total})"
+
+
+class MatmulResult:
+    """Result of :func:`matmul`: ``values`` (m, n) float64 and ``events``.
+
+    For integer / fixed-point accumulators ``int_values`` holds the register contents as
+    int64 (units of 2**-frac_bits). Unselected outputs are NaN in ``values``.
+    """
+
+    def __init__(self, values, events=None, events_fn=None, int_values=None, selected=None):
+        self._values = values
+        self._events = events
+        self._events_fn = events_fn
+        self.int_values = int_values
+        self.selected = selected
+
+    @property
+    def values(self):
+        if isinstance(self._values, Exception):
+            raise self._values
+        return self._values
+
+    @property
+    def events(self) -> Events:
+        if self._events is None:
+            self._events = self._events_fn()
+            self._events_fn = None
+        return self._events
+
+    def __repr__(self):
+        return f"MatmulResult(shape={self.int_values.shape if self.int_values is not None else self._values.shape})"
+
+
+def _resolve_format(f, name):
+    if isinstance(f, (FloatFormat, FixedFormat, IntFormat)):
+        return f
+    if isinstance(f, str):
+        from .config import load_format
+        try:
+            return load_format(f)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    raise ValueError(f"{name}: expected a format or a format name, got {f!r}")
+
+
+def _as_matrix(x, name):
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{name}: expected a numeric array ({exc})") from None
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
+    if arr.dtype.kind in "iu":
+        big = np.abs(arr.astype(np.float64)) >= 2.0**53
+        if big.any():
+            raise ValueError(f"{name}: integer entries must be below 2^53 in magnitude")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _native_fp64(fmt, mode):
+    return (isinstance(fmt, FloatFormat) and fmt == FloatFormat(11, 52) and mode == "rne")
+
+
+def _check_float_acc(fmt, mode, name):
+    """Can round(s + p) into ``fmt`` be simulated exactly? Returns native flag."""
+    if _native_fp64(fmt, mode):
+        return True
+    if fmt.man_bits > 50:
+        raise ValueError(
+            f"{name}: a float accumulator with {fmt.man_bits} fraction bits cannot be "
+            "simulated exactly in float64 (at most 50, or IEEE fp64 with rounding 'rne')")
+    if fmt.emax > 1019:
+        raise ValueError(f"{name}: exponent range too large for exact simulation (emax > 1019)")
+    if fmt.emin - fmt.man_bits - 2 < -1074 or (not fmt.subnormals and fmt.emin - fmt.man_bits - 3 < -1074):
+        raise ValueError(f"{name}: smallest quantum too close to float64's (emin - man_bits too small)")
+    return False
+
+
+def _csr(select, m, n):
+    """Rows, row pointers and columns of the outputs to compute, and the mask."""
+    if select is None:
+        rows = np.arange(m, dtype=np.int64)
+        ptr = np.arange(m + 1, dtype=np.int64) * n
+        cols = np.tile(np.arange(n, dtype=np.int64), m)
+        return rows, ptr, cols, None
+    if isinstance(select, tuple) and len(select) == 2:
+        r = np.asarray(select[0]).reshape(-1)
+        c = np.asarray(select[1]).reshape(-1)
+        if r.shape != c.shape or r.dtype.kind not in "iu" or c.dtype.kind not in "iu":
+            if r.size == 0 and c.size == 0:
+                r = r.astype(np.int64)
+                c = c.astype(np.int64)
+            else:
+                raise ValueError("select: expected (rows, cols) integer index arrays of equal length")
+        r = r.astype(np.int64)
+        c = c.astype(np.int64)
+        if r.size and (r.min() < -m or r.max() >= m or c.min() < -n or c.max() >= n):
+            raise ValueError(f"select: index out of range for a ({m}, {n}) result")
+        r = np.where(r < 0, r + m, r)
+        c = np.where(c < 0, c + n, c)
+        mask = np.zeros((m, n), dtype=bool)
+        mask[r, c] = True
+    else:
+        mask = np.asarray(select)
+        if mask.dtype != bool or mask.shape != (m, n):
+            raise ValueError(f"select: expected a boolean mask of shape ({m}, {n}) or (rows, cols)")
+    rr, cc = np.nonzero(mask)
+    counts = np.bincount(rr, minlength=m)
+    rows = np.flatnonzero(counts).astype(np.int64)
+    ptr = np.zeros(rows.size + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(counts[rows])
+    return rows, ptr, cc.astype(np.int64), mask
+
+
+def _init_entries(bias, m, n, rows, ptr, cols, fmt, mode, seed):
+    """Initial register value of every computed output: bias rounded into ``fmt``."""
+    nnz = cols.shape[0]
+    if bias is None:
+        return np.zeros(nnz), None
+    try:
+        bb = np.broadcast_to(np.asarray(bias, dtype=np.float64), (m, n))
+    except (ValueError, TypeError):
+        raise ValueError(f"bias: expected an array broadcastable to ({m}, {n}), "
+                         f"got shape {np.shape(bias)}") from None
+    rid = np.repeat(rows, np.diff(ptr))
+    vals = bb[rid, cols]
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("bias: expected finite values")
+    return quantize(vals, fmt, mode if mode != "sr" else "rne"), bb
+
+
+def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact",
+           product_rounding=None, chunk_size=None, wide=None, wide_rounding=None,
+           terms=4, guard_bits=3, align_rounding="rz", bias=None, select=None,
+           seed=None, sr_bits=None) -> MatmulResult:
+    """C = a @ b with every add rounded into the accumulator ``acc`` (see module doc).
+
+    Parameters
+    ----------
+    a, b : (m, k) and (k, n) arrays of values representable in the operand formats.
+    acc : FloatFormat | IntFormat | FixedFormat | str
+        The accumulator register's format.
+    rounding : rounding mode of the register ("rne", "rna", "rz", "ru", "rd", "ro", "sr").
+    structure : "sequential" | "chunked" | "tree" | "fused".
+    product : "exact" | "fused" | a format (multiply-round-add with ``product_rounding``).
+    chunk_size, wide, wide_rounding : chunked structure (L and the promotion register).
+    terms, guard_bits, align_rounding : fused multi-term adder (T, G, "rz"/"rd"/"rne").
+    bias : array broadcastable to (m, n), rounded into the register's format as its
+        initial value (the wide register for "chunked").
+    select : (m, n) bool mask or (rows, cols): compute only these outputs.
+    seed, sr_bits : stochastic rounding stream and random bits (see :func:`quantize`).
+        In the engine ``sr_bits`` defaults to, and may not exceed, 51 - man_bits of every
+        float format rounded stochastically (the bits that stay exact in the float64
+        round-to-odd intermediate).
+    """
+    acc = _resolve_format(acc, "acc")
+    rounding_code(rounding)
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure: expected one of {', '.join(STRUCTURES)}, got {structure!r}")
+    A = _as_matrix(a, "a")
+    B = _as_matrix(b, "b")
+    m, K = A.shape
+    if B.shape[0] != K:
+        raise ValueError(f"b: expected {K} rows to match a's {K} columns, got shape {B.shape}")
+    n = B.shape[1]
+
+    # product handling
+    if isinstance(product, str) and product in ("exact", "fused"):
+        pkind, PP, pround, pfmt = 0, format_params(FloatFormat(8, 23)), "rne", None
+    else:
+        pfmt = _resolve_format(product, "product")
+        pround = product_rounding or rounding
+        rounding_code(pround)
+        pkind, PP = 1, format_params(pfmt)
+    if product_rounding is not None and pkind == 0:
+        raise ValueError("product_rounding: only meaningful with a product format")
+
+    # exactness of products in float64
+    sa, la, ea, inta = _acc.sig_stats(A.reshape(-1)) if A.size else (0, 100000, -100000, True)
+    sb, lb, eb, intb = _acc.sig_stats(B.reshape(-1)) if B.size else (0, 100000, -100000, True)
+    if A.size and B.size and sa > 0 and sb > 0:
+        if sa + sb > 53:
+            raise ValueError(
+                f"a, b: exact products need {sa + sb} significant bits (a has up to {sa}, "
+                f"b up to {sb}); float64 holds 53. Use operands of narrower formats")
+        if la + lb < -1074:
+            raise ValueError("a, b: some products fall below float64's smallest subnormal")
+        if ea + eb + 2 > 1019:
+            raise ValueError("a, b: products may exceed float64's range")
+
+    rows, ptr, cols, mask = _csr(select, m, n)
+    nnz = cols.shape[0]
+    code = _STRUCT_CODE[structure]
+
+    if structure == "chunked":
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+            raise ValueError(f"chunk_size: expected a positive integer for structure 'chunked', got {chunk_size!r}")
+        if wide is None:
+            raise ValueError("wide: structure 'chunked' needs the wide (promotion) format")
+        wide = _resolve_format(wide, "wide")
+        wide_rounding = wide_rounding or rounding
+        rounding_code(wide_rounding)
+    else:
+        if chunk_size is not None:
+            raise ValueError(f"chunk_size: only meaningful with structure 'chunked', not {structure!r}")
+    if structure == "fused":
+        if isinstance(terms, bool) or not isinstance(terms, numbers.Integral) or terms < 1:
+            raise ValueError(f"terms: expected a positive integer, got {terms!r}")
+        if isinstance(guard_bits, bool) or not isinstance(guard_bits, numbers.Integral) or guard_bits < 0:
+            raise ValueError(f"guard_bits: expected a non-negative integer, got {guard_bits!r}")
+        if align_rounding not in ALIGN_ROUNDINGS:
+            raise ValueError(f"align_rounding: expected one of rz, rd, rne, got {align_rounding!r}")
+
+    if isinstance(acc, FloatFormat):
+        return _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size,
+                             wide, wide_rounding, terms, guard_bits, align_rounding, bias,
+                             rows, ptr, cols, mask, seed, sr_bits, m, n)
+    return _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide,
+                       wide_rounding, bias, rows, ptr, cols, mask, seed, sr_bits,
+                       m, n, (sa, la, ea, inta), (sb, lb, eb, intb), structure)
+
+
+def _sr_limit(rounding, sr_bits, fmts_modes):
+    """Engine SR bits: default and maximum 51 - man_bits over stochastic float roundings."""
+    lim = 63
+    for f, md in fmts_modes:
+        if md == "sr" and isinstance(f, FloatFormat):
+            lim = min(lim, 51 - f.man_bits)
+    if sr_bits is None:
+        return lim if lim < 63 else None
+    if sr_bits > lim:
+        raise ValueError(
+            f"sr_bits: at most {lim} random bits can be exact for these formats, got {sr_bits}")
+    return sr_bits
+
+
+def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
+    values = np.full((m, n), fill)
+    flags = np.zeros((m, n), dtype=np.uint8)
+    rid = np.repeat(rows, np.diff(ptr))
+    values[rid, cols] = vals_e
+    flags[rid, cols] = flags_e
+    ov = np.bincount(rid, weights=cov, minlength=m).astype(np.int64)
+    sat = np.bincount(rid, weights=csat, minlength=m).astype(np.int64)
+    inx = np.bincount(rid, weights=cinx, minlength=m).astype(np.int64)
+    return values, Events(ov, sat, inx, flags)
+
+
+def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size, wide,
+                  wide_rounding, terms, guard_bits, align_rounding, bias, rows, ptr, cols,
+                  mask, seed, sr_bits, m, n):
+    native = _check_float_acc(acc, rounding, "acc")
+    wnative = False
+    PW = format_params(acc)
+    wmode = rounding_code(rounding)
+    init_fmt, init_mode = acc, rounding
+    if code == _acc.S_CHUNK:
+        if not isinstance(wide, FloatFormat):
+            raise ValueError("wide: a float accumulator promotes into a float wide format")
+        wnative = _check_float_acc(wide, wide_rounding, "wide")
+        PW = format_params(wide)
+        wmode = rounding_code(wide_rounding)
+        init_fmt, init_mode = wide, wide_rounding
+    if code == _acc.S_FUSED:
+        if acc.man_bits + guard_bits + 2 + math.ceil(math.log2(terms + 1)) > 62:
+            raise ValueError(
+                f"guard_bits: the fused adder's aligned sum needs {acc.man_bits} + "
+                f"{guard_bits} + {math.ceil(math.log2(terms + 1)) + 2} bits; at most 62 fit")
+        if native:
+            raise ValueError("acc: the fused multi-term adder needs an accumulator of at most 50 fraction bits")
+    fm = [(acc, rounding), (wide, wide_rounding), (pfmt, pround if pkind else None)]
+    srb = _sr_limit(rounding, sr_bits, fm)
+    _, seed_u, srbits = sr_settings("sr" if srb is not None else "rne", seed,
+                                    srb if srb is not None else None)
+    init, _ = _init_entries(bias, m, n, rows, ptr, cols, init_fmt, init_mode, seed)
+    nnz = cols.shape[0]
+    out = np.empty(nnz)
+    oflags = np.zeros(nnz, dtype=np.uint8)
+    cov = np.zeros(nnz, dtype=np.int64)
+    csat = np.zeros(nnz, dtype=np.int64)
+    cinx = np.zeros(nnz, dtype=np.int64)
+    amode = {"rz": 2, "rd": 4, "rne": 0}[align_rounding]
+    P = format_params(acc)
+    _acc.float_rows(A, B, rows, ptr, cols, init, P, np.int64(rounding_code(rounding)),
+                    np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
+                    np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
+                    np.int64(guard_bits), np.int64(amode), seed_u, srbits, native, wnative,
+                    out, oflags, cov, csat, cinx)
+    values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
+    return MatmulResult(values, events, selected=mask)
+
+
+def _int_range(f):
+    return np.int64(f.min_int), np.int64(f.max_int)
+
+
+def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_rounding,
+                bias, rows, ptr, cols, mask, seed, sr_bits, m, n, sta, stb, structure):
+    if code not in (_acc.S_SEQ, _acc.S_CHUNK):
+        raise ValueError(f"structure: integer and fixed-point accumulators support "
+                         f"'sequential' and 'chunked', not {structure!r}")
+    if pkind:
+        raise ValueError("product: integer and fixed-point accumulators take exact products "
+                         "(each rounded to the accumulator's grid)")
+    if not acc.signed and acc.bits >= 63:
+        raise ValueError("acc: unsigned accumulators of 63 or 64 bits are not supported")
+    sa, la, ea, inta = sta
+    sb, lb, eb, intb = stb
+    frac = acc.frac_bits
+    if isinstance(acc, IntFormat) and not (inta and intb):
+        raise ValueError("a, b: an integer accumulator needs integer-valued operands "
+                         "(use a FixedFormat accumulator or scale the operands)")
+    if A.size and B.size and ea > -100000 and eb > -100000 and ea + eb + 2 + frac > 62:
+        raise ValueError("a, b: products may exceed 2^62 units of the accumulator")
+    wbits, wsat, wlo, whi = np.int64(64), False, np.int64(0), np.int64(0)
+    init_fmt = acc
+    if code == _acc.S_CHUNK:
+        if not isinstance(wide, (IntFormat, FixedFormat)) or wide.frac_bits != frac:
+            raise ValueError("wide: an integer/fixed accumulator promotes into an integer/fixed "
+                             "format with the same frac_bits")
+        if not wide.signed and wide.bits >= 63:
+            raise ValueError("wide: unsigned formats of 63 or 64 bits are not supported")
+        wlo, whi = _int_range(wide)
+        wbits, wsat = np.int64(wide.bits), wide.overflow == "saturate"
+        init_fmt = wide
+    _, seed_u, srbits = sr_settings(rounding, seed, sr_bits)
+    init_f, _ = _init_entries(bias, m, n, rows, ptr, cols, init_fmt,
+                              wide_rounding if code == _acc.S_CHUNK else rounding, seed)
+    init = np.rint(np.ldexp(init_f, frac)).astype(np.int64)
+    lo, hi = _int_range(acc)
+    sat = acc.overflow == "saturate"
+    mode = np.int64(rounding_code(rounding))
+
+    def run(rows_, ptr_, cols_, init_):
+        nnz = cols_.shape[0]
+        out = np.empty(nnz, dtype=np.int64)
+        oflags = np.zeros(nnz, dtype=np.uint8)
+        cov = np.zeros(nnz, dtype=np.int64)
+        csat = np.zeros(nnz, dtype=np.int64)
+        cinx = np.zeros(nnz, dtype=np.int64)
+        _acc.int_rows(A, B, rows_, ptr_, cols_, init_, np.int64(frac), lo, hi,
+                      np.int64(acc.bits), sat, mode, np.int64(code), np.int64(chunk_size or 0),
+                      wlo, whi, wbits, wsat, seed_u, srbits, out, oflags, cov, csat, cinx)
+        return out, oflags, cov, csat, cinx
+
+    def finish(ivals):
+        with np.errstate(all="ignore"):
+            vals = np.ldexp(ivals.astype(np.float64), -frac)
+        big = np.abs(ivals) > (1 << 53)
+        if big.any() and np.any(np.ldexp(vals[big], frac).astype(np.int64) != ivals[big]):
+            return ValueError("values: some accumulator contents have more than 53 significant "
+                              "bits; read result.int_values")
+        return vals
+
+    fast = (mask is None and code == _acc.S_SEQ and isinstance(acc, IntFormat) and acc.signed)
+    if fast:
+        absA, absB = np.abs(A), np.abs(B)
+        binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
+        bound = absA @ absB + np.abs(binit)
+        if bound.size == 0 or bound.max() < 2.0**52:
+            exact = (A @ B + binit).astype(np.int64)
+            risky = bound > float(acc.max_int)
+            if sat:
+                ivals = exact.copy()
+                if risky.any():
+                    r_rows, r_ptr, r_cols, _ = _csr(risky, m, n)
+                    rid = np.repeat(r_rows, np.diff(r_ptr))
+                    res = run(r_rows, r_ptr, r_cols, init.reshape(m, n)[rid, r_cols].copy())
+                    ivals[rid, r_cols] = res[0]
+                    evs = _gather(r_rows, r_ptr, r_cols, res[0].astype(np.float64), *res[1:],
+                                  m, n, 0.0)[1]
+                else:
+                    evs = Events(*(np.zeros(m, dtype=np.int64) for _ in range(3)),
+                                 np.zeros((m, n), dtype=np.uint8))
+                return MatmulResult(finish(ivals), evs, int_values=ivals)
+            # wrap: modular arithmetic, order-independent: reduce the exact sum
+            bits = acc.bits
+            if bits < 64:
+                u = exact & np.int64((1 << bits) - 1)
+                ivals = np.where(u > acc.max_int, u + np.int64(-(1 << bits)), u)
+            else:
+                ivals = exact
+
+            def lazy_events():
+                if not risky.any():
+                    return Events(*(np.zeros(m, dtype=np.int64) for _ in range(3)),
+                                  np.zeros((m, n), dtype=np.uint8))
+                r_rows, r_ptr, r_cols, _ = _csr(risky, m, n)
+                rid = np.repeat(r_rows, np.diff(r_ptr))
+                res = run(r_rows, r_ptr, r_cols, init.reshape(m, n)[rid, r_cols].copy())
+                return _gather(r_rows, r_ptr, r_cols, res[0].astype(np.float64), *res[1:],
+                               m, n, 0.0)[1]
+            return MatmulResult(finish(ivals), events_fn=lazy_events, int_values=ivals)
+
+    out, oflags, cov, csat, cinx = run(rows, ptr, cols, init)
+    ivals_f, events = _gather(rows, ptr, cols, out.astype(np.float64), oflags, cov, csat,
+                              cinx, m, n, np.nan)
+    ivals = np.zeros((m, n), dtype=np.int64)
+    rid = np.repeat(rows, np.diff(ptr))
+    ivals[rid, cols] = out
+    vals = finish(ivals)
+    if mask is not None and not isinstance(vals, Exception):
+        vals = np.where(mask, vals, np.nan)
+    return MatmulResult(vals, events, int_values=ivals, selected=mask)

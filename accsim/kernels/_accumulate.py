@@ -1,0 +1,505 @@
+"""MAC loops: what the accumulator register holds after every add.
+
+Private module. Outputs to compute are given in CSR form (``rows[r]`` with columns
+``cols[ptr[r]:ptr[r+1]]``), so the full product and a selection of outputs share one
+kernel, and the work is proportional to the number of outputs computed. ``prange`` runs
+over rows only (independent outputs), never along the summation axis, so results do not
+depend on the thread count.
+
+Exact sums: products of operands whose significands total at most 53 bits are exact in
+float64 (checked by the engine). ``s + p`` is formed exactly as ``hi + lo`` (TwoSum) and
+compressed to float64 with round-to-odd (``hi`` nudged to the odd neighbour toward
+``lo`` when ``lo != 0``). Rounding that round-to-odd value to a format of at most 51
+significant bits gives the correctly rounded exact sum in every mode (Boldo & Melquiond,
+"When double rounding is odd", 2005), because float64 keeps at least two more bits.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange, int64, uint64, uint8
+
+from ._round import (
+    F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNE, RZ, SR,
+    _round_shift, _f2b, _b2f, round_any, round_float, splitmix64, _clz64,
+)
+
+JIT = dict(nogil=True, cache=True, error_model="numpy")
+
+S_SEQ, S_CHUNK, S_TREE, S_FUSED = 0, 1, 2, 3
+_K_PROD = uint64(0xA0761D6478BD642F)
+_K_WIDE = uint64(0xE7037ED1A0B428DB)
+
+
+@njit(**JIT)
+def ro_sum(s, p):
+    """float64 round-to-odd of the exact s + p (both float64)."""
+    hi = s + p
+    bp = hi - s
+    lo = (s - (hi - bp)) + (p - bp)
+    if lo != 0.0 and lo == lo:
+        hb = _f2b(hi)
+        if (hb & uint64(1)) == 0:
+            if (lo > 0.0) == (hi > 0.0):
+                hb += uint64(1)
+            else:
+                hb -= uint64(1)
+            hi = _b2f(hb)
+    return hi
+
+
+@njit(**JIT)
+def fadd(s, p, P, mode, key, srbits, native):
+    """One rounded add of the register: round(s + p) into float format P."""
+    if native:
+        # IEEE binary64 round-to-nearest-even: the hardware add is the register
+        hi = s + p
+        if hi == 0.0:
+            return hi, 0
+        bp = hi - s
+        lo = (s - (hi - bp)) + (p - bp)
+        f = 0
+        if lo != 0.0 and lo == lo:
+            f = F_INEXACT
+        if math.isinf(hi) and not math.isinf(s) and not math.isinf(p):
+            f = F_OVERFLOW | F_INEXACT
+        return hi, f
+    v = ro_sum(s, p)
+    if v == 0.0:
+        # IEEE: an exact zero sum of opposite-signed operands is +0, except under
+        # round-down where it is -0 (x + x keeps x's sign).
+        if mode == RD:
+            if not (s == 0.0 and p == 0.0 and _f2b(s) == 0 and _f2b(p) == 0):
+                v = -0.0
+        elif s == 0.0 and p == 0.0:
+            v = s + p
+        else:
+            v = 0.0
+    return round_float(v, P, mode, key, srbits)
+
+
+@njit(**JIT)
+def step_key(base, t):
+    return base + uint64(t) * uint64(0x9E3779B97F4A7C15)
+
+
+@njit(**JIT)
+def out_key(seed, r, c):
+    return splitmix64(uint64(seed) ^ splitmix64(uint64(r) * uint64(0x100000001B3) + uint64(c)))
+
+
+# ------------------------------------------------------------------------------------
+# multi-term fused adder
+
+@njit(**JIT)
+def _decompose(x):
+    """|x| = m * 2**E with integer m < 2**53; returns (m, E, neg)."""
+    b = _f2b(x)
+    neg = (b >> uint64(63)) != 0
+    mag = b & uint64(0x7FFFFFFFFFFFFFFF)
+    ef = int64(mag >> uint64(52))
+    fr = mag & uint64(0x000FFFFFFFFFFFFF)
+    if ef == 0:
+        return fr, int64(-1074), neg
+    return fr | uint64(0x0010000000000000), ef - 1075, neg
+
+
+@njit(**JIT)
+def _ilogb(x):
+    m, E, neg = _decompose(x)
+    return E + (63 - _clz64(m))
+
+
+@njit(**JIT)
+def _ro_ldexp(n_neg, u, qe):
+    """float64 round-to-odd of (-1)**n_neg * u * 2**qe (u a uint64)."""
+    if u == 0:
+        return -0.0 if n_neg else 0.0
+    nb = 64 - _clz64(u)
+    d = 0
+    if nb > 53:
+        d = nb - 53
+    if qe + d < -1074:
+        d = -1074 - qe
+    if d > 0:
+        if d >= 64:
+            q = uint64(0)
+            sticky = True
+        else:
+            q = u >> uint64(d)
+            sticky = (u & ((uint64(1) << uint64(d)) - uint64(1))) != 0
+        if sticky:
+            q = q | uint64(1)
+        u = q
+        qe = qe + d
+    v = math.ldexp(np.float64(u), qe)
+    return -v if n_neg else v
+
+
+@njit(**JIT)
+def fused_step(s, prods, cnt, P, mode, key, srbits, man, G, amode):
+    """One step of the (cnt + 1)-term fused adder: returns (value, flags)."""
+    # special and all-zero cases
+    allzero = s == 0.0
+    finite = not (math.isinf(s) or s != s)
+    emax = int64(-100000)
+    if s != 0.0 and finite:
+        emax = _ilogb(s)
+    fsum = s
+    anyneg0 = s == 0.0 and _f2b(s) != 0
+    for t in range(cnt):
+        x = prods[t]
+        fsum = fsum + x
+        if x != 0.0:
+            allzero = False
+            if math.isinf(x) or x != x:
+                finite = False
+            else:
+                e = _ilogb(x)
+                if e > emax:
+                    emax = e
+        elif _f2b(x) != 0:
+            anyneg0 = True
+    if not finite:
+        return round_float(fsum, P, mode, key, srbits)
+    if allzero:
+        v = fsum
+        if mode == RD and anyneg0:
+            v = -0.0
+        return round_float(v, P, mode, key, srbits)
+    qe = emax - man - G
+    total = int64(0)
+    # accumulator first, then the products
+    for t in range(cnt + 1):
+        x = s if t == 0 else prods[t - 1]
+        if x == 0.0:
+            continue
+        m, E, neg = _decompose(x)
+        sh = qe - E
+        if sh <= 0:
+            q = m << uint64(-sh)
+            inexact = False
+        else:
+            q, inexact = _round_shift(m, sh, neg, amode, uint64(0), 0)
+        if neg:
+            total -= int64(q)
+        else:
+            total += int64(q)
+    neg = total < 0
+    u = uint64(-total) if neg else uint64(total)
+    v = _ro_ldexp(neg, u, qe)
+    if v == 0.0:
+        v = -0.0 if mode == RD else 0.0
+    return round_float(v, P, mode, key, srbits)
+
+
+# ------------------------------------------------------------------------------------
+# float accumulators
+
+@njit(parallel=True, **JIT)
+def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
+               wmode, T, G, amode, seed, srbits, native, wnative,
+               out, oflags, c_ov, c_sat, c_inx):
+    """Accumulate the selected outputs of A @ B in a float register.
+
+    A (m, K), B (K, n); entries e in ptr[r]:ptr[r+1] are outputs (rows[r], cols[e]);
+    init[e] is the register's initial value (bias or 0, already in the format holding
+    it); results and OR-ed flags go to out[e], oflags[e]; event counts to c_*[e].
+    """
+    K = A.shape[1]
+    man = P[1]
+    nrows = rows.shape[0]
+    for r in prange(nrows):
+        i = rows[r]
+        e0 = ptr[r]
+        e1 = ptr[r + 1]
+        w = e1 - e0
+        if w == 0:
+            continue
+        acc = np.empty(w)
+        fl = np.zeros(w, dtype=np.uint8)
+        nov = np.zeros(w, dtype=np.int64)
+        nsat = np.zeros(w, dtype=np.int64)
+        ninx = np.zeros(w, dtype=np.int64)
+        keys = np.empty(w, dtype=np.uint64)
+        for t in range(w):
+            keys[t] = out_key(seed, i, cols[e0 + t])
+        if struct == S_SEQ:
+            for t in range(w):
+                acc[t] = init[e0 + t]
+            for k in range(K):
+                a = A[i, k]
+                for t in range(w):
+                    p = a * B[k, cols[e0 + t]]
+                    if pkind == 1:
+                        p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
+                        fl[t] |= pf
+                        nov[t] += (pf >> 1) & 1
+                        nsat[t] += (pf >> 2) & 1
+                        ninx[t] += pf & 1
+                    v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, native)
+                    acc[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] += f & 1
+        elif struct == S_CHUNK:
+            wide = np.empty(w)
+            for t in range(w):
+                wide[t] = init[e0 + t]
+            k0 = 0
+            while k0 < K:
+                k1 = min(K, k0 + L)
+                for t in range(w):
+                    acc[t] = 0.0
+                for k in range(k0, k1):
+                    a = A[i, k]
+                    for t in range(w):
+                        p = a * B[k, cols[e0 + t]]
+                        if pkind == 1:
+                            p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
+                            fl[t] |= pf
+                            nov[t] += (pf >> 1) & 1
+                            nsat[t] += (pf >> 2) & 1
+                            ninx[t] += pf & 1
+                        v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, native)
+                        acc[t] = v
+                        fl[t] |= f
+                        nov[t] += (f >> 1) & 1
+                        nsat[t] += (f >> 2) & 1
+                        ninx[t] += f & 1
+                for t in range(w):
+                    v, f = fadd(wide[t], acc[t], PW, wmode, step_key(keys[t] ^ _K_WIDE, k0),
+                                srbits, wnative)
+                    wide[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] += f & 1
+                k0 = k1
+            for t in range(w):
+                acc[t] = wide[t]
+        elif struct == S_TREE:
+            buf = np.empty((max(K, 1), w))
+            for k in range(K):
+                a = A[i, k]
+                for t in range(w):
+                    p = a * B[k, cols[e0 + t]]
+                    if pkind == 1:
+                        p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
+                        fl[t] |= pf
+                        nov[t] += (pf >> 1) & 1
+                        nsat[t] += (pf >> 2) & 1
+                        ninx[t] += pf & 1
+                    buf[k, t] = p
+            n_lv = K
+            node = 0
+            while n_lv > 1:
+                half = n_lv // 2
+                for h in range(half):
+                    for t in range(w):
+                        v, f = fadd(buf[2 * h, t], buf[2 * h + 1, t], P, mode,
+                                    step_key(keys[t], K + node), srbits, native)
+                        buf[h, t] = v
+                        fl[t] |= f
+                        nov[t] += (f >> 1) & 1
+                        nsat[t] += (f >> 2) & 1
+                        ninx[t] += f & 1
+                    node += 1
+                if n_lv % 2 == 1:
+                    for t in range(w):
+                        buf[half, t] = buf[n_lv - 1, t]
+                n_lv = half + (n_lv % 2)
+            for t in range(w):
+                if K == 0:
+                    acc[t] = init[e0 + t]
+                else:
+                    v, f = fadd(init[e0 + t], buf[0, t], P, mode,
+                                step_key(keys[t], K + node), srbits, native)
+                    acc[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] += f & 1
+        else:  # fused multi-term adder
+            prods = np.empty(max(T, 1))
+            for t in range(w):
+                acc[t] = init[e0 + t]
+            for t in range(w):
+                j = cols[e0 + t]
+                k0 = 0
+                while k0 < K:
+                    k1 = min(K, k0 + T)
+                    cnt = k1 - k0
+                    for k in range(k0, k1):
+                        p = A[i, k] * B[k, j]
+                        if pkind == 1:
+                            p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
+                            fl[t] |= pf
+                            nov[t] += (pf >> 1) & 1
+                            nsat[t] += (pf >> 2) & 1
+                            ninx[t] += pf & 1
+                        prods[k - k0] = p
+                    v, f = fused_step(acc[t], prods, cnt, P, mode, step_key(keys[t], k0),
+                                      srbits, man, G, amode)
+                    acc[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] += f & 1
+                    k0 = k1
+        for t in range(w):
+            out[e0 + t] = acc[t]
+            oflags[e0 + t] = fl[t]
+            c_ov[e0 + t] = nov[t]
+            c_sat[e0 + t] = nsat[t]
+            c_inx[e0 + t] = ninx[t]
+
+
+# ------------------------------------------------------------------------------------
+# integer / fixed-point accumulators
+
+@njit(**JIT)
+def to_units(p, frac, mode, key, srbits):
+    """Round float64 p to an integer number of 2**-frac units: (int64, inexact).
+
+    The engine guarantees |p| * 2**frac < 2**62.
+    """
+    if p == 0.0:
+        return int64(0), False
+    m, E, neg = _decompose(p)
+    sh = -frac - E
+    if sh <= 0:
+        q = m << uint64(-sh)
+        inexact = False
+    else:
+        q, inexact = _round_shift(m, sh, neg, mode, key, srbits)
+    v = int64(q)
+    return (-v if neg else v), inexact
+
+
+@njit(**JIT)
+def iadd(s, p, lo, hi, bits, sat):
+    """Exact s + p into a bits-bit register [lo, hi]: wrap or saturate. (value, flags)."""
+    r = s + p  # wraps modulo 2**64
+    o64 = ((s ^ r) & (p ^ r)) < 0
+    if o64:
+        positive = s > 0
+        out = True
+    else:
+        positive = r > 0
+        out = r < lo or r > hi
+    if not out:
+        return r, 0
+    if sat:
+        return (hi if positive else lo), F_OVERFLOW | F_SATURATE
+    if bits < 64:
+        mask = (int64(1) << int64(bits)) - 1
+        u = r & mask
+        if lo < 0 and u > hi:
+            u = u - (int64(1) << int64(bits))
+        return u, F_OVERFLOW
+    return r, F_OVERFLOW
+
+
+@njit(parallel=True, **JIT)
+def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct, L,
+             wlo, whi, wbits, wsat, seed, srbits, out, oflags, c_ov, c_sat, c_inx):
+    """Integer/fixed register accumulation of the selected outputs (int64 units).
+
+    Sequential (struct 0) or chunked (struct 1: chunks of L in the narrow register from
+    zero, each added into the wide register [wlo, whi] which starts at init).
+    """
+    K = A.shape[1]
+    nrows = rows.shape[0]
+    for r in prange(nrows):
+        i = rows[r]
+        e0 = ptr[r]
+        e1 = ptr[r + 1]
+        w = e1 - e0
+        if w == 0:
+            continue
+        acc = np.empty(w, dtype=np.int64)
+        wide = np.empty(w, dtype=np.int64)
+        fl = np.zeros(w, dtype=np.uint8)
+        nov = np.zeros(w, dtype=np.int64)
+        nsat = np.zeros(w, dtype=np.int64)
+        ninx = np.zeros(w, dtype=np.int64)
+        keys = np.empty(w, dtype=np.uint64)
+        for t in range(w):
+            keys[t] = out_key(seed, i, cols[e0 + t])
+            if struct == S_SEQ:
+                acc[t] = init[e0 + t]
+            else:
+                wide[t] = init[e0 + t]
+        Lc = L if struct == S_CHUNK else K
+        if Lc < 1:
+            Lc = 1
+        k0 = 0
+        while k0 < K:
+            k1 = min(K, k0 + Lc)
+            if struct == S_CHUNK:
+                for t in range(w):
+                    acc[t] = 0
+            for k in range(k0, k1):
+                a = A[i, k]
+                for t in range(w):
+                    p = a * B[k, cols[e0 + t]]
+                    q, inexact = to_units(p, frac, mode, step_key(keys[t], k), srbits)
+                    if inexact:
+                        fl[t] |= F_INEXACT
+                        ninx[t] += 1
+                    v, f = iadd(acc[t], q, lo, hi, bits, sat)
+                    acc[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+            if struct == S_CHUNK:
+                for t in range(w):
+                    v, f = iadd(wide[t], acc[t], wlo, whi, wbits, wsat)
+                    wide[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+            k0 = k1
+        for t in range(w):
+            out[e0 + t] = acc[t] if struct == S_SEQ else wide[t]
+            oflags[e0 + t] = fl[t]
+            c_ov[e0 + t] = nov[t]
+            c_sat[e0 + t] = nsat[t]
+            c_inx[e0 + t] = ninx[t]
+
+
+@njit(parallel=True, **JIT)
+def sig_stats(x):
+    """(max significant bits, min exponent of the last significant bit, max ilogb,
+    all-integer) over the finite nonzero entries of the 1-D float64 array x."""
+    n = x.shape[0]
+    nt = 64
+    smax = np.zeros(nt, dtype=np.int64)
+    lmin = np.full(nt, 100000, dtype=np.int64)
+    emx = np.full(nt, -100000, dtype=np.int64)
+    nonint = np.zeros(nt, dtype=np.int64)
+    chunk = (n + nt - 1) // nt
+    for c in prange(nt):
+        for idx in range(c * chunk, min(n, (c + 1) * chunk)):
+            v = x[idx]
+            if v == 0.0 or math.isinf(v) or v != v:
+                continue
+            m, E, neg = _decompose(v)
+            tz = 0
+            while (m & uint64(1)) == 0:
+                m = m >> uint64(1)
+                tz += 1
+            nb = 64 - _clz64(m)
+            lsb = E + tz
+            if nb > smax[c]:
+                smax[c] = nb
+            if lsb < lmin[c]:
+                lmin[c] = lsb
+            top = lsb + nb - 1
+            if top > emx[c]:
+                emx[c] = top
+            if lsb < 0:
+                nonint[c] = 1
+    return smax.max(), lmin.min(), emx.max(), nonint.max() == 0
