@@ -199,6 +199,10 @@ class Accelerator:
         # products
         _choice("product", self.product, PRODUCT_MODES)
         if self.product == "rounded":
+            if not _is_float(self.narrow):
+                raise ValueError(
+                    f"product: an integer/fixed-point accumulator ({_fmt_label(self.narrow)}) "
+                    "takes exact products (each rounded to its grid); expected exact or fused")
             if self.product_format is None:
                 raise ValueError("product_format: missing (required by product mode 'rounded')")
             if not _is_format(self.product_format):

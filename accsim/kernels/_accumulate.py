@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange, int64, uint64, uint8
 
 from ._round import (
-    F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNE, RZ, SR,
+    F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, RZ, SR,
     _round_shift, _f2b, _b2f, round_any, round_float, splitmix64, _clz64,
 )
 
@@ -31,50 +31,53 @@ _K_PROD = uint64(0xA0761D6478BD642F)
 _K_WIDE = uint64(0xE7037ED1A0B428DB)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def ro_sum(s, p):
     """float64 round-to-odd of the exact s + p (both float64)."""
     hi = s + p
     bp = hi - s
     lo = (s - (hi - bp)) + (p - bp)
-    if lo != 0.0 and lo == lo:
-        hb = _f2b(hi)
-        if (hb & uint64(1)) == 0:
-            if (lo > 0.0) == (hi > 0.0):
-                hb += uint64(1)
-            else:
-                hb -= uint64(1)
-            hi = _b2f(hb)
-    return hi
+    # branch-free: when lo != 0 (and not NaN) and hi's last bit is even, step hi one
+    # ulp toward lo (up in magnitude if lo has hi's sign, down otherwise)
+    hb = _f2b(hi)
+    fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & uint64(1)
+    toward = uint64((lo > 0.0) == (hi > 0.0))
+    return _b2f(hb + fix * (toward + toward - uint64(1)))
 
 
 @njit(**JIT)
+def _fadd_native(s, p):
+    """IEEE binary64 round-to-nearest-even add: the hardware add is the register."""
+    hi = s + p
+    if hi == 0.0:
+        return hi, 0
+    bp = hi - s
+    lo = (s - (hi - bp)) + (p - bp)
+    f = 0
+    if lo != 0.0 and lo == lo:
+        f = F_INEXACT
+    if math.isinf(hi) and not math.isinf(s) and not math.isinf(p):
+        f = F_OVERFLOW | F_INEXACT
+    return hi, f
+
+
+@njit(**JIT)
+def _zero_sum(s, p, mode):
+    """Sign of an exact zero sum (IEEE 754 6.3): x + x keeps x's sign; otherwise +0,
+    or -0 under round-down."""
+    if s == 0.0 and p == 0.0 and (_f2b(s) >> uint64(63)) == (_f2b(p) >> uint64(63)):
+        return s
+    return -0.0 if mode == RD else 0.0
+
+
+@njit(inline="always", **JIT)
 def fadd(s, p, P, mode, key, srbits, native):
-    """One rounded add of the register: round(s + p) into float format P."""
+    """One rounded add of the register: round(s + p) into float format P: (value, flags)."""
     if native:
-        # IEEE binary64 round-to-nearest-even: the hardware add is the register
-        hi = s + p
-        if hi == 0.0:
-            return hi, 0
-        bp = hi - s
-        lo = (s - (hi - bp)) + (p - bp)
-        f = 0
-        if lo != 0.0 and lo == lo:
-            f = F_INEXACT
-        if math.isinf(hi) and not math.isinf(s) and not math.isinf(p):
-            f = F_OVERFLOW | F_INEXACT
-        return hi, f
+        return _fadd_native(s, p)
     v = ro_sum(s, p)
     if v == 0.0:
-        # IEEE: an exact zero sum of opposite-signed operands is +0, except under
-        # round-down where it is -0 (x + x keeps x's sign).
-        if mode == RD:
-            if not (s == 0.0 and p == 0.0 and _f2b(s) == 0 and _f2b(p) == 0):
-                v = -0.0
-        elif s == 0.0 and p == 0.0:
-            v = s + p
-        else:
-            v = 0.0
+        v = _zero_sum(s, p, mode)
     return round_float(v, P, mode, key, srbits)
 
 
@@ -86,6 +89,88 @@ def step_key(base, t):
 @njit(**JIT)
 def out_key(seed, r, c):
     return splitmix64(uint64(seed) ^ splitmix64(uint64(r) * uint64(0x100000001B3) + uint64(c)))
+
+
+@njit(inline="always", **JIT)
+def _add_of_mode(mode, mag, s, lowmask, neg):
+    one = uint64(1)
+    if mode == RNE:
+        return (lowmask >> one) + ((mag >> s) & one)
+    if mode == RNA:
+        return (lowmask + one) >> one
+    if mode == RU:
+        return lowmask & (uint64(0) - uint64(not neg))
+    if mode == RD:
+        return lowmask & (uint64(0) - uint64(neg))
+    return uint64(0)  # RZ, RO
+
+
+@njit(**JIT)
+def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys, srbits,
+                  tmp, ok):
+    """Sequential float accumulation of one row's outputs, vectorisable over outputs.
+
+    Pass 1 (branch-free, SIMD-friendly) does round-to-odd TwoSum and the bit-pattern
+    rounding for every output whose sum is a normal number of the target and does not
+    overflow; pass 2 redoes the rare others (tiny, overflow, zero, inf/NaN) with the
+    general scalar code. Not used for stochastic rounding.
+    """
+    K = A.shape[1]
+    man = P[1]
+    s = uint64(52 - man)
+    one = uint64(1)
+    lowmask = (one << s) - one
+    maxb = uint64(P[4])
+    ebias_min = uint64(P[2] + 1023)
+    contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
+    c0 = cols[e0] if contig else 0
+    gb = np.empty(w)
+    for k in range(K):
+        a = A[i, k]
+        nbad = 0
+        if contig:
+            src = B[k]
+        else:
+            bk = B[k]
+            for t in range(w):
+                gb[t] = bk[cols[e0 + t]]
+            src = gb
+        for t in range(w):
+            p = a * src[c0 + t]
+            x = acc[t]
+            hi = x + p
+            bp = hi - x
+            lo = (x - (hi - bp)) + (p - bp)
+            hb = _f2b(hi)
+            fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & one
+            toward = uint64((lo > 0.0) == (hi > 0.0))
+            hb = hb + fix * (toward + toward - one)
+            mag = hb & uint64(0x7FFFFFFFFFFFFFFF)
+            ef = mag >> uint64(52)
+            neg = (hb >> uint64(63)) != 0
+            rem = mag & lowmask
+            inexact = uint64(rem != uint64(0))
+            add = _add_of_mode(mode, mag, s, lowmask, neg)
+            r = (mag + add) & ~lowmask
+            if mode == RO:
+                r = r | (inexact << s)
+            good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
+            acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
+            tmp[t] = _b2f(hb)
+            ok[t] = good
+            ninx[t] += int64(inexact & uint64(good))
+            fl[t] |= uint8(inexact & uint64(good))
+            nbad += 1 - int64(good)
+        if nbad:
+            for t in range(w):
+                if not ok[t]:
+                    p = a * src[c0 + t]
+                    v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, False)
+                    acc[t] = v
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] += f & 1
 
 
 # ------------------------------------------------------------------------------------
@@ -224,7 +309,12 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
         keys = np.empty(w, dtype=np.uint64)
         for t in range(w):
             keys[t] = out_key(seed, i, cols[e0 + t])
-        if struct == S_SEQ:
+        if struct == S_SEQ and pkind == 0 and not native and mode != SR:
+            for t in range(w):
+                acc[t] = init[e0 + t]
+            seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
+                          srbits, np.empty(w), np.empty(w, dtype=np.bool_))
+        elif struct == S_SEQ:
             for t in range(w):
                 acc[t] = init[e0 + t]
             for k in range(K):

@@ -21,7 +21,9 @@ for every shift distance.
 import math
 
 import numpy as np
-from numba import njit, prange, uint64, int64
+from llvmlite import ir
+from numba import njit, prange, uint64, int64, types
+from numba.extending import intrinsic
 
 # rounding-mode codes: same order as accsim.formats.ROUNDING_MODES
 RNE, RNA, RZ, RU, RD, RO, SR = 0, 1, 2, 3, 4, 5, 6
@@ -70,14 +72,32 @@ def splitmix64(z):
     return z ^ (z >> uint64(31))
 
 
-@njit(**JIT)
-def _f2b(x):
-    return np.float64(x).view(np.uint64)
+@intrinsic
+def _f2b(typingctx, x):
+    """Bit pattern of a float64 as uint64 (an LLVM bitcast, no memory traffic)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if x.bitwidth != 64:
+            v = builder.fpext(v, ir.DoubleType())
+        return builder.bitcast(v, ir.IntType(64))
+    return uint64(x), codegen
 
 
-@njit(**JIT)
-def _b2f(b):
-    return np.uint64(b).view(np.float64)
+@intrinsic
+def _b2f(typingctx, b):
+    """float64 whose bit pattern is the 64-bit integer b."""
+    if not isinstance(b, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if b.bitwidth != 64:
+            v = builder.zext(v, ir.IntType(64))
+        return builder.bitcast(v, ir.DoubleType())
+    return types.float64(b), codegen
 
 
 @njit(**JIT)
@@ -120,6 +140,22 @@ def _sr_up(rem, s, key, srbits):
     k = k + uint64(0x632BE59BD9B4E019)
     lo = splitmix64(k) >> uint64(11)
     return lo < rem
+
+
+@njit(**JIT)
+def _sr_addend(s, key, srbits):
+    """Random addend in [0, 2**s) for stochastic rounding at a shift of s < 64 bits.
+
+    Adding it to the value and truncating the s low bits rounds up with probability
+    rem / 2**s. With srbits = r < s only the top r bits of the addend are random (the
+    rest are zero), so P(up) = floor(rem / 2**(s-r)) / 2**r, a multiple of 2**-r: the
+    remainder is truncated to its top r bits, as hardware with r random bits does.
+    """
+    rnd = splitmix64(key) >> (uint64(64) - s)
+    if srbits > 0 and uint64(srbits) < s:
+        sh = s - uint64(srbits)
+        rnd = (rnd >> sh) << sh
+    return rnd
 
 
 @njit(**JIT)
@@ -198,66 +234,15 @@ def _zero(neg, P):
 
 
 @njit(**JIT)
-def round_float(x, P, mode, key, srbits):
-    """Round float64 ``x`` to the float format ``P``. Returns (value, flags)."""
+def _round_float_tiny(x, P, mode, key, srbits):
+    """round_float for |x| below the target's smallest normal (x finite, nonzero)."""
     b = _f2b(x)
     neg = (b >> uint64(63)) != 0
     mag = b & uint64(_MASK63)
     ef = mag >> uint64(52)
-    if ef == 0x7FF:
-        if (mag & uint64(_FRAC_MASK)) != 0:  # NaN
-            if P[P_NAN] == 1:
-                return x, 0
-            return x, F_INVALID
-        # infinity
-        if P[P_INF] == 1:
-            return x, 0
-        if P[P_OVF] == 1:
-            sign = uint64(_SIGN) if neg else uint64(0)
-            return _b2f(sign | uint64(P[P_MAXBITS])), F_OVERFLOW | F_SATURATE
-        return _b2f(uint64(_QNAN)), F_OVERFLOW
-    if mag == 0:
-        return _zero(neg, P), 0
     man = P[P_MAN]
     emin = P[P_EMIN]
     e = int64(ef) - 1023
-    if ef != 0 and e >= emin:
-        # ---- fast path: normal in the target ----
-        s = 52 - man
-        if s == 0:
-            r = mag
-            inexact = False
-            up = False
-        else:
-            lowmask = (uint64(1) << uint64(s)) - uint64(1)
-            rem = mag & lowmask
-            if rem == 0:
-                r = mag
-                inexact = False
-                up = False
-            else:
-                trunc = mag & ~lowmask
-                half = uint64(1) << uint64(s - 1)
-                inexact = True
-                if mode == RNE:
-                    up = rem > half or (rem == half and ((mag >> uint64(s)) & uint64(1)) == 1)
-                elif mode == RNA:
-                    up = rem >= half
-                elif mode == RZ:
-                    up = False
-                elif mode == RU:
-                    up = not neg
-                elif mode == RD:
-                    up = neg
-                elif mode == RO:
-                    up = ((mag >> uint64(s)) & uint64(1)) == 0
-                else:
-                    up = _sr_up(rem, s, key, srbits)
-                r = trunc + (lowmask + uint64(1)) if up else trunc
-        if r > uint64(P[P_MAXBITS]):
-            return _overflow_result(neg, mode, P, up)
-        sign = uint64(_SIGN) if neg else uint64(0)
-        return _b2f(sign | r), F_INEXACT if inexact else 0
     # ---- below the target's smallest normal (or float64 subnormal) ----
     if ef == 0:
         m = mag & uint64(_FRAC_MASK)
@@ -291,6 +276,65 @@ def round_float(x, P, mode, key, srbits):
             val = -val
         return val, F_INEXACT
     return _zero(neg, P), F_INEXACT | F_UNDERFLOW
+
+
+
+@njit(inline="always", **JIT)
+def round_float(x, P, mode, key, srbits):
+    """Round float64 ``x`` to the float format ``P``. Returns (value, flags)."""
+    b = _f2b(x)
+    neg = (b >> uint64(63)) != 0
+    mag = b & uint64(_MASK63)
+    ef = mag >> uint64(52)
+    if ef == 0x7FF:
+        if (mag & uint64(_FRAC_MASK)) != 0:  # NaN
+            if P[P_NAN] == 1:
+                return x, 0
+            return x, F_INVALID
+        # infinity
+        if P[P_INF] == 1:
+            return x, 0
+        if P[P_OVF] == 1:
+            sign = uint64(_SIGN) if neg else uint64(0)
+            return _b2f(sign | uint64(P[P_MAXBITS])), F_OVERFLOW | F_SATURATE
+        return _b2f(uint64(_QNAN)), F_OVERFLOW
+    if mag == 0:
+        return _zero(neg, P), 0
+    man = P[P_MAN]
+    emin = P[P_EMIN]
+    e = int64(ef) - 1023
+    if ef != 0 and e >= emin:
+        # ---- fast path: normal in the target ----
+        # Branch-free: the dropped bits' increment is added to the whole pattern and
+        # the dropped bits are cleared; the carry renormalises through the exponent.
+        s = uint64(52 - man)
+        one = uint64(1)
+        lowmask = (one << s) - one
+        rem = mag & lowmask
+        inexact = uint64(rem != uint64(0))
+        if mode == RNE:
+            lsb = (mag >> s) & one
+            add = (lowmask >> one) + lsb  # half - 1 + lsb
+        elif mode == RNA:
+            add = (lowmask + one) >> one
+        elif mode == RZ:
+            add = uint64(0)
+        elif mode == RU:
+            add = lowmask & (uint64(0) - uint64(not neg))
+        elif mode == RD:
+            add = lowmask & (uint64(0) - uint64(neg))
+        elif mode == RO:
+            add = uint64(0)
+        else:
+            add = _sr_addend(s, key, srbits)
+        r = (mag + add) & ~lowmask
+        if mode == RO:
+            r = r | (inexact << s)
+        if r > uint64(P[P_MAXBITS]):
+            return _overflow_result(neg, mode, P, True)
+        sign = uint64(neg) << uint64(63)
+        return _b2f(sign | r), int64(inexact)
+    return _round_float_tiny(x, P, mode, key, srbits)
 
 
 @njit(**JIT)
