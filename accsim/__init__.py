@@ -6,8 +6,10 @@ from .formats import FloatFormat, FixedFormat, IntFormat, ROUNDING_MODES  # noqa
 from .rounding import quantize  # noqa: E402
 from .config import load_format, list_formats  # noqa: E402
 from .engine import matmul, MatmulResult, Events  # noqa: E402
+from .accelerator import Accelerator, load_accelerator, list_accelerators  # noqa: E402
 
 __all__ = [
     "FloatFormat", "IntFormat", "FixedFormat", "ROUNDING_MODES", "quantize",
-    "load_format", "list_formats", "matmul", "MatmulResult", "Events", "__version__",
+    "load_format", "list_formats", "matmul", "MatmulResult", "Events",
+    "Accelerator", "load_accelerator", "list_accelerators", "__version__",
 ]

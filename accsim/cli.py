@@ -98,6 +98,65 @@ def _print_tree(d, indent=0):
             print(" " * indent + f"{k}: {_fmt_value(v) if v is not None else '-'}")
 
 
+def _random_operands(fmt, shape, rng):
+    """Random operands representable in ``fmt``: normal draws (uniform integers for
+    integer formats) quantized with rne."""
+    import numpy as np
+    from .formats import FloatFormat
+    from .rounding import quantize
+    if isinstance(fmt, FloatFormat):
+        x = rng.standard_normal(shape) * min(1.0, fmt.max_finite / 8)
+        return quantize(x, fmt)
+    lo, hi = max(fmt.min_int, -(1 << 20)), min(fmt.max_int, 1 << 20)
+    return np.ldexp(rng.integers(lo, hi + 1, size=shape).astype(float), -fmt.frac_bits)
+
+
+def _cmd_matmul(args):
+    """Random GEMM on an accelerator's narrow and wide datapaths vs float64."""
+    import time
+    import numpy as np
+    from .accelerator import load_accelerator
+    for nm in ("m", "k", "n"):
+        if getattr(args, nm) < 1:
+            raise _UsageError(f"accsim matmul: --{nm} must be a positive integer")
+    acc = load_accelerator(args.accelerator)
+    rng = np.random.default_rng(args.seed)
+    a = _random_operands(acc.input, (args.m, args.k), rng)
+    b = _random_operands(acc.weight, (args.k, args.n), rng)
+    ref = a @ b
+    rows = []
+    for which in ("narrow", "wide"):
+        t0 = time.perf_counter()
+        res = acc.matmul(a, b, which=which, seed=args.seed)
+        dt = time.perf_counter() - t0
+        v = res.values
+        with np.errstate(all="ignore"):
+            rel = np.abs(v - ref) / np.abs(ref)
+        rel = rel[np.isfinite(rel)]
+        fmt = acc.narrow if which == "narrow" else acc.wide
+        rows.append({
+            "datapath": which, "format": fmt.name or repr(fmt),
+            "mean_rel_error": float(rel.mean()) if rel.size else 0.0,
+            "max_rel_error": float(rel.max()) if rel.size else 0.0,
+            "events": res.events.total, "seconds": dt,
+            "mac_per_s": args.m * args.k * args.n / dt if dt > 0 else None,
+        })
+    out = {"accelerator": acc.name, "m": args.m, "k": args.k, "n": args.n,
+           "seed": args.seed, "results": rows}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"accelerator {acc.name}: {args.m}x{args.k} @ {args.k}x{args.n}, seed {args.seed}")
+    print(f"{'datapath':<8} {'format':<12} {'mean rel err':>12} {'max rel err':>12} "
+          f"{'overflows':>9} {'saturated':>9} {'inexact adds':>12} {'MAC/s':>9}")
+    for r in rows:
+        e = r["events"]
+        print(f"{r['datapath']:<8} {r['format']:<12} {r['mean_rel_error']:>12.3e} "
+              f"{r['max_rel_error']:>12.3e} {e['overflows']:>9} {e['saturations']:>9} "
+              f"{e['inexact']:>12} {r['mac_per_s'] or 0:>9.2e}")
+    return 0
+
+
 def build_parser():
     p = _Parser(prog="accsim", description="Bit-accurate simulation of hardware accumulators.")
     from . import __version__
@@ -125,6 +184,15 @@ def build_parser():
     a.add_argument("name", nargs="?")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_cmd_accelerators)
+
+    mm = sub.add_parser("matmul", help="random GEMM on an accelerator: narrow vs wide vs float64")
+    mm.add_argument("--accelerator", "-a", default="fp16-fp16acc")
+    mm.add_argument("--m", type=int, default=64)
+    mm.add_argument("--k", type=int, default=512)
+    mm.add_argument("--n", type=int, default=64)
+    mm.add_argument("--seed", type=int, default=0)
+    mm.add_argument("--json", action="store_true")
+    mm.set_defaults(func=_cmd_matmul)
     return p
 
 

@@ -20,7 +20,8 @@ Structures (``structure``)
     Promotion every L terms, as FP8 GEMMs on Hopper are run in practice.
     ``"tree"``: pairwise adder tree over the K products (level by level, pairs (0,1),
     (2,3), ...; an odd element is passed up unchanged), every node rounded to ``acc``;
-    the bias, if any, is added to the root with one more rounding.
+    the bias, if any, is added to the root with one more rounding (without a bias the
+    root is the result; a lone product, K = 1, is rounded into ``acc``).
     ``"fused"``: a multi-term fused adder (tensor-core style). Each step takes the next
     ``terms`` (T) products and the accumulator; all T+1 addends are exact; with
     ``e_max`` the exponent (floor log2) of the largest-magnitude addend, each addend is
@@ -346,7 +347,7 @@ def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
     flags = np.zeros((m, n), dtype=np.uint8)
     rid = np.repeat(rows, np.diff(ptr))
     values[rid, cols] = vals_e
-    flags[rid, cols] = flags_e
+    flags[rid, cols] = flags_e & np.uint8(FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
     ov = np.bincount(rid, weights=cov, minlength=m).astype(np.int64)
     sat = np.bincount(rid, weights=csat, minlength=m).astype(np.int64)
     inx = np.bincount(rid, weights=cinx, minlength=m).astype(np.int64)
@@ -392,7 +393,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                     np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
                     np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
                     np.int64(guard_bits), np.int64(amode), seed_u, srbits, native, wnative,
-                    out, oflags, cov, csat, cinx)
+                    bias is not None, out, oflags, cov, csat, cinx)
     values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
     return MatmulResult(values, events, selected=mask)
 

@@ -283,7 +283,7 @@ def fused_step(s, prods, cnt, P, mode, key, srbits, man, G, amode):
 
 @njit(parallel=True, **JIT)
 def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
-               wmode, T, G, amode, seed, srbits, native, wnative,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
                out, oflags, c_ov, c_sat, c_inx):
     """Accumulate the selected outputs of A @ B in a float register.
 
@@ -404,8 +404,12 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
                 if K == 0:
                     acc[t] = init[e0 + t]
                 else:
-                    v, f = fadd(init[e0 + t], buf[0, t], P, mode,
-                                step_key(keys[t], K + node), srbits, native)
+                    if has_bias:
+                        v, f = fadd(init[e0 + t], buf[0, t], P, mode,
+                                    step_key(keys[t], K + node), srbits, native)
+                    else:  # the root itself (a lone product still rounds into acc)
+                        v, f = round_float(buf[0, t], P, mode, step_key(keys[t], K + node),
+                                           srbits)
                     acc[t] = v
                     fl[t] |= f
                     nov[t] += (f >> 1) & 1
