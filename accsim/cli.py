@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 
 
@@ -178,6 +179,8 @@ def build_parser():
     q.add_argument("--hex", action="store_true", help="print float.hex() of each result")
     q.add_argument("values", nargs="+", metavar="VALUE")
     q.set_defaults(func=_cmd_quantize)
+    # values such as -1e-9, -inf or -0x1p-3 are numbers, not options
+    q._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan|0x)", re.IGNORECASE)
 
     a = sub.add_parser("accelerators", help="list or show accelerator models")
     a.add_argument("action", choices=["list", "show"])

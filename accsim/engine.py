@@ -439,6 +439,12 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
     sat = acc.overflow == "saturate"
     mode = np.int64(rounding_code(rounding))
 
+    exact_ints = (code == _acc.S_SEQ and frac == 0 and inta and intb and acc.bits < 64
+                  and (acc.signed or acc.bits < 63))
+    if exact_ints:
+        Ai = A.astype(np.int64)
+        Bi = B.astype(np.int64)
+
     def run(rows_, ptr_, cols_, init_):
         nnz = cols_.shape[0]
         out = np.empty(nnz, dtype=np.int64)
@@ -446,6 +452,10 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
         cov = np.zeros(nnz, dtype=np.int64)
         csat = np.zeros(nnz, dtype=np.int64)
         cinx = np.zeros(nnz, dtype=np.int64)
+        if exact_ints:
+            _acc.int_rows_exact(Ai, Bi, rows_, ptr_, cols_, init_, lo, hi, np.int64(acc.bits),
+                                acc.signed, sat, out, oflags, cov, csat)
+            return out, oflags, cov, csat, cinx
         _acc.int_rows(A, B, rows_, ptr_, cols_, init_, np.int64(frac), lo, hi,
                       np.int64(acc.bits), sat, mode, np.int64(code), np.int64(chunk_size or 0),
                       wlo, whi, wbits, wsat, seed_u, srbits, out, oflags, cov, csat, cinx)
@@ -462,13 +472,21 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
 
     fast = (mask is None and code == _acc.S_SEQ and isinstance(acc, IntFormat) and acc.signed)
     if fast:
-        absA, absB = np.abs(A), np.abs(B)
         binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
-        bound = absA @ absB + np.abs(binit)
-        if bound.size == 0 or bound.max() < 2.0**52:
+        # a global bound on every partial sum: max row 1-norm of A times max |B|
+        gbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
+            (np.abs(B).max() if B.size else 0.0) + (np.abs(binit).max() if binit.size else 0.0)
+        if gbound < 2.0**52:
+            # every partial sum is an integer below 2^52: BLAS is exact in any order
             exact = (A @ B + binit).astype(np.int64)
-            risky = bound > float(acc.max_int)
+
+            def risky_mask():
+                if gbound <= float(acc.max_int):
+                    return np.zeros((m, n), dtype=bool)
+                bound = np.abs(A) @ np.abs(B) + np.abs(binit)
+                return bound > float(acc.max_int)
             if sat:
+                risky = risky_mask()
                 ivals = exact.copy()
                 if risky.any():
                     r_rows, r_ptr, r_cols, _ = _csr(risky, m, n)
@@ -490,6 +508,7 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
                 ivals = exact
 
             def lazy_events():
+                risky = risky_mask()
                 if not risky.any():
                     return Events(*(np.zeros(m, dtype=np.int64) for _ in range(3)),
                                   np.zeros((m, n), dtype=np.uint8))

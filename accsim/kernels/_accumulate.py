@@ -21,7 +21,7 @@ from numba import njit, prange, int64, uint64, uint8
 
 from ._round import (
     F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, RZ, SR,
-    _round_shift, _f2b, _b2f, round_any, round_float, splitmix64, _clz64,
+    _round_shift, _f2b, _b2f, round_any, round_float, splitmix64, _clz64, _ctz64,
 )
 
 JIT = dict(nogil=True, cache=True, error_model="numpy")
@@ -94,8 +94,9 @@ def out_key(seed, r, c):
 @njit(inline="always", **JIT)
 def _add_of_mode(mode, mag, s, lowmask, neg):
     one = uint64(1)
-    if mode == RNE:
-        return (lowmask >> one) + ((mag >> s) & one)
+    if mode == RNE:  # man_bits = 0 (s = 52): every normal significand is odd
+        return (lowmask >> one) + (((mag >> s) | uint64(s == uint64(52))) & one
+                                   & uint64(s != uint64(0)))
     if mode == RNA:
         return (lowmask + one) >> one
     if mode == RU:
@@ -152,7 +153,7 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
             inexact = uint64(rem != uint64(0))
             add = _add_of_mode(mode, mag, s, lowmask, neg)
             r = (mag + add) & ~lowmask
-            if mode == RO:
+            if mode == RO and man > 0:
                 r = r | (inexact << s)
             good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
             acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
@@ -497,6 +498,58 @@ def iadd(s, p, lo, hi, bits, sat):
 
 
 @njit(parallel=True, **JIT)
+def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
+                   out, oflags, c_ov, c_sat):
+    """Sequential integer register with int64 operands whose products are exact
+    integers (|a*b| < 2**62): branch-free wrap/saturate, vectorisable over outputs."""
+    K = Ai.shape[1]
+    sh = int64(64 - bits)
+    nrows = rows.shape[0]
+    for r in prange(nrows):
+        i = rows[r]
+        e0 = ptr[r]
+        w = ptr[r + 1] - e0
+        if w == 0:
+            continue
+        acc = np.empty(w, dtype=np.int64)
+        nov = np.zeros(w, dtype=np.int64)
+        gb = np.empty(w, dtype=np.int64)
+        contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
+        c0 = cols[e0] if contig else 0
+        for t in range(w):
+            acc[t] = init[e0 + t]
+        for k in range(K):
+            a = Ai[i, k]
+            if contig:
+                src = Bi[k]
+            else:
+                bk = Bi[k]
+                for t in range(w):
+                    gb[t] = bk[cols[e0 + t]]
+                src = gb
+            for t in range(w):
+                s = acc[t]
+                p = a * src[c0 + t]
+                x = s + p
+                o64 = ((s ^ x) & (p ^ x)) < 0
+                outr = o64 | (x < lo) | (x > hi)
+                positive = (o64 & (s > 0)) | ((not o64) & (x > 0))
+                if sat:
+                    v = (hi if positive else lo) if outr else x
+                elif signed:
+                    v = (x << sh) >> sh
+                else:
+                    v = x & ((int64(1) << int64(bits)) - 1)
+                acc[t] = v
+                nov[t] += int64(outr)
+        for t in range(w):
+            out[e0 + t] = acc[t]
+            oflags[e0 + t] = uint8(F_OVERFLOW | (F_SATURATE if sat else 0)) if nov[t] > 0 else uint8(0)
+            c_ov[e0 + t] = nov[t]
+            c_sat[e0 + t] = nov[t] if sat else 0
+
+
+@njit(parallel=True, **JIT)
 def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct, L,
              wlo, whi, wbits, wsat, seed, srbits, out, oflags, c_ov, c_sat, c_inx):
     """Integer/fixed register accumulation of the selected outputs (int64 units).
@@ -581,10 +634,8 @@ def sig_stats(x):
             if v == 0.0 or math.isinf(v) or v != v:
                 continue
             m, E, neg = _decompose(v)
-            tz = 0
-            while (m & uint64(1)) == 0:
-                m = m >> uint64(1)
-                tz += 1
+            tz = _ctz64(m)
+            m = m >> uint64(tz)
             nb = 64 - _clz64(m)
             lsb = E + tz
             if nb > smax[c]:

@@ -252,6 +252,15 @@ def _round_float_tiny(x, P, mode, key, srbits):
     else:
         m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
         E = e - 52
+    if e >= emin:
+        # a float64 subnormal that is normal in the target (emin < -1022)
+        qe = e - man
+        s = qe - E
+        if s <= 0:
+            return x, 0
+        q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+        val = math.ldexp(np.float64(q), qe)
+        return (-val if neg else val), F_INEXACT if inexact else 0
     if P[P_SUB] == 1:
         qe = emin - man
         s = qe - E
@@ -313,7 +322,8 @@ def round_float(x, P, mode, key, srbits):
         rem = mag & lowmask
         inexact = uint64(rem != uint64(0))
         if mode == RNE:
-            lsb = (mag >> s) & one
+            # with man_bits = 0 every normal significand is 1 (odd): ties go up
+            lsb = ((mag >> s) | uint64(man == 0)) & one & uint64(s != uint64(0))
             add = (lowmask >> one) + lsb  # half - 1 + lsb
         elif mode == RNA:
             add = (lowmask + one) >> one
@@ -328,7 +338,7 @@ def round_float(x, P, mode, key, srbits):
         else:
             add = _sr_addend(s, key, srbits)
         r = (mag + add) & ~lowmask
-        if mode == RO:
+        if mode == RO and man > 0:  # man_bits = 0: the truncation is already odd
             r = r | (inexact << s)
         if r > uint64(P[P_MAXBITS]):
             return _overflow_result(neg, mode, P, True)
@@ -337,15 +347,33 @@ def round_float(x, P, mode, key, srbits):
     return _round_float_tiny(x, P, mode, key, srbits)
 
 
-@njit(**JIT)
-def _clz64(v):
-    n = 0
-    if v == 0:
-        return 64
-    while (v & uint64(0x8000000000000000)) == 0:
-        v = v << uint64(1)
-        n += 1
-    return n
+@intrinsic
+def _clz64(typingctx, v):
+    """Leading zeros of a 64-bit integer (64 for zero): LLVM ctlz."""
+    if not isinstance(v, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        x = args[0]
+        if v.bitwidth != 64:
+            x = builder.zext(x, ir.IntType(64))
+        r = builder.ctlz(x, ir.Constant(ir.IntType(1), 0))
+        return r
+    return types.int64(v), codegen
+
+
+@intrinsic
+def _ctz64(typingctx, v):
+    """Trailing zeros of a 64-bit integer (64 for zero): LLVM cttz."""
+    if not isinstance(v, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        x = args[0]
+        if v.bitwidth != 64:
+            x = builder.zext(x, ir.IntType(64))
+        return builder.cttz(x, ir.Constant(ir.IntType(1), 0))
+    return types.int64(v), codegen
 
 
 @njit(**JIT)
@@ -439,11 +467,7 @@ def round_int(x, P, mode, key, srbits):
 @njit(**JIT)
 def _sigbits(u):
     """Significant bits of the nonzero uint64 u (leading one to trailing one)."""
-    t = 0
-    while (u & uint64(1)) == 0:
-        u = u >> uint64(1)
-        t += 1
-    return 64 - _clz64(u)
+    return 64 - _clz64(u) - _ctz64(u)
 
 
 @njit(**JIT)
@@ -464,9 +488,14 @@ def element_key(seed, idx):
 def quantize_kernel(x, out, P, mode, seed, srbits, flags_out):
     """Round every element of the 1-D array ``x`` into ``out``; OR of flags per element."""
     n = x.shape[0]
+    sr = mode == SR
+    flt = P[P_KIND] == 0
     for i in prange(n):
-        key = element_key(seed, i)
-        v, f = round_any(x[i], P, mode, key, srbits)
+        key = element_key(seed, i) if sr else uint64(0)
+        if flt:
+            v, f = round_float(x[i], P, mode, key, srbits)
+        else:
+            v, f = round_int(x[i], P, mode, key, srbits)
         out[i] = v
         flags_out[i] = f
 
@@ -474,8 +503,13 @@ def quantize_kernel(x, out, P, mode, seed, srbits, flags_out):
 @njit(**JIT)
 def quantize_kernel_serial(x, out, P, mode, seed, srbits, flags_out):
     n = x.shape[0]
+    sr = mode == SR
+    flt = P[P_KIND] == 0
     for i in range(n):
-        key = element_key(seed, i)
-        v, f = round_any(x[i], P, mode, key, srbits)
+        key = element_key(seed, i) if sr else uint64(0)
+        if flt:
+            v, f = round_float(x[i], P, mode, key, srbits)
+        else:
+            v, f = round_int(x[i], P, mode, key, srbits)
         out[i] = v
         flags_out[i] = f

@@ -1,0 +1,346 @@
+"""accsim.engine.matmul with integer and fixed-point accumulators, against Python ints.
+
+Oracle: ``naive.matmul`` keeps the register as a Python int (units of 2**-frac_bits).
+Each product is rounded to the accumulator's grid (resolution only: the contract says
+"rounded to the accumulator grid", then "added exactly into a bits-bit two's-complement
+register that wraps or saturates after every add"), so a product larger than the
+register's range is added exactly and only the sum is wrapped or saturated.
+
+Events: one overflow per add whose exact sum is out of range (plus a saturation when the
+register saturates); a product rounding to the grid that drops bits counts as inexact.
+
+Second peer: APyTypes 0.5.1 ``APyFixedAccumulatorContext``. Found by experiment here: it
+does not apply the context's overflow mode per add. ``to_numpy()`` returns the exact,
+unwrapped sum (e.g. 123398 from a 16-bit context) while ``to_bits()`` returns its low
+``bits`` bits; ``OverflowMode.SAT`` does not saturate at all. Because wrapping is modular,
+the low bits of the exact sum are still the wrapping accumulator's result, so the
+cross-check below uses wrap and ``to_bits()``; saturation has no APyTypes peer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import naive
+from accsim import FixedFormat, IntFormat
+from accsim.engine import matmul
+
+INT_ACCS = {
+    "int8": IntFormat(8), "int8_sat": IntFormat(8, overflow="saturate"),
+    "int16": IntFormat(16), "int16_sat": IntFormat(16, overflow="saturate"),
+    "int32": IntFormat(32), "int32_sat": IntFormat(32, overflow="saturate"),
+    "int12": IntFormat(12), "int20_sat": IntFormat(20, overflow="saturate"),
+}
+
+
+def ints(rng, shape, bits):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1))
+    return rng.integers(lo, hi, shape).astype(np.float64)
+
+
+def run_both(a, b, acc, label, *, inexact=True, **kw):
+    got = matmul(a, b, acc, **kw)
+    ref = naive.matmul(a, b, acc, **kw)
+    naive.assert_values(got.values, ref.values, a, b, label, bias=kw.get("bias"),
+                        signed_zero=False)
+    naive.assert_events(got.events, ref, label, inexact=inexact)
+    return got, ref
+
+
+def operand_bits(acc):
+    # operands whose products stay inside the register's range (int8 acc: int4 operands)
+    return 4 if acc.bits <= 8 else 8
+
+
+# ------------------------------------------------------------------------------------
+
+class TestOracle:
+    def test_wrap_and_saturate_by_hand(self):
+        a = np.array([[100.0, 100.0, -100.0, 50.0]])
+        b = np.array([[200.0], [100.0], [100.0], [-300.0]])
+        # partial sums: 20000, 30000, 20000, 5000 (int16: no overflow)
+        r = naive.matmul(a, b, IntFormat(16))
+        assert r.values[0, 0] == 5000 and r.overflows.tolist() == [0]
+        b2 = np.array([[200.0], [200.0], [-100.0], [-300.0]])
+        # products 20000, 20000, 10000, -15000
+        # wrap: 20000, 40000 -> -25536, -15536, -30536
+        r = naive.matmul(a, b2, IntFormat(16))
+        assert r.values[0, 0] == -30536 and r.overflows.tolist() == [1]
+        # saturate: 20000, 32767 (sat), 42767 -> 32767 (sat), 17767
+        r = naive.matmul(a, b2, IntFormat(16, overflow="saturate"))
+        assert r.values[0, 0] == 17767
+        assert r.overflows.tolist() == [2] and r.saturations.tolist() == [2]
+
+    def test_fixed_product_rounding_by_hand(self):
+        acc = FixedFormat(8, 2)                 # grid 0.25, range [-32, 31.75]
+        a = np.array([[0.375, -0.375]])         # products 0.375*1 -> 0.25 or 0.5
+        b = np.array([[1.0], [1.0]])
+        assert naive.matmul(a, b, acc, rounding="rne").values[0, 0] == 0.5 - 0.5
+        assert naive.matmul(a, b, acc, rounding="rd").values[0, 0] == 0.25 - 0.5
+        assert naive.matmul(a, b, acc, rounding="ru").values[0, 0] == 0.5 - 0.25
+        r = naive.matmul(a, b, acc, rounding="rz")
+        assert r.values[0, 0] == 0.0 and r.inexact.tolist() == [2]
+
+
+# ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("structure", ["sequential", "chunked"])
+@pytest.mark.parametrize("accname", list(INT_ACCS))
+@pytest.mark.parametrize("seed", [1, 2])
+def test_int_vs_oracle(accname, structure, seed):
+    acc = INT_ACCS[accname]
+    rng = np.random.default_rng(seed * 100 + acc.bits)
+    ob = operand_bits(acc)
+    k = 64
+    a = ints(rng, (6, k), ob)
+    b = ints(rng, (k, 5), ob)
+    # push some rows to overflow: same-sign large products
+    a[0, :] = (1 << (ob - 1)) - 1
+    b[:, 0] = (1 << (ob - 1)) - 1
+    a[1, :] = -(1 << (ob - 1))
+    kw = dict(structure=structure)
+    if structure == "chunked":
+        kw.update(chunk_size=7, wide=IntFormat(acc.bits + 8, overflow=acc.overflow))
+    got, ref = run_both(a, b, acc, f"{accname} {structure}", **kw)
+    if acc.bits <= 16:
+        assert ref.total["overflows"] > 0
+
+
+@pytest.mark.parametrize("acc", [IntFormat(8), IntFormat(8, overflow="saturate")],
+                         ids=["wrap", "saturate"])
+def test_int8_acc_products_beyond_range(acc):
+    """int8 x int8 products (up to 16384) into an int8 register: each product is added
+    exactly and only the sum wraps / saturates (products are rounded to the grid only)."""
+    rng = np.random.default_rng(3)
+    a = ints(rng, (5, 24), 8)
+    b = ints(rng, (24, 4), 8)
+    run_both(a, b, acc, f"int8 acc, int8 operands ({acc.overflow})")
+
+
+def test_int32_equals_exact():
+    rng = np.random.default_rng(5)
+    a = ints(rng, (8, 64), 8)
+    b = ints(rng, (64, 8), 8)
+    r = matmul(a, b, IntFormat(32))
+    exact = a.astype(np.int64) @ b.astype(np.int64)
+    assert np.array_equal(r.values, exact.astype(np.float64))
+    assert r.events.total == {"overflows": 0, "saturations": 0, "inexact": 0}
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_wrap_is_modular_whatever_the_structure(bits):
+    """Wrap-around is arithmetic mod 2**bits: sequential and chunked (narrow and wide of
+    the same width) both equal the exact sum reduced mod 2**bits."""
+    rng = np.random.default_rng(bits)
+    a = ints(rng, (6, 64), 8)
+    b = ints(rng, (64, 6), 8)
+    exact = (a.astype(np.int64) @ b.astype(np.int64)) % (1 << bits)
+    exact = np.where(exact >= 1 << (bits - 1), exact - (1 << bits), exact).astype(np.float64)
+    acc = IntFormat(bits)
+    seq = matmul(a, b, acc).values
+    ch = matmul(a, b, acc, structure="chunked", chunk_size=5, wide=acc).values
+    assert np.array_equal(seq, exact)
+    assert np.array_equal(ch, exact)
+
+
+def test_saturation_is_order_dependent():
+    """Saturation is not modular: [big, big, -big] saturates then comes back down."""
+    acc = IntFormat(16, overflow="saturate")
+    a = np.array([[127.0, 127.0, 127.0, -127.0, -127.0]])
+    b = np.full((5, 1), 127.0)      # products 16129: 16129, 32258, 32767 (sat), 16638, 509
+    r = matmul(a, b, acc)
+    assert r.values[0, 0] == 32767 - 2 * 16129
+    assert r.events.overflows.tolist() == [1] and r.events.saturations.tolist() == [1]
+    run_both(a, b, acc, "saturation order")
+
+
+# ------------------------------------------------------------------------------------
+# A2Q: ||w||_1 * max|x| < 2**(B-1)  =>  no overflow in a signed B-bit register
+
+def _a2q_weights(rng, m, k, budget):
+    """int8 weights, every row with L1 norm <= budget (some rows exactly at it)."""
+    w = np.zeros((m, k))
+    for i in range(m):
+        left = budget
+        for j in rng.permutation(k):
+            if left <= 0:
+                break
+            v = int(min(rng.integers(0, 128), left))
+            w[i, j] = v * rng.choice([-1, 1])
+            left -= v
+        if i % 2 == 0 and left > 0:    # fill to the budget exactly
+            j = int(np.argmin(np.abs(w[i])))
+            extra = min(left, 127 - int(abs(w[i, j])))
+            w[i, j] = np.sign(w[i, j] or 1) * (abs(w[i, j]) + extra)
+    return w
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("bits", [12, 14, 16])
+def test_a2q_bound_no_overflow(bits, overflow):
+    rng = np.random.default_rng(bits)
+    k = 64
+    xmax = 128                                   # int8 activations, -128 included
+    budget = ((1 << (bits - 1)) - 1) // xmax     # ||w||_1 * 128 < 2**(B-1)
+    w = _a2q_weights(rng, 8, k, budget)
+    assert np.all(np.abs(w).sum(axis=1) * xmax < 2 ** (bits - 1))
+    x = ints(rng, (k, 8), 8)
+    # worst case activations for row 0: x = -128 * sign(w) -> |sum| = 128 * ||w||_1
+    x[:, 0] = np.where(w[0] >= 0, -128.0, 127.0)
+    acc = IntFormat(bits, overflow=overflow)
+    r = matmul(w, x, acc)
+    assert r.events.total == {"overflows": 0, "saturations": 0, "inexact": 0}
+    assert np.array_equal(r.values, (w.astype(np.int64) @ x.astype(np.int64)).astype(np.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(10, 20), st.integers(1, 48), st.integers(0, 2**32 - 1))
+def test_a2q_bound_hypothesis(bits, k, seed):
+    rng = np.random.default_rng(seed)
+    budget = ((1 << (bits - 1)) - 1) // 128
+    w = _a2q_weights(rng, 4, k, budget)
+    x = ints(rng, (k, 3), 8)
+    r = matmul(w, x, IntFormat(bits, overflow="saturate"))
+    assert r.events.total["overflows"] == 0
+    assert np.array_equal(r.values, w @ x)
+
+
+def test_a2q_bound_violated_overflows():
+    """One step past the bound with worst-case activations: an overflow must be reported
+    (and matches the oracle)."""
+    bits = 12
+    budget = ((1 << (bits - 1)) - 1) // 128 + 2
+    w = np.zeros((1, 16))
+    w[0, :2] = [budget // 2, budget - budget // 2]
+    x = np.full((16, 1), -128.0)
+    for overflow in ("wrap", "saturate"):
+        got, ref = run_both(w, x, IntFormat(bits, overflow=overflow), f"A2Q violated {overflow}")
+        assert ref.total["overflows"] == 1
+
+
+# ------------------------------------------------------------------------------------
+# fixed point
+
+FIXED_MODES = ["rne", "rna", "rz", "ru", "rd", "ro"]
+
+
+@pytest.mark.parametrize("mode", FIXED_MODES)
+@pytest.mark.parametrize("acc", [FixedFormat(16, 8), FixedFormat(16, 8, overflow="saturate"),
+                                 FixedFormat(12, 4), FixedFormat(20, 10, overflow="saturate"),
+                                 FixedFormat(16, -2)],
+                         ids=lambda f: f"q{f.bits}.{f.frac_bits}{'s' if f.overflow == 'saturate' else 'w'}")
+def test_fixed_vs_oracle(acc, mode):
+    """Products with more fraction bits than the register are rounded to its grid."""
+    rng = np.random.default_rng(acc.bits * 7 + acc.frac_bits)
+    a = rng.integers(-128, 128, (5, 32)) / 2.0**6     # 6 fraction bits
+    b = rng.integers(-128, 128, (32, 4)) / 2.0**5     # 5 fraction bits -> products: 11
+    a[0, :] = 127 / 64
+    b[:, 0] = 127 / 32
+    bias = np.array([0.0, -1.0, 2.5, 0.25]) * (4.0 if acc.frac_bits < 0 else 1.0)
+    run_both(a, b, acc, f"fixed {acc} {mode}", rounding=mode)
+    run_both(a, b, acc, f"fixed {acc} {mode} bias", rounding=mode, bias=bias)
+
+
+@pytest.mark.parametrize("mode", ["rne", "rz", "rd"])
+def test_fixed_chunked(mode):
+    acc = FixedFormat(12, 6, overflow="saturate")
+    wide = FixedFormat(24, 6, overflow="saturate")
+    rng = np.random.default_rng(71)
+    a = rng.integers(-64, 64, (4, 40)) / 2.0**5
+    b = rng.integers(-64, 64, (40, 4)) / 2.0**4
+    run_both(a, b, acc, f"fixed chunked {mode}", rounding=mode, structure="chunked",
+             chunk_size=8, wide=wide, bias=np.array([1.5, -2.0, 0.0, 3.25]))
+
+
+def test_int_chunked_with_bias_in_wide():
+    rng = np.random.default_rng(73)
+    a = ints(rng, (4, 50), 8)
+    b = ints(rng, (50, 3), 8)
+    bias = np.array([1000.0, -70000.0, 123456.0])
+    for narrow in (IntFormat(16), IntFormat(16, overflow="saturate")):
+        run_both(a, b, narrow, f"chunked {narrow}", structure="chunked", chunk_size=16,
+                 wide=IntFormat(32, overflow="saturate"), bias=bias)
+
+
+def test_unsigned_accumulator():
+    rng = np.random.default_rng(79)
+    a = rng.integers(0, 16, (4, 30)).astype(float)
+    b = rng.integers(0, 16, (30, 4)).astype(float)
+    for acc in (IntFormat(10, signed=False), IntFormat(10, signed=False, overflow="saturate")):
+        run_both(a, b, acc, f"unsigned {acc}")
+
+
+def test_integer_dtype_inputs():
+    rng = np.random.default_rng(83)
+    a = rng.integers(-128, 128, (4, 40)).astype(np.int8)
+    b = rng.integers(-128, 128, (40, 4)).astype(np.int8)
+    got = matmul(a, b, IntFormat(16, overflow="saturate"))
+    ref = naive.matmul(a.astype(float), b.astype(float), IntFormat(16, overflow="saturate"))
+    naive.assert_values(got.values, ref.values, label="int8 dtype inputs", signed_zero=False)
+    naive.assert_events(got.events, ref, "int8 dtype inputs")
+
+
+def test_int_refusals():
+    a = np.array([[0.5, 1.0]])
+    b = np.ones((2, 1))
+    with pytest.raises(ValueError):
+        matmul(a, b, IntFormat(16))              # IntFormat needs integer operands
+    for structure in ("tree", "fused"):
+        with pytest.raises(ValueError):
+            matmul(np.ones((1, 2)), b, IntFormat(16), structure=structure)
+
+
+def test_fixed_sr_reproducible():
+    rng = np.random.default_rng(89)
+    a = rng.integers(-128, 128, (6, 32)) / 2.0**6
+    b = rng.integers(-128, 128, (32, 6)) / 2.0**5
+    acc = FixedFormat(16, 4)
+    r1 = matmul(a, b, acc, rounding="sr", seed=5).values
+    r2 = matmul(a, b, acc, rounding="sr", seed=5).values
+    r3 = matmul(a, b, acc, rounding="sr", seed=6).values
+    assert np.array_equal(r1, r2)
+    assert not np.array_equal(r1, r3)
+    lo = naive.matmul(a, b, acc, rounding="rd").values
+    hi = naive.matmul(a, b, acc, rounding="ru").values
+    assert np.all((lo <= r1) & (r1 <= hi))
+
+
+# ------------------------------------------------------------------------------------
+# APyTypes fixed-point accumulator context (wrap only; see module docstring)
+
+def _from_bits(bits, nbits, frac):
+    v = np.asarray(bits, dtype=np.int64)
+    v = np.where(v >= 1 << (nbits - 1), v - (1 << nbits), v)
+    return v / 2.0**frac
+
+
+_APY_FX = {"rd": "TRN", "rne": "RND_CONV", "rz": "TRN_ZERO", "rna": "RND_INF", "ru": "TRN_INF"}
+
+
+@pytest.mark.parametrize("mode", list(_APY_FX))
+@pytest.mark.parametrize("int_bits,frac_bits", [(6, 4), (12, 4), (10, 0)])
+def test_apytypes_fixed_wrap(int_bits, frac_bits, mode):
+    apytypes = pytest.importorskip("apytypes")
+    rng = np.random.default_rng(97 + int_bits)
+    if frac_bits:
+        a = rng.integers(-128, 128, (8, 48)) / 16.0
+        b = rng.integers(-128, 128, (48, 8)) / 32.0
+        A = apytypes.APyFixedArray.from_float(a, int_bits=4, frac_bits=4)
+        B = apytypes.APyFixedArray.from_float(b, int_bits=3, frac_bits=5)
+    else:
+        a = rng.integers(-128, 128, (8, 48)).astype(float)
+        b = rng.integers(-128, 128, (48, 8)).astype(float)
+        A = apytypes.APyFixedArray.from_float(a, int_bits=8, frac_bits=0)
+        B = apytypes.APyFixedArray.from_float(b, int_bits=8, frac_bits=0)
+    q = getattr(apytypes.QuantizationMode, _APY_FX[mode])
+    with apytypes.APyFixedAccumulatorContext(int_bits=int_bits, frac_bits=frac_bits,
+                                             overflow=apytypes.OverflowMode.WRAP,
+                                             quantization=q):
+        C = A @ B
+    nb = int_bits + frac_bits
+    apy = _from_bits(C.to_bits(), nb, frac_bits)
+    acc = FixedFormat(nb, frac_bits) if frac_bits else IntFormat(nb)
+    got = matmul(a, b, acc, rounding=mode).values
+    naive.assert_values(got, apy, a, b, f"apytypes fixed {acc} {mode}", signed_zero=False)
