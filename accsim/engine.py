@@ -389,6 +389,15 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     cinx = np.zeros(nnz, dtype=np.int64)
     amode = {"rz": 2, "rd": 4, "rne": 0}[align_rounding]
     P = format_params(acc)
+    if (mask is not None and code == _acc.S_SEQ and pkind == 0 and not native
+            and rounding != "sr"):
+        # scattered outputs: blocks of independent registers over (row, col) pairs
+        rid = np.repeat(rows, np.diff(ptr))
+        Bt = np.ascontiguousarray(B.T)
+        _acc.seq_float_pairs(A, Bt, rid, cols, init, P, np.int64(rounding_code(rounding)),
+                             srbits, np.int64(64), out, oflags, cov, csat, cinx)
+        values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
+        return MatmulResult(values, events, selected=mask)
     _acc.float_rows(A, B, rows, ptr, cols, init, P, np.int64(rounding_code(rounding)),
                     np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
                     np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),

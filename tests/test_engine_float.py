@@ -204,14 +204,15 @@ class TestOracle:
 # ------------------------------------------------------------------------------------
 # the main grid: accumulator x rounding x structure x product, random operands
 
-@pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("product", ["exact", "acc"])
 @pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("accname", list(ACCS))
-def test_random_vs_oracle(accname, mode, structure, product, with_bias):
+def test_random_vs_oracle(accname, mode, structure, product):
     acc, opfmt, lo, hi = ACCS[accname]
-    seed = zlib.crc32(f"{accname}/{mode}/{structure}/{product}/{with_bias}".encode())
+    seed = zlib.crc32(f"{accname}/{mode}/{structure}/{product}".encode())
+    # a bias on every other combination (half of each mode / structure / product)
+    with_bias = (MODES.index(mode) + STRUCTURES.index(structure) + (product == "acc")) % 2 == 1
     rng = np.random.default_rng(seed)
     a = draw(rng, (M, K), opfmt, lo, hi)
     b = draw(rng, (K, N), opfmt, lo, hi)
@@ -230,7 +231,7 @@ def test_random_vs_oracle(accname, mode, structure, product, with_bias):
 # ------------------------------------------------------------------------------------
 # adversarial matrices
 
-ADV_ACCS = ["fp16", "bf16", "e5m2", "e4m3", "e5m7", "e3m4", "fp32"]
+ADV_ACCS = ["fp16", "bf16", "e4m3", "e3m4"]
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -295,7 +296,7 @@ def test_overflow_threshold(acc, scale, mode, structure):
 
 @pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("acc", [FP16, BF16, E4M3, E5M2, E3M4, FloatFormat(5, 10, subnormals=False, name="fp16ftz"),
+@pytest.mark.parametrize("acc", [FP16, BF16, E4M3, FloatFormat(5, 10, subnormals=False, name="fp16ftz"),
                                  FloatFormat(4, 3, subnormals=False, name="e4m3ftz")],
                          ids=lambda f: f.name)
 def test_subnormal_partial_sums(acc, mode, structure):
@@ -336,7 +337,7 @@ def _tie_rows(acc):
 
 @pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("accname", ["fp16", "bf16", "e5m2", "e4m3", "e5m7", "e3m4", "tf32", "e6m9"])
+@pytest.mark.parametrize("accname", ["fp16", "bf16", "e5m2", "e3m4", "tf32"])
 def test_exact_ties(accname, mode, structure):
     acc = ACCS[accname][0]
     a = _tie_rows(acc)
@@ -381,9 +382,9 @@ def test_signed_zero_results(mode, structure):
 # structures' own parameters
 
 @pytest.mark.parametrize("align", ["rz", "rd", "rne"])
-@pytest.mark.parametrize("guard", [0, 1, 3, 8])
-@pytest.mark.parametrize("terms", [1, 2, 4, 8])
-@pytest.mark.parametrize("mode", ["rne", "rz", "rd", "rna"])
+@pytest.mark.parametrize("guard", [0, 3, 8])
+@pytest.mark.parametrize("terms", [1, 3, 8])
+@pytest.mark.parametrize("mode", ["rne", "rd"])
 def test_fused_alignment(align, guard, terms, mode):
     rng = np.random.default_rng(17 + guard + 10 * terms)
     a = draw(rng, (M, 16), FP16, -8, 6)
@@ -409,9 +410,9 @@ def test_fused_large_guard_is_correctly_rounded_sum(mode):
     naive.assert_events(got.events, ref, f"fused G=30 {mode}")
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 7, 23, 100])
-@pytest.mark.parametrize("wide_rounding", [None, "rne", "rz"])
-@pytest.mark.parametrize("mode", ["rne", "rz", "ru"])
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+@pytest.mark.parametrize("wide_rounding", [None, "rz"])
+@pytest.mark.parametrize("mode", ["rne", "ru"])
 def test_chunked_parameters(chunk, wide_rounding, mode):
     rng = np.random.default_rng(23 + chunk)
     a = draw(rng, (M, K), E4M3, -4, 4)

@@ -174,6 +174,87 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
                     ninx[t] += f & 1
 
 
+@njit(parallel=True, **JIT)
+def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
+                    out, oflags, c_ov, c_sat, c_inx):
+    """Sequential float accumulation of arbitrary outputs (pr[e], pc[e]).
+
+    Outputs are processed in blocks of ``lanes`` independent registers (any rows and
+    columns), reading A's rows and B's columns (rows of Bt) contiguously, so the cost
+    is proportional to the number of outputs however they are scattered. Same
+    arithmetic as :func:`seq_float_row`; not for stochastic rounding.
+    """
+    K = A.shape[1]
+    nnz = pr.shape[0]
+    nblk = (nnz + lanes - 1) // lanes
+    man = P[1]
+    s = uint64(52 - man)
+    one = uint64(1)
+    lowmask = (one << s) - one
+    maxb = uint64(P[4])
+    ebias_min = uint64(P[2] + 1023)
+    for blk in prange(nblk):
+        e0 = blk * lanes
+        w = min(nnz, e0 + lanes) - e0
+        acc = np.empty(w)
+        av = np.empty(w)
+        bv = np.empty(w)
+        fl = np.zeros(w, dtype=np.uint8)
+        ninx = np.zeros(w, dtype=np.int64)
+        nov = np.zeros(w, dtype=np.int64)
+        nsat = np.zeros(w, dtype=np.int64)
+        ok = np.empty(w, dtype=np.bool_)
+        for t in range(w):
+            acc[t] = init[e0 + t]
+        for k in range(K):
+            for t in range(w):
+                av[t] = A[pr[e0 + t], k]
+                bv[t] = Bt[pc[e0 + t], k]
+            nbad = 0
+            for t in range(w):
+                p = av[t] * bv[t]
+                x = acc[t]
+                hi = x + p
+                bp = hi - x
+                lo = (x - (hi - bp)) + (p - bp)
+                hb = _f2b(hi)
+                fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & one
+                toward = uint64((lo > 0.0) == (hi > 0.0))
+                hb = hb + fix * (toward + toward - one)
+                mag = hb & uint64(0x7FFFFFFFFFFFFFFF)
+                ef = mag >> uint64(52)
+                neg = (hb >> uint64(63)) != 0
+                rem = mag & lowmask
+                inexact = uint64(rem != uint64(0))
+                add = _add_of_mode(mode, mag, s, lowmask, neg)
+                r = (mag + add) & ~lowmask
+                if mode == RO and man > 0:
+                    r = r | (inexact << s)
+                good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
+                acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
+                ok[t] = good
+                ninx[t] += int64(inexact & uint64(good))
+                fl[t] |= uint8(inexact & uint64(good))
+                nbad += 1 - int64(good)
+            if nbad:
+                for t in range(w):
+                    if not ok[t]:
+                        key = out_key(0, pr[e0 + t], pc[e0 + t])
+                        v, f = fadd(acc[t], av[t] * bv[t], P, mode, step_key(key, k), srbits,
+                                    False)
+                        acc[t] = v
+                        fl[t] |= f
+                        nov[t] += (f >> 1) & 1
+                        nsat[t] += (f >> 2) & 1
+                        ninx[t] += f & 1
+        for t in range(w):
+            out[e0 + t] = acc[t]
+            oflags[e0 + t] = fl[t]
+            c_ov[e0 + t] = nov[t]
+            c_sat[e0 + t] = nsat[t]
+            c_inx[e0 + t] = ninx[t]
+
+
 # ------------------------------------------------------------------------------------
 # multi-term fused adder
 
