@@ -92,18 +92,32 @@ def out_key(seed, r, c):
 
 
 @njit(inline="always", **JIT)
-def _add_of_mode(mode, mag, s, lowmask, neg):
+def mode_consts(mode, s):
+    """Loop-invariant constants of the branch-free bit rounding at shift s (s >= 1).
+
+    The increment added before clearing the s dropped bits is
+    ``base + (lsb & lsb_en) + (dpos & ~negmask) + (dneg & negmask)``; round-to-odd
+    then ORs ``inexact << s`` masked by ``ro_mask``. ``force`` makes the kept last bit
+    count as odd when man_bits = 0 (every normal significand is 1).
+    """
     one = uint64(1)
-    if mode == RNE:  # man_bits = 0 (s = 52): every normal significand is odd
-        return (lowmask >> one) + (((mag >> s) | uint64(s == uint64(52))) & one
-                                   & uint64(s != uint64(0)))
-    if mode == RNA:
-        return (lowmask + one) >> one
-    if mode == RU:
-        return lowmask & (uint64(0) - uint64(not neg))
-    if mode == RD:
-        return lowmask & (uint64(0) - uint64(neg))
-    return uint64(0)  # RZ, RO
+    lowmask = (one << s) - one
+    zero = uint64(0)
+    base, lsb_en, dpos, dneg, ro_mask = zero, zero, zero, zero, zero
+    if mode == RNE:
+        base = lowmask >> one
+        lsb_en = one
+    elif mode == RNA:
+        base = (lowmask + one) >> one
+    elif mode == RU:
+        dpos = lowmask
+    elif mode == RD:
+        dneg = lowmask
+    elif mode == RO:
+        if s < uint64(52):
+            ro_mask = ~zero
+    force = one if s == uint64(52) else zero
+    return base, lsb_en, dpos, dneg, ro_mask, force
 
 
 @njit(**JIT)
@@ -123,6 +137,7 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
     lowmask = (one << s) - one
     maxb = uint64(P[4])
     ebias_min = uint64(P[2] + 1023)
+    base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0] if contig else 0
     gb = np.empty(w)
@@ -151,16 +166,13 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
             neg = (hb >> uint64(63)) != 0
             rem = mag & lowmask
             inexact = uint64(rem != uint64(0))
-            add = _add_of_mode(mode, mag, s, lowmask, neg)
-            r = (mag + add) & ~lowmask
-            if mode == RO and man > 0:
-                r = r | (inexact << s)
+            nm = uint64(0) - uint64(neg)
+            add = base + (((mag >> s) | force) & lsb_en) + (dpos & ~nm) + (dneg & nm)
+            r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
             good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
             acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
-            tmp[t] = _b2f(hb)
             ok[t] = good
             ninx[t] += int64(inexact & uint64(good))
-            fl[t] |= uint8(inexact & uint64(good))
             nbad += 1 - int64(good)
         if nbad:
             for t in range(w):
@@ -172,6 +184,9 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
                     nov[t] += (f >> 1) & 1
                     nsat[t] += (f >> 2) & 1
                     ninx[t] += f & 1
+    for t in range(w):
+        if ninx[t] > 0:
+            fl[t] |= uint8(F_INEXACT)
 
 
 @njit(parallel=True, **JIT)
@@ -193,6 +208,7 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
     lowmask = (one << s) - one
     maxb = uint64(P[4])
     ebias_min = uint64(P[2] + 1023)
+    base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
     for blk in prange(nblk):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
@@ -226,15 +242,13 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                 neg = (hb >> uint64(63)) != 0
                 rem = mag & lowmask
                 inexact = uint64(rem != uint64(0))
-                add = _add_of_mode(mode, mag, s, lowmask, neg)
-                r = (mag + add) & ~lowmask
-                if mode == RO and man > 0:
-                    r = r | (inexact << s)
+                nm = uint64(0) - uint64(neg)
+                add = base + (((mag >> s) | force) & lsb_en) + (dpos & ~nm) + (dneg & nm)
+                r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
                 good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
                 acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
                 ok[t] = good
                 ninx[t] += int64(inexact & uint64(good))
-                fl[t] |= uint8(inexact & uint64(good))
                 nbad += 1 - int64(good)
             if nbad:
                 for t in range(w):
@@ -249,7 +263,7 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                         ninx[t] += f & 1
         for t in range(w):
             out[e0 + t] = acc[t]
-            oflags[e0 + t] = fl[t]
+            oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if ninx[t] > 0 else uint8(0))
             c_ov[e0 + t] = nov[t]
             c_sat[e0 + t] = nsat[t]
             c_inx[e0 + t] = ninx[t]
