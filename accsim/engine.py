@@ -297,7 +297,6 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
             raise ValueError("a, b: products may exceed float64's range")
 
     rows, ptr, cols, mask = _csr(select, m, n)
-    nnz = cols.shape[0]
     code = _STRUCT_CODE[structure]
 
     if structure == "chunked":

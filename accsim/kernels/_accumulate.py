@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange, int64, uint64, uint8
 
 from ._round import (
-    F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, RZ, SR,
+    F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, SR,
     _round_shift, _f2b, _b2f, round_any, round_float, splitmix64, _clz64, _ctz64,
 )
 
