@@ -41,7 +41,7 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     ----------
     x : array_like or scalar
         Values (converted to float64 first).
-    fmt : FloatFormat | IntFormat | FixedFormat
+    fmt : FloatFormat | IntFormat | FixedFormat, or a name accepted by load_format
     rounding : {"rne", "rna", "rz", "ru", "rd", "ro", "sr"}
         Ties-to-even, ties-away, toward zero, up, down, to odd, stochastic.
     seed : int, optional
@@ -58,6 +58,9 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     exactly representable in ``fmt``. NaN stays NaN (refused for formats without NaN
     or for integers); infinities follow the format's specials and overflow policy.
     """
+    if isinstance(fmt, str):
+        from .config import load_format
+        fmt = load_format(fmt)
     check_format(fmt)
     mode, seed_u, srbits = sr_settings(rounding, seed, sr_bits)
     scalar = np.ndim(x) == 0 and not isinstance(x, np.ndarray)

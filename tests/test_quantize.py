@@ -683,7 +683,11 @@ def test_bad_arguments():
     f = accsim.load_format("fp16")
     with pytest.raises(ValueError, match="rounding"):
         quantize(1.0, f, "nearest")
-    with pytest.raises(ValueError):
-        quantize(1.0, "fp16")
+    # a format name is resolved with load_format; an unknown one is refused
+    assert quantize(1.0001, "fp16") == 1.0
+    with pytest.raises(ValueError, match="unknown format"):
+        quantize(1.0, "fp99")
+    with pytest.raises(ValueError, match="fmt"):
+        quantize(1.0, 16)
     with pytest.raises(ValueError, match="x"):
         quantize(["a", "b"], f)
