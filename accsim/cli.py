@@ -196,7 +196,22 @@ def build_parser():
     mm.add_argument("--seed", type=int, default=0)
     mm.add_argument("--json", action="store_true")
     mm.set_defaults(func=_cmd_matmul)
+
+    # subcommands of higher layers live next to their code: each module has
+    # register(subparsers, UsageError) adding its parsers with set_defaults(func=...)
+    import importlib
+    for modname in _SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name != modname:
+                raise
+            continue
+        mod.register(sub, _UsageError)
     return p
+
+
+_SUBCOMMAND_MODULES = ("accsim.cli_simulate", "accsim.cli_onnx", "accsim.cli_cost")
 
 
 def main(argv=None) -> int:
