@@ -43,6 +43,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import numba
+
     from accsim import FloatFormat, quantize
 
     rng = np.random.default_rng(0)
@@ -66,7 +67,7 @@ def main(argv=None):
             for nt in sorted({1, nmax}):
                 numba.set_num_threads(nt)
                 out = quantize(x, fmt, "rne")              # warm-up / compile
-                t = median_time(lambda: quantize(x, fmt, "rne"), args.repeats)
+                t = median_time(lambda f=fmt: quantize(x, f, "rne"), args.repeats)
                 print(f"{fmt.name:16s} {nt:7d} {fmt_rate(args.n / t):>12s} {t:8.3f} "
                       f"{t / t_np:13.2f}x")
                 if fmt.name == "fp16":

@@ -89,7 +89,9 @@ class IntSpec:
 
 def _load(fmt):
     if isinstance(fmt, str):
-        from accsim.config import load_format  # YAML -> spec value; no rounding involved
+        from accsim.config import (
+            load_format,  # YAML -> spec value; no rounding involved
+        )
         return load_format(fmt)
     return fmt
 
@@ -591,7 +593,7 @@ def grid_values(fmt, *, max_exp=None, min_exp=None):
     return _grid_values(spec_of(fmt), max_exp, min_exp)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grid_values(spec, max_exp, min_exp):
     m = spec.p - 1
     pos = set()
@@ -647,7 +649,7 @@ def assert_values(got, exp, a=None, b=None, label="", bias=None, signed_zero=Tru
         raise AssertionError(mismatch_report(got, exp, a, b, label, bias=bias))
 
 
-def assert_events(ev, ref: "NaiveResult", label="", inexact=True, flags=True):
+def assert_events(ev, ref: NaiveResult, label="", inexact=True, flags=True):
     """Compare engine events with the oracle's, per row, with a readable message."""
     names = ["overflows", "saturations"] + (["inexact"] if inexact else [])
     for nm in names:

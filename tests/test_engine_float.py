@@ -27,12 +27,13 @@ from __future__ import annotations
 import math
 import zlib
 
+import naive
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import naive
 from accsim import FloatFormat
 from accsim.engine import matmul
 
@@ -289,7 +290,7 @@ def test_overflow_threshold(acc, scale, mode, structure):
         kw.update(chunk_size=3, wide=acc)   # promotion into the same narrow format
     if structure == "fused":
         kw.update(terms=2, guard_bits=3)
-    got, ref = run_both(a, b, acc, f"overflow {acc.name}/{mode}/{structure}", **kw)
+    _, ref = run_both(a, b, acc, f"overflow {acc.name}/{mode}/{structure}", **kw)
     assert ref.total["overflows"] > 0
 
 
@@ -503,6 +504,12 @@ def test_tree_order():
     ref = naive.matmul(a, np.ones((5, 1)), FP16, structure="tree").values[0, 0]
     assert ref == 1.0 + 2 * u
     assert got == ref
+
+
+def test_tree_single_term_is_rounded():
+    """K = 1 without bias: the register still holds a value of acc (one rounding)."""
+    a = np.array([[1.0 + 2.0**-12, -(1.0 + 3 * 2.0**-11)]]).T
+    run_both(a, np.ones((1, 2)), FP16, "tree K=1", structure="tree")
 
 
 def test_tree_bias_added_at_root():

@@ -19,11 +19,12 @@ cross-check below uses wrap and ``to_bits()``; saturation has no APyTypes peer.
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import naive
 from accsim import FixedFormat, IntFormat
 from accsim.engine import matmul
 
@@ -103,7 +104,7 @@ def test_int_vs_oracle(accname, structure, seed):
     kw = dict(structure=structure)
     if structure == "chunked":
         kw.update(chunk_size=7, wide=IntFormat(acc.bits + 8, overflow=acc.overflow))
-    got, ref = run_both(a, b, acc, f"{accname} {structure}", **kw)
+    _, ref = run_both(a, b, acc, f"{accname} {structure}", **kw)
     if acc.bits <= 16:
         assert ref.total["overflows"] > 0
 
@@ -216,7 +217,7 @@ def test_a2q_bound_violated_overflows():
     w[0, :2] = [budget // 2, budget - budget // 2]
     x = np.full((16, 1), -128.0)
     for overflow in ("wrap", "saturate"):
-        got, ref = run_both(w, x, IntFormat(bits, overflow=overflow), f"A2Q violated {overflow}")
+        _, ref = run_both(w, x, IntFormat(bits, overflow=overflow), f"A2Q violated {overflow}")
         assert ref.total["overflows"] == 1
 
 

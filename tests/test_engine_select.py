@@ -9,10 +9,10 @@ oracle's counts over the selected outputs only, and unselected flags are 0.
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
 
-import naive
 from accsim import FixedFormat, FloatFormat, IntFormat
 from accsim.engine import matmul
 

@@ -42,7 +42,7 @@ def ro_sum(s, p):
     hb = _f2b(hi)
     fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & uint64(1)
     toward = uint64((lo > 0.0) == (hi > 0.0))
-    return _b2f(hb + fix * (toward + toward - uint64(1)))
+    return _b2f(hb + ((toward + toward - uint64(1)) & (uint64(0) - fix)))
 
 
 @njit(**JIT)
@@ -160,7 +160,7 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
             hb = _f2b(hi)
             fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & one
             toward = uint64((lo > 0.0) == (hi > 0.0))
-            hb = hb + fix * (toward + toward - one)
+            hb = hb + ((toward + toward - one) & (uint64(0) - fix))
             mag = hb & uint64(0x7FFFFFFFFFFFFFFF)
             ef = mag >> uint64(52)
             neg = (hb >> uint64(63)) != 0
@@ -236,7 +236,7 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                 hb = _f2b(hi)
                 fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & one
                 toward = uint64((lo > 0.0) == (hi > 0.0))
-                hb = hb + fix * (toward + toward - one)
+                hb = hb + ((toward + toward - one) & (uint64(0) - fix))
                 mag = hb & uint64(0x7FFFFFFFFFFFFFFF)
                 ef = mag >> uint64(52)
                 neg = (hb >> uint64(63)) != 0
