@@ -21,7 +21,7 @@ from numba import njit, prange, int64, uint64, uint8
 
 from ._round import (
     F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, SR,
-    _round_shift, _f2b, _b2f, round_any, round_float, splitmix64, _clz64, _ctz64,
+    _round_shift, _f2b, _b2f, _f2i, _i2f, round_any, round_float, splitmix64, _clz64, _ctz64,
 )
 
 JIT = dict(nogil=True, cache=True, error_model="numpy")
@@ -93,31 +93,32 @@ def out_key(seed, r, c):
 
 @njit(inline="always", **JIT)
 def mode_consts(mode, s):
-    """Loop-invariant constants of the branch-free bit rounding at shift s (s >= 1).
+    """Loop-invariant constants of the branch-free bit rounding at shift s (1 <= s <= 52).
 
-    The increment added before clearing the s dropped bits is
-    ``base + (lsb & lsb_en) + (dpos & ~negmask) + (dneg & negmask)``; round-to-odd
-    then ORs ``inexact << s`` masked by ``ro_mask``. ``force`` makes the kept last bit
-    count as odd when man_bits = 0 (every normal significand is 1).
+    With ``mag`` the float64 pattern without its sign, the increment added before
+    clearing the s dropped bits is
+    ``base + (((mag >> s) | force) & lsb_en) + (dpos & ~negmask) + (dneg & negmask)``
+    (negmask all ones for a negative value); round-to-odd then ORs ``inexact << s``
+    masked by ``ro_mask``. ``force`` makes the kept last bit count as odd when
+    man_bits = 0 (every normal significand is 1). All int64: signed compares and
+    shifts vectorise on AVX2, unsigned 64-bit compares do not.
     """
-    one = uint64(1)
-    lowmask = (one << s) - one
-    zero = uint64(0)
-    base, lsb_en, dpos, dneg, ro_mask = zero, zero, zero, zero, zero
+    lowmask = (int64(1) << s) - 1
+    base, lsb_en, dpos, dneg, ro_mask = int64(0), int64(0), int64(0), int64(0), int64(0)
     if mode == RNE:
-        base = lowmask >> one
-        lsb_en = one
+        base = lowmask >> 1
+        lsb_en = int64(1)
     elif mode == RNA:
-        base = (lowmask + one) >> one
+        base = (lowmask + 1) >> 1
     elif mode == RU:
         dpos = lowmask
     elif mode == RD:
         dneg = lowmask
     elif mode == RO:
-        if s < uint64(52):
-            ro_mask = ~zero
-    force = one if s == uint64(52) else zero
-    return base, lsb_en, dpos, dneg, ro_mask, force
+        if s < 52:
+            ro_mask = int64(-1)
+    force = int64(1) if s == 52 else int64(0)
+    return lowmask, base, lsb_en, dpos, dneg, ro_mask, force
 
 
 @njit(**JIT)
@@ -132,12 +133,10 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
     """
     K = A.shape[1]
     man = P[1]
-    s = uint64(52 - man)
-    one = uint64(1)
-    lowmask = (one << s) - one
-    maxb = uint64(P[4])
-    ebias_min = uint64(P[2] + 1023)
-    base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
+    s = int64(52 - man)
+    maxb = int64(P[4])
+    ebias_min = int64(P[2] + 1023)
+    lowmask, base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0] if contig else 0
     gb = np.empty(w)
@@ -157,22 +156,21 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
             hi = x + p
             bp = hi - x
             lo = (x - (hi - bp)) + (p - bp)
-            hb = _f2b(hi)
-            fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & one
-            toward = uint64((lo > 0.0) == (hi > 0.0))
-            hb = hb + ((toward + toward - one) & (uint64(0) - fix))
-            mag = hb & uint64(0x7FFFFFFFFFFFFFFF)
-            ef = mag >> uint64(52)
-            neg = (hb >> uint64(63)) != 0
+            hb = _f2i(hi)
+            fix = int64((lo != 0.0) & (lo == lo)) & ~hb & 1
+            toward = int64((lo > 0.0) == (hi > 0.0))
+            hb = hb + ((toward + toward - 1) & -fix)
+            mag = hb & 0x7FFFFFFFFFFFFFFF
+            ef = mag >> 52
+            nm = hb >> 63  # all ones when negative
             rem = mag & lowmask
-            inexact = uint64(rem != uint64(0))
-            nm = uint64(0) - uint64(neg)
+            inexact = int64(rem != 0)
             add = base + (((mag >> s) | force) & lsb_en) + (dpos & ~nm) + (dneg & nm)
             r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
-            good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
-            acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
+            good = (ef >= ebias_min) & (ef != 0x7FF) & (r <= maxb)
+            acc[t] = _i2f((hb & ~0x7FFFFFFFFFFFFFFF) | r) if good else x
             ok[t] = good
-            ninx[t] += int64(inexact & uint64(good))
+            ninx[t] += inexact & int64(good)
             nbad += 1 - int64(good)
         if nbad:
             for t in range(w):
@@ -203,12 +201,10 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
     nnz = pr.shape[0]
     nblk = (nnz + lanes - 1) // lanes
     man = P[1]
-    s = uint64(52 - man)
-    one = uint64(1)
-    lowmask = (one << s) - one
-    maxb = uint64(P[4])
-    ebias_min = uint64(P[2] + 1023)
-    base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
+    s = int64(52 - man)
+    maxb = int64(P[4])
+    ebias_min = int64(P[2] + 1023)
+    lowmask, base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
     for blk in prange(nblk):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
@@ -233,22 +229,21 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                 hi = x + p
                 bp = hi - x
                 lo = (x - (hi - bp)) + (p - bp)
-                hb = _f2b(hi)
-                fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & one
-                toward = uint64((lo > 0.0) == (hi > 0.0))
-                hb = hb + ((toward + toward - one) & (uint64(0) - fix))
-                mag = hb & uint64(0x7FFFFFFFFFFFFFFF)
-                ef = mag >> uint64(52)
-                neg = (hb >> uint64(63)) != 0
+                hb = _f2i(hi)
+                fix = int64((lo != 0.0) & (lo == lo)) & ~hb & 1
+                toward = int64((lo > 0.0) == (hi > 0.0))
+                hb = hb + ((toward + toward - 1) & -fix)
+                mag = hb & 0x7FFFFFFFFFFFFFFF
+                ef = mag >> 52
+                nm = hb >> 63  # all ones when negative
                 rem = mag & lowmask
-                inexact = uint64(rem != uint64(0))
-                nm = uint64(0) - uint64(neg)
+                inexact = int64(rem != 0)
                 add = base + (((mag >> s) | force) & lsb_en) + (dpos & ~nm) + (dneg & nm)
                 r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
-                good = (ef >= ebias_min) & (ef != uint64(0x7FF)) & (r <= maxb)
-                acc[t] = _b2f((hb & uint64(0x8000000000000000)) | r) if good else x
+                good = (ef >= ebias_min) & (ef != 0x7FF) & (r <= maxb)
+                acc[t] = _i2f((hb & ~0x7FFFFFFFFFFFFFFF) | r) if good else x
                 ok[t] = good
-                ninx[t] += int64(inexact & uint64(good))
+                ninx[t] += inexact & int64(good)
                 nbad += 1 - int64(good)
             if nbad:
                 for t in range(w):

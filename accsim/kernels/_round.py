@@ -142,6 +142,28 @@ def _sr_up(rem, s, key, srbits):
     return lo < rem
 
 
+@intrinsic
+def _f2i(typingctx, x):
+    """Bit pattern of a float64 as int64 (signed compares vectorise on AVX2)."""
+    if not isinstance(x, types.Float) or x.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(x), codegen
+
+
+@intrinsic
+def _i2f(typingctx, b):
+    """float64 whose bit pattern is the int64 b."""
+    if not isinstance(b, types.Integer) or b.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(b), codegen
+
+
 @njit(**JIT)
 def _sr_addend(s, key, srbits):
     """Random addend in [0, 2**s) for stochastic rounding at a shift of s < 64 bits.
