@@ -287,9 +287,12 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     sa, la, ea, inta = _acc.sig_stats(A.reshape(-1)) if A.size else (0, 100000, -100000, True)
     sb, lb, eb, intb = _acc.sig_stats(B.reshape(-1)) if B.size else (0, 100000, -100000, True)
     if A.size and B.size and sa > 0 and sb > 0:
-        if sa + sb > 53:
+        # significands of sa and sb bits multiply to at most sa + sb bits (sa bits when
+        # the other operand is a power of two)
+        need = max(sa, sb) if min(sa, sb) == 1 else sa + sb
+        if need > 53:
             raise ValueError(
-                f"a, b: exact products need {sa + sb} significant bits (a has up to {sa}, "
+                f"a, b: exact products need {need} significant bits (a has up to {sa}, "
                 f"b up to {sb}); float64 holds 53. Use operands of narrower formats")
         if la + lb < -1074:
             raise ValueError("a, b: some products fall below float64's smallest subnormal")
@@ -452,6 +455,12 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
     if exact_ints:
         Ai = A.astype(np.int64)
         Bi = B.astype(np.int64)
+        _bt = []
+
+        def Bit():
+            if not _bt:
+                _bt.append(np.ascontiguousarray(Bi.T))
+            return _bt[0]
 
     def run(rows_, ptr_, cols_, init_):
         nnz = cols_.shape[0]
@@ -461,8 +470,13 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
         csat = np.zeros(nnz, dtype=np.int64)
         cinx = np.zeros(nnz, dtype=np.int64)
         if exact_ints:
-            _acc.int_rows_exact(Ai, Bi, rows_, ptr_, cols_, init_, lo, hi, np.int64(acc.bits),
-                                acc.signed, sat, out, oflags, cov, csat)
+            if nnz < m * n:  # a selection: blocks of scattered (row, col) registers
+                rid = np.repeat(rows_, np.diff(ptr_))
+                _acc.int_pairs_exact(Ai, Bit(), rid, cols_, init_, lo, hi, np.int64(acc.bits),
+                                     acc.signed, sat, np.int64(64), out, oflags, cov, csat)
+            else:
+                _acc.int_rows_exact(Ai, Bi, rows_, ptr_, cols_, init_, lo, hi,
+                                    np.int64(acc.bits), acc.signed, sat, out, oflags, cov, csat)
             return out, oflags, cov, csat, cinx
         _acc.int_rows(A, B, rows_, ptr_, cols_, init_, np.int64(frac), lo, hi,
                       np.int64(acc.bits), sat, mode, np.int64(code), np.int64(chunk_size or 0),

@@ -640,6 +640,50 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
 
 
 @njit(parallel=True, **JIT)
+def int_pairs_exact(Ai, Bit, pr, pc, init, lo, hi, bits, signed, sat, lanes,
+                    out, oflags, c_ov, c_sat):
+    """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
+    ``lanes`` registers, reading rows of A and of B transposed contiguously."""
+    K = Ai.shape[1]
+    sh = int64(64 - bits)
+    nnz = pr.shape[0]
+    nblk = (nnz + lanes - 1) // lanes
+    for blk in prange(nblk):
+        e0 = blk * lanes
+        w = min(nnz, e0 + lanes) - e0
+        acc = np.empty(w, dtype=np.int64)
+        nov = np.zeros(w, dtype=np.int64)
+        av = np.empty(w, dtype=np.int64)
+        bv = np.empty(w, dtype=np.int64)
+        for t in range(w):
+            acc[t] = init[e0 + t]
+        for k in range(K):
+            for t in range(w):
+                av[t] = Ai[pr[e0 + t], k]
+                bv[t] = Bit[pc[e0 + t], k]
+            for t in range(w):
+                s = acc[t]
+                p = av[t] * bv[t]
+                x = s + p
+                o64 = ((s ^ x) & (p ^ x)) < 0
+                outr = o64 | (x < lo) | (x > hi)
+                positive = (o64 & (s > 0)) | ((not o64) & (x > 0))
+                if sat:
+                    v = (hi if positive else lo) if outr else x
+                elif signed:
+                    v = (x << sh) >> sh
+                else:
+                    v = x & ((int64(1) << int64(bits)) - 1)
+                acc[t] = v
+                nov[t] += int64(outr)
+        for t in range(w):
+            out[e0 + t] = acc[t]
+            oflags[e0 + t] = uint8(F_OVERFLOW | (F_SATURATE if sat else 0)) if nov[t] > 0 else uint8(0)
+            c_ov[e0 + t] = nov[t]
+            c_sat[e0 + t] = nov[t] if sat else 0
+
+
+@njit(parallel=True, **JIT)
 def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct, L,
              wlo, whi, wbits, wsat, seed, srbits, out, oflags, c_ov, c_sat, c_inx):
     """Integer/fixed register accumulation of the selected outputs (int64 units).
@@ -707,18 +751,18 @@ def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct,
             c_inx[e0 + t] = ninx[t]
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def sig_stats(x):
     """(max significant bits, min exponent of the last significant bit, max ilogb,
     all-integer) over the finite nonzero entries of the 1-D float64 array x."""
     n = x.shape[0]
-    nt = 64
+    nt = 1
     smax = np.zeros(nt, dtype=np.int64)
     lmin = np.full(nt, 100000, dtype=np.int64)
     emx = np.full(nt, -100000, dtype=np.int64)
     nonint = np.zeros(nt, dtype=np.int64)
     chunk = (n + nt - 1) // nt
-    for c in prange(nt):
+    for c in range(nt):
         for idx in range(c * chunk, min(n, (c + 1) * chunk)):
             v = x[idx]
             if v == 0.0 or math.isinf(v) or v != v:
