@@ -39,9 +39,17 @@ Integer and fixed-point accumulators (``acc`` an IntFormat / FixedFormat)
     Structures sequential and chunked are supported (chunked promotes into ``wide``).
 
 Events
-    Every rounding reports overflow (exact value beyond the register's range),
+    Every register rounding reports overflow (exact value beyond the register's range),
     saturation (clamped) and inexact; ``result.events`` counts them per output row and in
-    total, and keeps an OR of the flags per output.
+    total, and keeps an OR of the flags per output. Counted roundings: each add (and
+    each promotion add of "chunked", each tree node, each fused step — inexact there
+    means the final rounding of the aligned sum was inexact; bits dropped by alignment
+    are part of the model, not an event), and each product rounding of
+    multiply-round-add. Loading the bias into the register is not counted. For integer
+    registers a product is rounded to the grid only (exact for integers); only the sum
+    wraps or saturates. For an integer register that wraps, values come from one exact
+    float64 product reduced modulo 2**bits (wrap-around is modular) and the events are
+    computed when ``result.events`` is first read.
 
 Selected outputs (``select``)
     A boolean (m, n) mask or a pair ``(rows, cols)`` of index arrays: only those outputs
