@@ -255,6 +255,18 @@ def _zero(neg, P):
     return 0.0
 
 
+@njit(inline="always", **JIT)
+def _scale2(v, e):
+    """v * 2**e exactly, for a result representable in float64 (|e| <= 1100): two
+    power-of-two multiplies built from bit patterns, no libm call."""
+    if e >= -1022:
+        if e <= 1023:
+            return v * _b2f(uint64(e + 1023) << uint64(52))
+        return (v * _b2f(uint64(e - 64 + 1023) << uint64(52))) * 1.8446744073709552e19
+    # 2**e is subnormal or below: go through 2**(e + 128) then 2**-128
+    return (v * _b2f(uint64(e + 128 + 1023) << uint64(52))) * 2.938735877055719e-39
+
+
 @njit(**JIT)
 def _round_float_tiny(x, P, mode, key, srbits):
     """round_float for |x| below the target's smallest normal (x finite, nonzero)."""
@@ -281,7 +293,7 @@ def _round_float_tiny(x, P, mode, key, srbits):
         if s <= 0:
             return x, 0
         q, inexact = _round_shift(m, s, neg, mode, key, srbits)
-        val = math.ldexp(np.float64(q), qe)
+        val = _scale2(np.float64(q), qe)
         return (-val if neg else val), F_INEXACT if inexact else 0
     if P[P_SUB] == 1:
         qe = emin - man
@@ -289,7 +301,7 @@ def _round_float_tiny(x, P, mode, key, srbits):
         q, inexact = _round_shift(m, s, neg, mode, key, srbits)
         if q == 0:
             return _zero(neg, P), (F_INEXACT | F_UNDERFLOW) if inexact else 0
-        val = math.ldexp(np.float64(q), qe)
+        val = _scale2(np.float64(q), qe)
         if neg:
             val = -val
         return val, (F_INEXACT | F_UNDERFLOW) if inexact else 0
@@ -302,7 +314,7 @@ def _round_float_tiny(x, P, mode, key, srbits):
         return _zero(neg, P), F_INEXACT | F_UNDERFLOW
     q, inexact = _round_shift(m, s, neg, mode, key, srbits)
     if q == (uint64(1) << uint64(man + 1)):
-        val = math.ldexp(1.0, emin)
+        val = _scale2(1.0, emin)
         if neg:
             val = -val
         return val, F_INEXACT
@@ -483,7 +495,7 @@ def round_int(x, P, mode, key, srbits):
     fv = np.float64(q)
     if neg:
         fv = -fv
-    return math.ldexp(fv, -frac), flags
+    return _scale2(fv, -frac), flags
 
 
 @njit(**JIT)
