@@ -93,21 +93,25 @@ def out_key(seed, r, c):
 
 @njit(inline="always", **JIT)
 def mode_consts(mode, s):
-    """Loop-invariant constants of the branch-free bit rounding at shift s (1 <= s <= 52).
+    """Loop-invariant constants of :func:`fast_add` for rounding at shift s (1..52).
 
     With ``mag`` the float64 pattern without its sign, the increment added before
-    clearing the s dropped bits is
-    ``base + (((mag >> s) | force) & lsb_en) + (dpos & ~negmask) + (dneg & negmask)``
-    (negmask all ones for a negative value); round-to-odd then ORs ``inexact << s``
-    masked by ``ro_mask``. ``force`` makes the kept last bit count as odd when
-    man_bits = 0 (every normal significand is 1). All int64: signed compares and
-    shifts vectorise on AVX2, unsigned 64-bit compares do not.
+    clearing the s dropped bits is ``base + ((mag >> s) & lsb_en) + (dpos ^ (neg & dxor))``
+    (``neg`` all ones for a negative value; at most one of dpos/dneg is nonzero, and
+    dxor = dpos ^ dneg selects dneg for negatives); round-to-odd then ORs
+    ``inexact << s`` masked by ``ro_mask``. With man_bits = 0 (s = 52) every normal
+    significand is 1, i.e. odd: ties-to-even always goes up and round-to-odd truncates.
+    All int64: signed compares and shifts vectorise on AVX2; unsigned 64-bit compares
+    do not.
     """
     lowmask = (int64(1) << s) - 1
     base, lsb_en, dpos, dneg, ro_mask = int64(0), int64(0), int64(0), int64(0), int64(0)
     if mode == RNE:
         base = lowmask >> 1
-        lsb_en = int64(1)
+        if s == 52:
+            base += 1
+        else:
+            lsb_en = int64(1)
     elif mode == RNA:
         base = (lowmask + 1) >> 1
     elif mode == RU:
@@ -117,8 +121,37 @@ def mode_consts(mode, s):
     elif mode == RO:
         if s < 52:
             ro_mask = int64(-1)
-    force = int64(1) if s == 52 else int64(0)
-    return lowmask, base, lsb_en, dpos, dneg, ro_mask, force
+    return lowmask, base, lsb_en, dpos, dpos ^ dneg, ro_mask
+
+
+@njit(inline="always", **JIT)
+def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
+    """Branch-free round(x + p) for the common case: returns (value, good, inexact).
+
+    ``good`` is False when the exact sum is not a normal number of the target below
+    its overflow threshold (zero, tiny, overflow, inf/NaN): the caller then redoes the
+    step with the general code (:func:`fadd`) from the same x and p.
+
+    The exact sum is hi + lo (TwoSum); when lo != 0 and hi's last bit is even, hi
+    steps one ulp toward lo: round-to-odd in float64, which keeps the sticky
+    information for the second rounding.
+    """
+    hi = x + p
+    bp = hi - x
+    lo = (x - (hi - bp)) + (p - bp)
+    hb = _f2i(hi)
+    fix = int64(lo != 0.0) & ~hb & 1
+    delta = ((_f2i(lo) ^ hb) >> 63) | 1  # +1 if lo has hi's sign, else -1
+    hb = hb + (delta & -fix)
+    mag = hb & 0x7FFFFFFFFFFFFFFF
+    neg = hb >> 63
+    rem = mag & lowmask
+    inexact = int64(rem != 0)
+    add = base + ((mag >> s) & lsb_en) + (dpos ^ (neg & dxor))
+    r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
+    # r >= minb also rejects an int64 wrap of mag + add (inf/NaN patterns)
+    good = (mag >= minb) & (r >= minb) & (r <= maxb)
+    return _i2f((hb & ~0x7FFFFFFFFFFFFFFF) | r), good, inexact
 
 
 @njit(**JIT)
@@ -132,11 +165,10 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
     general scalar code. Not used for stochastic rounding.
     """
     K = A.shape[1]
-    man = P[1]
-    s = int64(52 - man)
+    s = int64(52 - P[1])
     maxb = int64(P[4])
-    ebias_min = int64(P[2] + 1023)
-    lowmask, base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
+    minb = int64(P[2] + 1023) << 52  # pattern of the smallest normal
+    lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts(mode, s)
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0] if contig else 0
     gb = np.empty(w)
@@ -151,24 +183,10 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
                 gb[t] = bk[cols[e0 + t]]
             src = gb
         for t in range(w):
-            p = a * src[c0 + t]
             x = acc[t]
-            hi = x + p
-            bp = hi - x
-            lo = (x - (hi - bp)) + (p - bp)
-            hb = _f2i(hi)
-            fix = int64((lo != 0.0) & (lo == lo)) & ~hb & 1
-            toward = int64((lo > 0.0) == (hi > 0.0))
-            hb = hb + ((toward + toward - 1) & -fix)
-            mag = hb & 0x7FFFFFFFFFFFFFFF
-            ef = mag >> 52
-            nm = hb >> 63  # all ones when negative
-            rem = mag & lowmask
-            inexact = int64(rem != 0)
-            add = base + (((mag >> s) | force) & lsb_en) + (dpos & ~nm) + (dneg & nm)
-            r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
-            good = (ef >= ebias_min) & (ef != 0x7FF) & (r <= maxb)
-            acc[t] = _i2f((hb & ~0x7FFFFFFFFFFFFFFF) | r) if good else x
+            v, good, inexact = fast_add(x, a * src[c0 + t], s, lowmask, base, lsb_en, dpos,
+                                        dxor, ro_mask, minb, maxb)
+            acc[t] = v if good else x
             ok[t] = good
             ninx[t] += inexact & int64(good)
             nbad += 1 - int64(good)
@@ -200,11 +218,10 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
     K = A.shape[1]
     nnz = pr.shape[0]
     nblk = (nnz + lanes - 1) // lanes
-    man = P[1]
-    s = int64(52 - man)
+    s = int64(52 - P[1])
     maxb = int64(P[4])
-    ebias_min = int64(P[2] + 1023)
-    lowmask, base, lsb_en, dpos, dneg, ro_mask, force = mode_consts(mode, s)
+    minb = int64(P[2] + 1023) << 52
+    lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts(mode, s)
     for blk in prange(nblk):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
@@ -224,24 +241,10 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                 bv[t] = Bt[pc[e0 + t], k]
             nbad = 0
             for t in range(w):
-                p = av[t] * bv[t]
                 x = acc[t]
-                hi = x + p
-                bp = hi - x
-                lo = (x - (hi - bp)) + (p - bp)
-                hb = _f2i(hi)
-                fix = int64((lo != 0.0) & (lo == lo)) & ~hb & 1
-                toward = int64((lo > 0.0) == (hi > 0.0))
-                hb = hb + ((toward + toward - 1) & -fix)
-                mag = hb & 0x7FFFFFFFFFFFFFFF
-                ef = mag >> 52
-                nm = hb >> 63  # all ones when negative
-                rem = mag & lowmask
-                inexact = int64(rem != 0)
-                add = base + (((mag >> s) | force) & lsb_en) + (dpos & ~nm) + (dneg & nm)
-                r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
-                good = (ef >= ebias_min) & (ef != 0x7FF) & (r <= maxb)
-                acc[t] = _i2f((hb & ~0x7FFFFFFFFFFFFFFF) | r) if good else x
+                v, good, inexact = fast_add(x, av[t] * bv[t], s, lowmask, base, lsb_en, dpos,
+                                            dxor, ro_mask, minb, maxb)
+                acc[t] = v if good else x
                 ok[t] = good
                 ninx[t] += inexact & int64(good)
                 nbad += 1 - int64(good)
