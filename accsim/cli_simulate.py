@@ -1,0 +1,150 @@
+"""``accsim simulate TRACE``: run a network on an accelerator, narrow next to wide.
+
+Loaded by :mod:`accsim.cli` through ``register(subparsers, UsageError)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def register(subparsers, usage_error):
+    s = subparsers.add_parser(
+        "simulate", help="run a network trace on an accelerator: narrow vs wide vs float64",
+        description="Run every matrix product of TRACE through the accelerator's narrow "
+                    "accumulator, then again with the narrow accumulator replaced by the "
+                    "wide one, next to the float64 reference.")
+    s.add_argument("trace", metavar="TRACE",
+                   help="a trace folder or a bundled trace name (e.g. mnist-mlp-relu)")
+    s.add_argument("--accelerator", "-a", default="fp16-fp16acc",
+                   help="built-in accelerator name or YAML path (default fp16-fp16acc)")
+    s.add_argument("--narrow", metavar="FORMAT", default=None,
+                   help="replace the accelerator's narrow accumulator format")
+    s.add_argument("--wide", metavar="FORMAT", default=None,
+                   help="replace the accelerator's wide accumulator format")
+    s.add_argument("--limit", metavar="N", default=None,
+                   help="simulate only the first N samples")
+    s.add_argument("--seed", type=int, default=0, help="stochastic-rounding seed")
+    s.add_argument("--narrow-only", action="store_true",
+                   help="skip the second run with the wide accumulator")
+    s.add_argument("--technology", "-t", default="horowitz-45nm",
+                   help="technology table pricing the run (default horowitz-45nm)")
+    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    s.set_defaults(func=lambda args: _cmd_simulate(args, usage_error))
+
+
+def _parse_limit(text):
+    if text is None:
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        raise ValueError(f"--limit: expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise ValueError(f"--limit: expected a positive integer, got {text!r}")
+    return v
+
+
+class _Bar:
+    """A one-line progress bar on stderr (only used when stderr is a terminal)."""
+
+    def __init__(self, label):
+        self.label = label
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done, total):
+        width = 30
+        k = int(width * done / total) if total else width
+        dt = time.perf_counter() - self.t0
+        sys.stderr.write(f"\r{self.label:<7} [{'#' * k}{'.' * (width - k)}] "
+                         f"{done}/{total} {dt:5.1f} s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _sci(v):
+    return "inf" if v is None else f"{v:.2e}"
+
+
+def _cmd_simulate(args, usage_error):
+    import dataclasses
+
+    from .network import _resolve_accelerator, resolve_trace, simulate
+    limit = _parse_limit(args.limit)
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    trace = resolve_trace(args.trace)
+    acc = _resolve_accelerator(args.accelerator, args.narrow, args.wide)
+    tty = sys.stderr.isatty()
+    narrow = simulate(trace, acc, limit=limit, seed=args.seed,
+                      progress=_Bar("narrow") if tty else None)
+    wide = None
+    if not args.narrow_only:
+        wide_acc = dataclasses.replace(acc, narrow=acc.wide,
+                                       narrow_rounding=acc.wide_rounding)
+        wide = simulate(trace, wide_acc, limit=limit, seed=args.seed,
+                        progress=_Bar("wide") if tty else None)
+    if args.json:
+        d = narrow.to_dict()
+        d.update(_priced(acc, args.technology, narrow))
+        for lay in d["layers"]:
+            lay["recomputed_fraction"] = 0.0
+        if wide is not None:
+            d["wide_run"] = wide.to_dict()
+        print(json.dumps(d))
+        return 0
+    _print_table(trace, acc, narrow, wide)
+    return 0
+
+
+def _priced(acc, technology, result):
+    """Energy, area and cycles of the run (every output on the narrow datapath; no
+    policy re-issues anything yet), against the all-wide baseline."""
+    from .cost import price_run
+    layers = [{"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K, "recomputed": 0}
+              for lr in result.layers]
+    p = price_run(acc, technology, layers)
+    out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
+                             "area_um2", "cycles", "breakdown")}
+    out["technology"] = technology
+    out["recomputed_fraction"] = 0.0
+    return out
+
+
+def _print_table(trace, acc, narrow, wide):
+    print(f"trace {trace.name}: {narrow.n_samples} samples; accelerator {acc.name} "
+          f"(operands {narrow.input_format} x {narrow.weight_format}, {acc.structure}, "
+          f"narrow {narrow.narrow}, wide {narrow.wide})")
+    runs = [("narrow", narrow)] + ([("wide", wide)] if wide is not None else [])
+    head = (f"{'layer':<14} {'kind':<7} {'K':>6} {'accumulator':<17} {'mean rel':>9} "
+            f"{'p50':>9} {'p99':>9} {'max rel':>9} {'overflows':>9} {'inexact':>10}")
+    print(head)
+    print("-" * len(head))
+    for tag, res in runs:
+        fmt = f"{tag} {res.narrow}"
+        for lr in res.layers:
+            d = lr.to_dict()
+            print(f"{lr.name[:14]:<14} {lr.kind:<7} {lr.K:>6} {fmt[:17]:<17} "
+                  f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
+                  f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
+                  f"{lr.events['overflows']:>9} {lr.events['inexact']:>10}")
+    print()
+    print(f"{'':<22} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
+          f"equal to the float64 reference's)")
+    ref = narrow.reference_accuracy
+    print(f"{'float64 reference':<22} {_pct(ref):>9} {'100.00%':>9} "
+          f"{narrow.reference_seconds:>8.2f}")
+    for tag, res in runs:
+        label = f"{tag} acc {res.narrow}"
+        print(f"{label[:22]:<22} {_pct(res.accuracy):>9} {_pct(res.agreement):>9} "
+              f"{res.seconds:>8.2f}")
+    if narrow.recorded_reference_accuracy is not None:
+        print(f"(recorded float64 accuracy of the full test split: "
+              f"{_pct(narrow.recorded_reference_accuracy)})")

@@ -1,0 +1,85 @@
+"""End-to-end network simulation vs the float64 numpy forward pass, measured in one run.
+
+The bundled 784-512-512-10 MNIST MLP (``traces/mnist-mlp-relu``) on its whole test split:
+``accsim.simulate`` with an accelerator's narrow accumulator (default fp16-fp16acc: fp16
+operands, fp16 accumulator, rne after every add) against ``accsim.ops.forward64`` (plain
+numpy float64, BLAS matrix products). Medians of ``--repeats`` runs after a warm-up
+(numba compiles on the first call; that time is reported separately).
+
+    python bench/bench_network.py
+    python bench/bench_network.py --trace mnist-mlp-tanh --accelerator bf16-fp32acc
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numba
+import numpy as np
+
+from accsim.network import resolve_trace, simulate
+from accsim.ops import forward64
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trace", default="mnist-mlp-relu")
+    p.add_argument("--accelerator", default="fp16-fp16acc")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=1024)
+    args = p.parse_args(argv)
+
+    trace = resolve_trace(args.trace)
+    n = len(trace.inputs) if args.limit is None else min(args.limit, len(trace.inputs))
+    x = trace.inputs[:n]
+    macs = 0
+    for la in trace.layers:
+        if la.kind == "linear":
+            macs += trace.arrays[la.attrs["weight"]].size
+    macs *= n
+
+    t0 = time.perf_counter()
+    simulate(trace, args.accelerator, limit=min(n, 8))
+    first = time.perf_counter() - t0
+
+    t_ref = _median_time(lambda: forward64(trace, x), args.repeats)
+    sims, mms = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = simulate(trace, args.accelerator, limit=n, batch_size=args.batch_size)
+        sims.append(time.perf_counter() - t0)
+        mms.append(sum(lr.seconds for lr in res.layers))
+    t_sim, t_mm = statistics.median(sims), statistics.median(mms)
+
+    print(f"accsim network benchmark: {trace.name}, {n} samples, {macs / 1e6:.1f} M MACs, "
+          f"accelerator {args.accelerator} (narrow {res.narrow}); median of {args.repeats}; "
+          f"numba threads {numba.get_num_threads()}, numpy {np.__version__}")
+    print(f"{'run':<34} {'time s':>8} {'MAC/s':>10} {'x float64':>10}")
+    print("-" * 65)
+    rows = [("numpy float64 forward (forward64)", t_ref),
+            ("accsim.simulate (total)", t_sim),
+                    ("  of which simulated matmuls", t_mm)]
+    for name, t in rows:
+        print(f"{name:<34} {t:>8.3f} {macs / t / 1e6:>8.1f} M {t / t_ref:>9.1f}x")
+    print()
+    print(f"accuracy {res.accuracy:.4f} (float64 {res.reference_accuracy:.4f}), "
+          f"agreement {res.agreement:.4f}; events {res.events}")
+    print(f"simulate includes its own float64 reference pass ({res.reference_seconds:.3f} s) "
+          f"and the error statistics. First call (compile + 8 samples): {first:.2f} s.")
+    print(f"ratio simulate / float64 forward: {t_sim / t_ref:.1f}x (target <= 20x)")
+
+
+if __name__ == "__main__":
+    main()
