@@ -187,12 +187,13 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
             v, good, inexact = fast_add(x, a * src[c0 + t], s, lowmask, base, lsb_en, dpos,
                                         dxor, ro_mask, minb, maxb)
             acc[t] = v if good else x
-            ok[t] = good
-            ninx[t] += inexact & int64(good)
-            nbad += 1 - int64(good)
+            gi = int64(good)
+            ok[t] = gi
+            ninx[t] += inexact & gi
+            nbad += 1 - gi
         if nbad:
             for t in range(w):
-                if not ok[t]:
+                if ok[t] == 0:
                     p = a * src[c0 + t]
                     v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, False)
                     acc[t] = v
@@ -232,7 +233,7 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
         ninx = np.zeros(w, dtype=np.int64)
         nov = np.zeros(w, dtype=np.int64)
         nsat = np.zeros(w, dtype=np.int64)
-        ok = np.empty(w, dtype=np.bool_)
+        ok = np.empty(w, dtype=np.int64)
         for t in range(w):
             acc[t] = init[e0 + t]
         for k in range(K):
@@ -245,12 +246,13 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                 v, good, inexact = fast_add(x, av[t] * bv[t], s, lowmask, base, lsb_en, dpos,
                                             dxor, ro_mask, minb, maxb)
                 acc[t] = v if good else x
-                ok[t] = good
-                ninx[t] += inexact & int64(good)
-                nbad += 1 - int64(good)
+                gi = int64(good)
+                ok[t] = gi
+                ninx[t] += inexact & gi
+                nbad += 1 - gi
             if nbad:
                 for t in range(w):
-                    if not ok[t]:
+                    if ok[t] == 0:
                         key = out_key(0, pr[e0 + t], pc[e0 + t])
                         v, f = fadd(acc[t], av[t] * bv[t], P, mode, step_key(key, k), srbits,
                                     False)
@@ -407,7 +409,7 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
             for t in range(w):
                 acc[t] = init[e0 + t]
             seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
-                          srbits, np.empty(w), np.empty(w, dtype=np.bool_))
+                          srbits, np.empty(w), np.empty(w, dtype=np.int64))
         elif struct == S_SEQ:
             for t in range(w):
                 acc[t] = init[e0 + t]
