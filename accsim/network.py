@@ -159,10 +159,24 @@ class LayerResult:
     events: dict = field(default_factory=lambda: {"overflows": 0, "saturations": 0,
                                                   "inexact": 0})
     seconds: float = 0.0
+    recomputed: int = 0          # components re-issued on the wide accumulator
+    bound_violations: int = 0    # components whose |z_hat - z| exceeds the bound
+    bound_not_applicable: int = 0   # components with an infinite bound (overflow)
+    bound_spearman: float | None = None   # rank correlation of bound and observed error
+    _bound_sample: list = field(default_factory=list, repr=False)
+
+    @property
+    def recomputed_fraction(self) -> float:
+        return self.recomputed / self.outputs if self.outputs else 0.0
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "kind": self.kind, "K": self.K, "outputs": self.outputs,
              "m": self.rows, "n": self.cols}
+        d["recomputed"] = self.recomputed
+        d["recomputed_fraction"] = self.recomputed_fraction
+        d["bound_violations"] = self.bound_violations
+        d["bound_not_applicable"] = self.bound_not_applicable
+        d["bound_spearman"] = _json_float(self.bound_spearman)
         for k in ("mean", "max", "p50", "p90", "p99"):
             d[f"rel_error_{k}"] = _json_float(self.error.get(k))
         d["n_infinite"] = int(self.error.get("n_infinite", 0))
@@ -191,6 +205,17 @@ class SimulationResult:
     reference_seconds: float
     outputs: np.ndarray = field(repr=False, default=None)            # simulated network output
     reference_outputs: np.ndarray = field(repr=False, default=None)  # float64 reference
+    policy: str = "uniform-narrow"
+
+    @property
+    def recomputed_fraction(self) -> float:
+        """Re-issued components over all matmul output components."""
+        tot = sum(lr.outputs for lr in self.layers)
+        return sum(lr.recomputed for lr in self.layers) / tot if tot else 0.0
+
+    @property
+    def bound_violations(self) -> int:
+        return sum(lr.bound_violations for lr in self.layers)
 
     @property
     def events(self) -> dict:
@@ -210,6 +235,8 @@ class SimulationResult:
             "accuracy": self.accuracy, "reference_accuracy": self.reference_accuracy,
             "recorded_reference_accuracy": self.recorded_reference_accuracy,
             "agreement": self.agreement, "events": self.events,
+            "policy": self.policy, "recomputed_fraction": self.recomputed_fraction,
+            "bound_violations": self.bound_violations,
             "layers": [lr.to_dict() for lr in self.layers],
             "seconds": self.seconds, "reference_seconds": self.reference_seconds,
         }
