@@ -222,7 +222,7 @@ def _round_shift(m, s, neg, mode, key, srbits):
     return q, True
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _overflow_result(neg, mode, P, up):
     """Result when the rounded magnitude exceeds max finite: (value, flags).
 
@@ -378,6 +378,43 @@ def round_float(x, P, mode, key, srbits):
             return _overflow_result(neg, mode, P, True)
         sign = uint64(neg) << uint64(63)
         return _b2f(sign | r), int64(inexact)
+    if P[P_SUB] == 1 and ef != 0 and emin - e <= 9:
+        # ---- subnormal in the target, float64 normal: a fixed quantum 2**(emin-man) ----
+        # q = round(M / 2**s2) on the 53-bit significand M with the same increments
+        # as the fast path; s2 = 52 - man + (emin - e) is at most 61 here.
+        s2 = uint64(52 - man + (emin - e))
+        one = uint64(1)
+        m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
+        lowmask = (one << s2) - one
+        rem = m & lowmask
+        q = m >> s2
+        if mode == RNE:
+            q = (m + (lowmask >> one) + (q & one)) >> s2
+        elif mode == RNA:
+            q = (m + ((lowmask + one) >> one)) >> s2
+        elif mode == RU:
+            if not neg:
+                q = (m + lowmask) >> s2
+        elif mode == RD:
+            if neg:
+                q = (m + lowmask) >> s2
+        elif mode == RO:
+            if rem != 0:
+                q = q | one
+        elif mode == SR:
+            q = (m + _sr_addend(s2, key, srbits)) >> s2
+        flags = (F_INEXACT | F_UNDERFLOW) if rem != 0 else 0
+        if q == 0:
+            return _zero(neg, P), flags
+        val = _scale2(np.float64(q), emin - man)
+        return (-val if neg else val), flags
+    if P[P_SUB] == 1 and emin - e >= man + 2 and mode != SR:
+        # ---- below half the smallest subnormal: 0 or the smallest subnormal ----
+        up = (mode == RO) or (mode == RU and not neg) or (mode == RD and neg)
+        if up:
+            val = _scale2(1.0, emin - man)
+            return (-val if neg else val), F_INEXACT | F_UNDERFLOW
+        return _zero(neg, P), F_INEXACT | F_UNDERFLOW
     return _round_float_tiny(x, P, mode, key, srbits)
 
 
