@@ -155,16 +155,16 @@ def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
 
 
 @njit(**JIT)
-def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys, srbits,
-                  tmp, ok):
+def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
+                  srbits, ok):
     """Sequential float accumulation of one row's outputs, vectorisable over outputs.
 
-    Pass 1 (branch-free, SIMD-friendly) does round-to-odd TwoSum and the bit-pattern
-    rounding for every output whose sum is a normal number of the target and does not
-    overflow; pass 2 redoes the rare others (tiny, overflow, zero, inf/NaN) with the
-    general scalar code. Not used for stochastic rounding.
+    Steps k0 <= k < k1 of the products of row i with the outputs' columns, exact
+    products. Pass 1 (branch-free, SIMD-friendly) does round-to-odd TwoSum and the
+    bit-pattern rounding for every output whose sum is a normal number of the target
+    and does not overflow; pass 2 redoes the rare others (tiny, overflow, zero, inf/NaN)
+    with the general scalar code. Not used for stochastic rounding. ``ok``: scratch.
     """
-    K = A.shape[1]
     s = int64(52 - P[1])
     maxb = int64(P[4])
     minb = int64(P[2] + 1023) << 52  # pattern of the smallest normal
@@ -172,7 +172,7 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0] if contig else 0
     gb = np.empty(w)
-    for k in range(K):
+    for k in range(k0, k1):
         a = A[i, k]
         nbad = 0
         if contig:
@@ -197,13 +197,7 @@ def seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
                     p = a * src[c0 + t]
                     v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, False)
                     acc[t] = v
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] += f & 1
-    for t in range(w):
-        if ninx[t] > 0:
-            fl[t] |= uint8(F_INEXACT)
+                    _tally(f, t, fl, nov, nsat, ninx)
 
 
 @njit(parallel=True, **JIT)
@@ -257,10 +251,7 @@ def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
                         v, f = fadd(acc[t], av[t] * bv[t], P, mode, step_key(key, k), srbits,
                                     False)
                         acc[t] = v
-                        fl[t] |= f
-                        nov[t] += (f >> 1) & 1
-                        nsat[t] += (f >> 2) & 1
-                        ninx[t] += f & 1
+                        _tally(f, t, fl, nov, nsat, ninx)
         for t in range(w):
             out[e0 + t] = acc[t]
             oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if ninx[t] > 0 else uint8(0))
@@ -377,6 +368,44 @@ def fused_step(s, prods, cnt, P, mode, key, srbits, man, G, amode):
 # ------------------------------------------------------------------------------------
 # float accumulators
 
+@njit(inline="always", **JIT)
+def _tally(f, t, fl, nov, nsat, ninx):
+    """Record the event flags f of one rounding of output t."""
+    fl[t] |= f
+    nov[t] += (f >> 1) & 1
+    nsat[t] += (f >> 2) & 1
+    ninx[t] += f & 1
+
+
+@njit(inline="always", **JIT)
+def _product(p, pkind, PP, pmode, key, srbits, t, fl, nov, nsat, ninx):
+    """The product as the adder sees it: exact, or rounded to the product format."""
+    if pkind == 1:
+        p, pf = round_any(p, PP, pmode, key, srbits)
+        _tally(pf, t, fl, nov, nsat, ninx)
+    return p
+
+
+@njit(**JIT)
+def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode, srbits,
+              native, fl, nov, nsat, ninx, ok):
+    """Sequential register steps k0 <= k < k1 for the outputs of row i: the vectorised
+    loop when it applies (exact products, not native fp64, not stochastic), else the
+    general scalar step."""
+    if pkind == 0 and not native and mode != SR:
+        seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
+                      srbits, ok)
+        return
+    for k in range(k0, k1):
+        a = A[i, k]
+        for t in range(w):
+            p = _product(a * B[k, cols[e0 + t]], pkind, PP, pmode,
+                         step_key(keys[t] ^ _K_PROD, k), srbits, t, fl, nov, nsat, ninx)
+            v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, native)
+            acc[t] = v
+            _tally(f, t, fl, nov, nsat, ninx)
+
+
 @njit(parallel=True, **JIT)
 def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
                wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
@@ -405,31 +434,15 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
         keys = np.empty(w, dtype=np.uint64)
         for t in range(w):
             keys[t] = out_key(seed, i, cols[e0 + t])
-        if struct == S_SEQ and pkind == 0 and not native and mode != SR:
+        ok = np.empty(w, dtype=np.int64)
+        if struct == S_SEQ:
             for t in range(w):
                 acc[t] = init[e0 + t]
-            seq_float_row(A, B, i, cols, e0, w, acc, fl, ninx, nov, nsat, P, mode, keys,
-                          srbits, np.empty(w), np.empty(w, dtype=np.int64))
-        elif struct == S_SEQ:
-            for t in range(w):
-                acc[t] = init[e0 + t]
-            for k in range(K):
-                a = A[i, k]
-                for t in range(w):
-                    p = a * B[k, cols[e0 + t]]
-                    if pkind == 1:
-                        p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
-                        fl[t] |= pf
-                        nov[t] += (pf >> 1) & 1
-                        nsat[t] += (pf >> 2) & 1
-                        ninx[t] += pf & 1
-                    v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, native)
-                    acc[t] = v
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] += f & 1
+            _seq_span(A, B, i, cols, e0, w, 0, K, acc, keys, P, mode, pkind, PP, pmode,
+                      srbits, native, fl, nov, nsat, ninx, ok)
         elif struct == S_CHUNK:
+            # chunks of L steps from zero in the narrow register, each promoted into the
+            # wide register (which starts at the bias)
             wide = np.empty(w)
             for t in range(w):
                 wide[t] = init[e0 + t]
@@ -438,30 +451,13 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
                 k1 = min(K, k0 + L)
                 for t in range(w):
                     acc[t] = 0.0
-                for k in range(k0, k1):
-                    a = A[i, k]
-                    for t in range(w):
-                        p = a * B[k, cols[e0 + t]]
-                        if pkind == 1:
-                            p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
-                            fl[t] |= pf
-                            nov[t] += (pf >> 1) & 1
-                            nsat[t] += (pf >> 2) & 1
-                            ninx[t] += pf & 1
-                        v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, native)
-                        acc[t] = v
-                        fl[t] |= f
-                        nov[t] += (f >> 1) & 1
-                        nsat[t] += (f >> 2) & 1
-                        ninx[t] += f & 1
+                _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP,
+                          pmode, srbits, native, fl, nov, nsat, ninx, ok)
                 for t in range(w):
                     v, f = fadd(wide[t], acc[t], PW, wmode, step_key(keys[t] ^ _K_WIDE, k0),
                                 srbits, wnative)
                     wide[t] = v
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] += f & 1
+                    _tally(f, t, fl, nov, nsat, ninx)
                 k0 = k1
             for t in range(w):
                 acc[t] = wide[t]
@@ -470,14 +466,9 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
             for k in range(K):
                 a = A[i, k]
                 for t in range(w):
-                    p = a * B[k, cols[e0 + t]]
-                    if pkind == 1:
-                        p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
-                        fl[t] |= pf
-                        nov[t] += (pf >> 1) & 1
-                        nsat[t] += (pf >> 2) & 1
-                        ninx[t] += pf & 1
-                    buf[k, t] = p
+                    buf[k, t] = _product(a * B[k, cols[e0 + t]], pkind, PP, pmode,
+                                         step_key(keys[t] ^ _K_PROD, k), srbits, t, fl, nov,
+                                         nsat, ninx)
             n_lv = K
             node = 0
             while n_lv > 1:
@@ -487,10 +478,7 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
                         v, f = fadd(buf[2 * h, t], buf[2 * h + 1, t], P, mode,
                                     step_key(keys[t], K + node), srbits, native)
                         buf[h, t] = v
-                        fl[t] |= f
-                        nov[t] += (f >> 1) & 1
-                        nsat[t] += (f >> 2) & 1
-                        ninx[t] += f & 1
+                        _tally(f, t, fl, nov, nsat, ninx)
                     node += 1
                 if n_lv % 2 == 1:
                     for t in range(w):
@@ -507,10 +495,7 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
                         v, f = round_float(buf[0, t], P, mode, step_key(keys[t], K + node),
                                            srbits)
                     acc[t] = v
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] += f & 1
+                    _tally(f, t, fl, nov, nsat, ninx)
         else:  # fused multi-term adder
             prods = np.empty(max(T, 1))
             for t in range(w):
@@ -522,25 +507,17 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
                     k1 = min(K, k0 + T)
                     cnt = k1 - k0
                     for k in range(k0, k1):
-                        p = A[i, k] * B[k, j]
-                        if pkind == 1:
-                            p, pf = round_any(p, PP, pmode, step_key(keys[t] ^ _K_PROD, k), srbits)
-                            fl[t] |= pf
-                            nov[t] += (pf >> 1) & 1
-                            nsat[t] += (pf >> 2) & 1
-                            ninx[t] += pf & 1
-                        prods[k - k0] = p
+                        prods[k - k0] = _product(A[i, k] * B[k, j], pkind, PP, pmode,
+                                                 step_key(keys[t] ^ _K_PROD, k), srbits, t,
+                                                 fl, nov, nsat, ninx)
                     v, f = fused_step(acc[t], prods, cnt, P, mode, step_key(keys[t], k0),
                                       srbits, man, G, amode)
                     acc[t] = v
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] += f & 1
+                    _tally(f, t, fl, nov, nsat, ninx)
                     k0 = k1
         for t in range(w):
             out[e0 + t] = acc[t]
-            oflags[e0 + t] = fl[t]
+            oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if ninx[t] > 0 else uint8(0))
             c_ov[e0 + t] = nov[t]
             c_sat[e0 + t] = nsat[t]
             c_inx[e0 + t] = ninx[t]
