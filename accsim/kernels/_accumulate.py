@@ -569,6 +569,23 @@ def iadd(s, p, lo, hi, bits, sat):
     return r, F_OVERFLOW
 
 
+@njit(inline="always", **JIT)
+def _iadd_exact(s, p, lo, hi, sh, bits, signed, sat):
+    """Branch-free s + p into a bits-bit register [lo, hi] (sh = 64 - bits):
+    (value, out of range). Detects int64 overflow of the sum itself too."""
+    x = s + p
+    o64 = ((s ^ x) & (p ^ x)) < 0
+    outr = o64 | (x < lo) | (x > hi)
+    positive = (o64 & (s > 0)) | ((not o64) & (x > 0))
+    if sat:
+        v = (hi if positive else lo) if outr else x
+    elif signed:
+        v = (x << sh) >> sh
+    else:
+        v = x & ((int64(1) << int64(bits)) - 1)
+    return v, outr
+
+
 @njit(parallel=True, **JIT)
 def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
                    out, oflags, c_ov, c_sat):
@@ -602,16 +619,7 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
             for t in range(w):
                 s = acc[t]
                 p = a * src[c0 + t]
-                x = s + p
-                o64 = ((s ^ x) & (p ^ x)) < 0
-                outr = o64 | (x < lo) | (x > hi)
-                positive = (o64 & (s > 0)) | ((not o64) & (x > 0))
-                if sat:
-                    v = (hi if positive else lo) if outr else x
-                elif signed:
-                    v = (x << sh) >> sh
-                else:
-                    v = x & ((int64(1) << int64(bits)) - 1)
+                v, outr = _iadd_exact(s, p, lo, hi, sh, bits, signed, sat)
                 acc[t] = v
                 nov[t] += int64(outr)
         for t in range(w):
@@ -646,16 +654,7 @@ def int_pairs_exact(Ai, Bit, pr, pc, init, lo, hi, bits, signed, sat, lanes,
             for t in range(w):
                 s = acc[t]
                 p = av[t] * bv[t]
-                x = s + p
-                o64 = ((s ^ x) & (p ^ x)) < 0
-                outr = o64 | (x < lo) | (x > hi)
-                positive = (o64 & (s > 0)) | ((not o64) & (x > 0))
-                if sat:
-                    v = (hi if positive else lo) if outr else x
-                elif signed:
-                    v = (x << sh) >> sh
-                else:
-                    v = x & ((int64(1) << int64(bits)) - 1)
+                v, outr = _iadd_exact(s, p, lo, hi, sh, bits, signed, sat)
                 acc[t] = v
                 nov[t] += int64(outr)
         for t in range(w):

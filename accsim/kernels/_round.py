@@ -555,32 +555,24 @@ def element_key(seed, idx):
     return splitmix64(uint64(seed) ^ splitmix64(uint64(idx) * uint64(0xD1B54A32D192ED03)))
 
 
+@njit(inline="always", **JIT)
+def _quantize_elem(x, i, P, mode, seed, srbits):
+    key = element_key(seed, i) if mode == SR else uint64(0)
+    if P[P_KIND] == 0:
+        return round_float(x, P, mode, key, srbits)
+    return round_int(x, P, mode, key, srbits)
+
+
 @njit(parallel=True, **JIT)
 def quantize_kernel(x, out, P, mode, seed, srbits, flags_out):
-    """Round every element of the 1-D array ``x`` into ``out``; OR of flags per element."""
-    n = x.shape[0]
-    sr = mode == SR
-    flt = P[P_KIND] == 0
-    for i in prange(n):
-        key = element_key(seed, i) if sr else uint64(0)
-        if flt:
-            v, f = round_float(x[i], P, mode, key, srbits)
-        else:
-            v, f = round_int(x[i], P, mode, key, srbits)
-        out[i] = v
-        flags_out[i] = f
+    """Round every element of the 1-D array ``x`` into ``out``, flags per element.
+    The stochastic stream of element i is keyed by (seed, i): thread-count independent."""
+    for i in prange(x.shape[0]):
+        out[i], flags_out[i] = _quantize_elem(x[i], i, P, mode, seed, srbits)
 
 
 @njit(**JIT)
 def quantize_kernel_serial(x, out, P, mode, seed, srbits, flags_out):
-    n = x.shape[0]
-    sr = mode == SR
-    flt = P[P_KIND] == 0
-    for i in range(n):
-        key = element_key(seed, i) if sr else uint64(0)
-        if flt:
-            v, f = round_float(x[i], P, mode, key, srbits)
-        else:
-            v, f = round_int(x[i], P, mode, key, srbits)
-        out[i] = v
-        flags_out[i] = f
+    """:func:`quantize_kernel` without threads (small arrays)."""
+    for i in range(x.shape[0]):
+        out[i], flags_out[i] = _quantize_elem(x[i], i, P, mode, seed, srbits)
