@@ -211,7 +211,8 @@ def build_parser():
     return p
 
 
-_SUBCOMMAND_MODULES = ("accsim.cli_simulate", "accsim.cli_onnx", "accsim.cli_cost")
+_SUBCOMMAND_MODULES = ("accsim.cli_simulate", "accsim.cli_onnx", "accsim.cli_cost",
+                       "accsim.cli_capi")
 
 
 def main(argv=None) -> int:
