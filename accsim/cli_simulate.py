@@ -6,6 +6,7 @@ Loaded by :mod:`accsim.cli` through ``register(subparsers, UsageError)``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -27,6 +28,18 @@ def register(subparsers, usage_error):
     s.add_argument("--limit", metavar="N", default=None,
                    help="simulate only the first N samples")
     s.add_argument("--seed", type=int, default=0, help="stochastic-rounding seed")
+    s.add_argument("--policy", default="uniform-narrow",
+                   help="scheduler policy re-issuing components to the wide accumulator: "
+                        "uniform-narrow (default), uniform-wide, condition, random, "
+                        "oracle, overflow")
+    s.add_argument("--tau", metavar="T", default=None,
+                   help="condition threshold: re-issue where u*kappa_i*kappa_phi > T "
+                        "(random / oracle: match condition's count at this T)")
+    s.add_argument("--fraction", metavar="F", default=None,
+                   help="re-issue budget as a fraction of the outputs (random, oracle, "
+                        "condition: top-F scores)")
+    s.add_argument("--estimator", default="exact",
+                   help="kappa_i estimator of the condition policy: exact, norm, exponent")
     s.add_argument("--narrow-only", action="store_true",
                    help="skip the second run with the wide accumulator")
     s.add_argument("--technology", "-t", default="horowitz-45nm",
@@ -80,11 +93,21 @@ def _cmd_simulate(args, usage_error):
     limit = _parse_limit(args.limit)
     if args.seed < 0:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    tau = _parse_float(args.tau, "--tau")
+    fraction = _parse_float(args.fraction, "--fraction")
+    if fraction is not None and not 0 <= fraction <= 1:
+        raise ValueError(f"--fraction: expected a number in [0, 1], got {args.fraction!r}")
+    from .scheduler import check_policy
+    try:
+        check_policy(args.policy, tau, fraction, args.estimator)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
     trace = resolve_trace(args.trace)
     acc = _resolve_accelerator(args.accelerator, args.narrow, args.wide)
     tty = sys.stderr.isatty()
     narrow = simulate(trace, acc, limit=limit, seed=args.seed,
-                      progress=_Bar("narrow") if tty else None)
+                      progress=_Bar("narrow") if tty else None, policy=args.policy,
+                      tau=tau, fraction=fraction, estimator=args.estimator)
     wide = None
     if not args.narrow_only:
         wide_acc = dataclasses.replace(acc, narrow=acc.wide,
@@ -93,9 +116,8 @@ def _cmd_simulate(args, usage_error):
                         progress=_Bar("wide") if tty else None)
     if args.json:
         d = narrow.to_dict()
-        d.update(_priced(acc, args.technology, narrow))
-        for lay in d["layers"]:
-            lay["recomputed_fraction"] = 0.0
+        est = args.estimator if args.policy == "condition" else "none"
+        d.update(_priced(acc, args.technology, narrow, est))
         if wide is not None:
             d["wide_run"] = wide.to_dict()
         print(json.dumps(d))
@@ -104,17 +126,31 @@ def _cmd_simulate(args, usage_error):
     return 0
 
 
-def _priced(acc, technology, result):
-    """Energy, area and cycles of the run (every output on the narrow datapath; no
-    policy re-issues anything yet), against the all-wide baseline."""
+def _parse_float(text, name):
+    if text is None:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: expected a number, got {text!r}") from None
+    if math.isnan(v):
+        raise ValueError(f"{name}: expected a number, got {text!r}")
+    return v
+
+
+def _priced(acc, technology, result, estimator="none"):
+    """Energy, area and cycles of the run (every output on the narrow datapath, the
+    policy's re-issued outputs again on the wide one, the estimator's actions), against
+    the all-wide baseline."""
     from .cost import price_run
-    layers = [{"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K, "recomputed": 0}
-              for lr in result.layers]
-    p = price_run(acc, technology, layers)
+    layers = [{"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K,
+               "recomputed": lr.recomputed} for lr in result.layers]
+    p = price_run(acc, technology, layers, estimator)
     out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
                              "area_um2", "cycles", "breakdown")}
     out["technology"] = technology
-    out["recomputed_fraction"] = 0.0
+    out["estimator"] = estimator
+    out["recomputed_fraction"] = result.recomputed_fraction
     return out
 
 
@@ -135,6 +171,8 @@ def _print_table(trace, acc, narrow, wide):
                   f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
                   f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
                   f"{lr.events['overflows']:>9} {lr.events['inexact']:>10}")
+    print(f"policy {narrow.policy}: re-issued {100 * narrow.recomputed_fraction:.2f}% of "
+          f"the outputs; bound violations {narrow.bound_violations}")
     print()
     print(f"{'':<22} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
           f"equal to the float64 reference's)")

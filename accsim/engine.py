@@ -408,7 +408,9 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                              srbits, np.int64(64), out, oflags, cov, csat, cinx)
         values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
         return MatmulResult(values, events, selected=mask)
-    _acc.float_rows(A, B, rows, ptr, cols, init, P, np.int64(rounding_code(rounding)),
+    # below ~1e5 MACs the thread pool's start-up outweighs the work
+    kern = _acc.float_rows if cols.shape[0] * A.shape[1] >= 100_000 else _acc.float_rows_serial
+    kern(A, B, rows, ptr, cols, init, P, np.int64(rounding_code(rounding)),
                     np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
                     np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
                     np.int64(guard_bits), np.int64(amode), seed_u, srbits, native, wnative,

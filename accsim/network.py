@@ -453,9 +453,98 @@ def _layer_matmul(matmul, A, p, kw, seed):
     return res, res.values
 
 
+def _next_activation(layers, input_names, i, activations):
+    """Kind of the activation that alone consumes matmul layer i's output (else identity)."""
+    name = layers[i].name
+    for j in range(i + 1, len(layers)):
+        if name in input_names[j]:
+            if layers[j].kind in activations and list(input_names[j]) == [name]:
+                return layers[j].kind
+            return "identity"
+    return "identity"
+
+
+def _activation_error(z, z64, out_scale, act):
+    """The oracle's "actual error" of each component: ``|φ(ẑ) - φ(z)|`` in real units for
+    an elementwise activation φ consuming the layer, ``|ẑ - z|`` otherwise."""
+    from . import ops
+    zs, rs = (z, z64) if out_scale is None else (z * out_scale, z64 * out_scale)
+    with np.errstate(all="ignore"):
+        if act in ("relu", "tanh", "sigmoid", "gelu"):
+            err = np.abs(ops.activation(act, zs) - ops.activation(act, rs))
+            err = err + 1e-300 * np.abs(zs - rs)     # ties: larger error in z first
+        else:
+            err = np.abs(zs - rs)
+    return np.where(np.isnan(err), np.inf, err)
+
+
+_SPEARMAN_SAMPLE = 2048      # components per batch kept for the rank correlation
+
+
+def _schedule_and_check(matmul, A, p, res, z, kw, wkw, ctx, r, rng, seed):
+    """Policy selection, wide re-issue and the bound check of one layer batch.
+
+    ``z``: narrow outputs (m, n) in accumulator units. Returns the final outputs (same
+    units) after the re-issued components were replaced by the wide accumulator's.
+    """
+    from . import analysis, scheduler
+    policy = ctx["policy"]
+    analyze = ctx["analyze"]
+    if policy == "uniform-narrow" and not analyze:
+        return z
+    flags = res.events.flags
+    if flags.shape != z.shape:
+        flags = flags.T
+    b = p.bias
+    P = analysis.abs_sum(A, p.Bq)
+    z64 = A @ p.Bq
+    if b is not None:
+        z64 = z64 + b
+    observed = None
+    if policy == "oracle":
+        observed = _activation_error(z, z64, p.out_scale, ctx["act"])
+    mask = scheduler.select(policy, zhat=z, A=A, B=p.Bq, b=b, acc_kwargs=kw, flags=flags,
+                            act=ctx["act"], out_scale=p.out_scale, tau=ctx["tau"],
+                            fraction=ctx["fraction"], estimator=ctx["estimator"], rng=rng,
+                            P=P, observed=observed, relu_negative=ctx["relu_negative"])
+    nre = int(mask.sum())
+    r.recomputed += nre
+    wflags = None
+    if nre:
+        bias2 = None if b is None else b[None, :]
+        if nre == mask.size:        # everything: the engine's full path, same values
+            rw = matmul(A, p.Bq, **wkw, bias=bias2, seed=seed)
+            z = rw.values
+        else:
+            rw = matmul(A, p.Bq, **wkw, bias=bias2, select=mask, seed=seed)
+            z = np.where(mask, rw.values, z)
+        wflags = rw.events.flags
+    if analyze:
+        bnd = analysis.error_bound(A, p.Bq, b, kw, flags=flags, P=P)
+        if nre:
+            bw = analysis.error_bound(A, p.Bq, b, wkw, flags=wflags, P=P)
+            bnd = np.where(mask, bw, bnd)
+        obs, viol = analysis.check_bound(z, A, p.Bq, b, bnd, P=P, z64=z64)
+        r.bound_violations += int(viol.sum())
+        r.bound_not_applicable += int((~np.isfinite(bnd)).sum())
+        # rank key: the bound; where n*u >= 1 made it infinite, its shape |A||B| + |b|
+        # (overflowed components are left out)
+        ovf = (flags & 6) != 0
+        key = bnd
+        if not np.all(np.isfinite(bnd) | ovf):
+            key = np.where(ovf, np.nan, P if b is None else P + np.abs(b))
+        fo, fb = obs.reshape(-1), key.reshape(-1)
+        step = max(1, fo.size // _SPEARMAN_SAMPLE)
+        r._bound_sample.append((fb[::step].copy(), fo[::step].copy()))
+    return z
+
+
 def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
              seed=0, progress: Callable[[int, int], None] | None = None,
-             batch_size: int = DEFAULT_BATCH) -> SimulationResult:
+             batch_size: int = DEFAULT_BATCH, policy: str = "uniform-narrow",
+             tau: float | None = None, fraction: float | None = None,
+             estimator: str = "exact", relu_negative: str = "one",
+             analyze: bool = True) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -473,7 +562,25 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         Called after every batch with the number of samples done.
     batch_size : int
         Samples per batch (memory); results do not depend on it except with
-        stochastic rounding.
+        stochastic rounding (and the batch-wise budgets of ``random`` / ``oracle`` /
+        ``condition`` with ``fraction``).
+    policy, tau, fraction, estimator, relu_negative
+        Scheduler policy re-issuing components to the wide accumulator (see
+        :mod:`accsim.scheduler`); the default re-issues nothing. ``seed`` also seeds the
+        ``random`` policy (per layer and batch).
+    analyze : bool
+        ``bound_not_applicable`` counts components whose bound is infinite (overflow /
+        saturation, or ``n u ≥ 1``); ``bound_spearman`` is the rank correlation of bound
+        and observed error on a sample of each batch (the bound's shape ``|A||B| + |b|``
+        stands in where it is infinite).
+        Check every matmul component against the deterministic error bound of
+        :mod:`accsim.analysis` (``bound_violations``, ``bound_spearman`` per layer).
+        The observed error is ``|z_hat - z|`` in accumulator units against the exact
+        product ``z`` of the *quantized operands actually used* (bias in accumulator
+        units), so it measures the accumulator alone, not operand quantisation; ``z`` is
+        the float64 product, whose own error bound is added to the bound as slack (see
+        :func:`accsim.analysis.check_bound`). Re-issued components are checked against
+        the wide accumulator's bound.
     """
     from . import ops
     from .engine import matmul as _matmul
@@ -498,11 +605,18 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
     if labels is not None:
         labels = np.asarray(labels)[:n]
 
+    from .scheduler import check_policy
+    check_policy(policy, tau, fraction, estimator)
     ispec, wspec = _operand_specs(trace, acc)
     kw = acc.matmul_kwargs("narrow")
+    wkw = acc.matmul_kwargs("wide")
+    akw = dict(kw)
+    akw.setdefault("wide", acc.wide)
+    akw.setdefault("wide_rounding", acc.wide_rounding)
     layers = list(trace.layers)
     mm_index = [i for i, L in enumerate(layers) if L.kind in MATMUL_KINDS]
     input_names = dict(enumerate(ops.layer_inputs(trace)))
+    acts = {i: _next_activation(layers, input_names, i, ops.ACTIVATIONS) for i in mm_index}
 
     t_start = time.perf_counter()
     ref_seconds = 0.0
@@ -552,7 +666,13 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
                                            a.get("padding", (0, 0, 0, 0)))
                 else:
                     A = xq.reshape(xq.shape[0], -1)
-                res, z = _layer_matmul(_matmul, A, p, kw, _seed_for(seed, i, ci))
+                lseed = _seed_for(seed, i, ci)
+                res, z = _layer_matmul(_matmul, A, p, kw, lseed)
+                ctx = {"policy": policy, "analyze": analyze, "act": acts[i], "tau": tau,
+                       "fraction": fraction, "estimator": estimator,
+                       "relu_negative": relu_negative}
+                z = _schedule_and_check(_matmul, A, p, res, z, akw, wkw, ctx, results[i],
+                                        np.random.default_rng(lseed), lseed)
                 if p.out_scale is not None:
                     z = z * p.out_scale
                 ev = res.events.total
@@ -587,8 +707,14 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         ref_acc = float(np.mean(pred_ref == labels))
     else:
         accuracy = ref_acc = None
+    from .analysis import spearman
     for i in mm_index:
         results[i].error = stats[i].summary()
+        smp = results[i]._bound_sample
+        if smp:
+            results[i].bound_spearman = spearman(np.concatenate([a for a, _ in smp]),
+                                                 np.concatenate([o for _, o in smp]))
+            results[i]._bound_sample = []
     rec = getattr(trace, "reference_accuracy", None)
     return SimulationResult(
         trace=trace.name, accelerator=acc.name, narrow=_fmt_label(acc.narrow),
@@ -598,7 +724,7 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         recorded_reference_accuracy=None if rec is None else float(rec),
         agreement=agreement, layers=[results[i] for i in mm_index],
         seconds=time.perf_counter() - t_start, reference_seconds=ref_seconds,
-        outputs=out_sim, reference_outputs=out_ref)
+        outputs=out_sim, reference_outputs=out_ref, policy=policy)
 
 
 def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,

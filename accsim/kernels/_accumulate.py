@@ -406,6 +406,116 @@ def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode
             _tally(f, t, fl, nov, nsat, ninx)
 
 
+@njit(**JIT)
+def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               out, oflags, c_ov, c_sat, c_inx):
+    """One CSR row of :func:`float_rows` (all its outputs, all K steps)."""
+    K = A.shape[1]
+    man = P[1]
+    i = rows[r]
+    e0 = ptr[r]
+    e1 = ptr[r + 1]
+    w = e1 - e0
+    if w == 0:
+        return
+    acc = np.empty(w)
+    fl = np.zeros(w, dtype=np.uint8)
+    nov = np.zeros(w, dtype=np.int64)
+    nsat = np.zeros(w, dtype=np.int64)
+    ninx = np.zeros(w, dtype=np.int64)
+    keys = np.empty(w, dtype=np.uint64)
+    for t in range(w):
+        keys[t] = out_key(seed, i, cols[e0 + t])
+    ok = np.empty(w, dtype=np.int64)
+    if struct == S_SEQ:
+        for t in range(w):
+            acc[t] = init[e0 + t]
+        _seq_span(A, B, i, cols, e0, w, 0, K, acc, keys, P, mode, pkind, PP, pmode,
+                  srbits, native, fl, nov, nsat, ninx, ok)
+    elif struct == S_CHUNK:
+        # chunks of L steps from zero in the narrow register, each promoted into the
+        # wide register (which starts at the bias)
+        wide = np.empty(w)
+        for t in range(w):
+            wide[t] = init[e0 + t]
+        k0 = 0
+        while k0 < K:
+            k1 = min(K, k0 + L)
+            for t in range(w):
+                acc[t] = 0.0
+            _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP,
+                      pmode, srbits, native, fl, nov, nsat, ninx, ok)
+            for t in range(w):
+                v, f = fadd(wide[t], acc[t], PW, wmode, step_key(keys[t] ^ _K_WIDE, k0),
+                            srbits, wnative)
+                wide[t] = v
+                _tally(f, t, fl, nov, nsat, ninx)
+            k0 = k1
+        for t in range(w):
+            acc[t] = wide[t]
+    elif struct == S_TREE:
+        buf = np.empty((max(K, 1), w))
+        for k in range(K):
+            a = A[i, k]
+            for t in range(w):
+                buf[k, t] = _product(a * B[k, cols[e0 + t]], pkind, PP, pmode,
+                                     step_key(keys[t] ^ _K_PROD, k), srbits, t, fl, nov,
+                                     nsat, ninx)
+        n_lv = K
+        node = 0
+        while n_lv > 1:
+            half = n_lv // 2
+            for h in range(half):
+                for t in range(w):
+                    v, f = fadd(buf[2 * h, t], buf[2 * h + 1, t], P, mode,
+                                step_key(keys[t], K + node), srbits, native)
+                    buf[h, t] = v
+                    _tally(f, t, fl, nov, nsat, ninx)
+                node += 1
+            if n_lv % 2 == 1:
+                for t in range(w):
+                    buf[half, t] = buf[n_lv - 1, t]
+            n_lv = half + (n_lv % 2)
+        for t in range(w):
+            if K == 0:
+                acc[t] = init[e0 + t]
+            else:
+                if has_bias:
+                    v, f = fadd(init[e0 + t], buf[0, t], P, mode,
+                                step_key(keys[t], K + node), srbits, native)
+                else:  # the root itself (a lone product still rounds into acc)
+                    v, f = round_float(buf[0, t], P, mode, step_key(keys[t], K + node),
+                                       srbits)
+                acc[t] = v
+                _tally(f, t, fl, nov, nsat, ninx)
+    else:  # fused multi-term adder
+        prods = np.empty(max(T, 1))
+        for t in range(w):
+            acc[t] = init[e0 + t]
+        for t in range(w):
+            j = cols[e0 + t]
+            k0 = 0
+            while k0 < K:
+                k1 = min(K, k0 + T)
+                cnt = k1 - k0
+                for k in range(k0, k1):
+                    prods[k - k0] = _product(A[i, k] * B[k, j], pkind, PP, pmode,
+                                             step_key(keys[t] ^ _K_PROD, k), srbits, t,
+                                             fl, nov, nsat, ninx)
+                v, f = fused_step(acc[t], prods, cnt, P, mode, step_key(keys[t], k0),
+                                  srbits, man, G, amode)
+                acc[t] = v
+                _tally(f, t, fl, nov, nsat, ninx)
+                k0 = k1
+    for t in range(w):
+        out[e0 + t] = acc[t]
+        oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if ninx[t] > 0 else uint8(0))
+        c_ov[e0 + t] = nov[t]
+        c_sat[e0 + t] = nsat[t]
+        c_inx[e0 + t] = ninx[t]
+
+
 @njit(parallel=True, **JIT)
 def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
                wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
@@ -415,112 +525,24 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
     A (m, K), B (K, n); entries e in ptr[r]:ptr[r+1] are outputs (rows[r], cols[e]);
     init[e] is the register's initial value (bias or 0, already in the format holding
     it); results and OR-ed flags go to out[e], oflags[e]; event counts to c_*[e].
+    Rows run in parallel (independent outputs).
     """
-    K = A.shape[1]
-    man = P[1]
-    nrows = rows.shape[0]
-    for r in prange(nrows):
-        i = rows[r]
-        e0 = ptr[r]
-        e1 = ptr[r + 1]
-        w = e1 - e0
-        if w == 0:
-            continue
-        acc = np.empty(w)
-        fl = np.zeros(w, dtype=np.uint8)
-        nov = np.zeros(w, dtype=np.int64)
-        nsat = np.zeros(w, dtype=np.int64)
-        ninx = np.zeros(w, dtype=np.int64)
-        keys = np.empty(w, dtype=np.uint64)
-        for t in range(w):
-            keys[t] = out_key(seed, i, cols[e0 + t])
-        ok = np.empty(w, dtype=np.int64)
-        if struct == S_SEQ:
-            for t in range(w):
-                acc[t] = init[e0 + t]
-            _seq_span(A, B, i, cols, e0, w, 0, K, acc, keys, P, mode, pkind, PP, pmode,
-                      srbits, native, fl, nov, nsat, ninx, ok)
-        elif struct == S_CHUNK:
-            # chunks of L steps from zero in the narrow register, each promoted into the
-            # wide register (which starts at the bias)
-            wide = np.empty(w)
-            for t in range(w):
-                wide[t] = init[e0 + t]
-            k0 = 0
-            while k0 < K:
-                k1 = min(K, k0 + L)
-                for t in range(w):
-                    acc[t] = 0.0
-                _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP,
-                          pmode, srbits, native, fl, nov, nsat, ninx, ok)
-                for t in range(w):
-                    v, f = fadd(wide[t], acc[t], PW, wmode, step_key(keys[t] ^ _K_WIDE, k0),
-                                srbits, wnative)
-                    wide[t] = v
-                    _tally(f, t, fl, nov, nsat, ninx)
-                k0 = k1
-            for t in range(w):
-                acc[t] = wide[t]
-        elif struct == S_TREE:
-            buf = np.empty((max(K, 1), w))
-            for k in range(K):
-                a = A[i, k]
-                for t in range(w):
-                    buf[k, t] = _product(a * B[k, cols[e0 + t]], pkind, PP, pmode,
-                                         step_key(keys[t] ^ _K_PROD, k), srbits, t, fl, nov,
-                                         nsat, ninx)
-            n_lv = K
-            node = 0
-            while n_lv > 1:
-                half = n_lv // 2
-                for h in range(half):
-                    for t in range(w):
-                        v, f = fadd(buf[2 * h, t], buf[2 * h + 1, t], P, mode,
-                                    step_key(keys[t], K + node), srbits, native)
-                        buf[h, t] = v
-                        _tally(f, t, fl, nov, nsat, ninx)
-                    node += 1
-                if n_lv % 2 == 1:
-                    for t in range(w):
-                        buf[half, t] = buf[n_lv - 1, t]
-                n_lv = half + (n_lv % 2)
-            for t in range(w):
-                if K == 0:
-                    acc[t] = init[e0 + t]
-                else:
-                    if has_bias:
-                        v, f = fadd(init[e0 + t], buf[0, t], P, mode,
-                                    step_key(keys[t], K + node), srbits, native)
-                    else:  # the root itself (a lone product still rounds into acc)
-                        v, f = round_float(buf[0, t], P, mode, step_key(keys[t], K + node),
-                                           srbits)
-                    acc[t] = v
-                    _tally(f, t, fl, nov, nsat, ninx)
-        else:  # fused multi-term adder
-            prods = np.empty(max(T, 1))
-            for t in range(w):
-                acc[t] = init[e0 + t]
-            for t in range(w):
-                j = cols[e0 + t]
-                k0 = 0
-                while k0 < K:
-                    k1 = min(K, k0 + T)
-                    cnt = k1 - k0
-                    for k in range(k0, k1):
-                        prods[k - k0] = _product(A[i, k] * B[k, j], pkind, PP, pmode,
-                                                 step_key(keys[t] ^ _K_PROD, k), srbits, t,
-                                                 fl, nov, nsat, ninx)
-                    v, f = fused_step(acc[t], prods, cnt, P, mode, step_key(keys[t], k0),
-                                      srbits, man, G, amode)
-                    acc[t] = v
-                    _tally(f, t, fl, nov, nsat, ninx)
-                    k0 = k1
-        for t in range(w):
-            out[e0 + t] = acc[t]
-            oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if ninx[t] > 0 else uint8(0))
-            c_ov[e0 + t] = nov[t]
-            c_sat[e0 + t] = nsat[t]
-            c_inx[e0 + t] = ninx[t]
+    for r in prange(rows.shape[0]):
+        _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               out, oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def float_rows_serial(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               out, oflags, c_ov, c_sat, c_inx):
+    """:func:`float_rows` on the calling thread: small products, where starting the
+    thread pool costs more than the work."""
+    for r in range(rows.shape[0]):
+        _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               out, oflags, c_ov, c_sat, c_inx)
 
 
 # ------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ the target's smallest normal (and float64 subnormals) take the integer path
 for every shift distance.
 """
 
-import math
 
 import numpy as np
 from llvmlite import ir
