@@ -254,8 +254,9 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     Parameters
     ----------
     a, b : (m, k) and (k, n) arrays of values representable in the operand formats.
-    acc : FloatFormat | IntFormat | FixedFormat | str
-        The accumulator register's format.
+    acc : FloatFormat | IntFormat | FixedFormat | str | accsim.cmodel.CModel
+        The accumulator register's format (or a user's compiled C step function, which
+        then is the register: sequential, exact products, ``bias`` as initial value).
     rounding : rounding mode of the register ("rne", "rna", "rz", "ru", "rd", "ro", "sr").
     structure : "sequential" | "chunked" | "tree" | "fused".
     product : "exact" | "fused" | a format (multiply-round-add with ``product_rounding``).
@@ -269,6 +270,12 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
         float format rounded stochastically (the bits that stay exact in the float64
         round-to-odd intermediate).
     """
+    if type(acc).__name__ == "CModel":  # a user's C accumulator (accsim.cmodel)
+        if structure != "sequential" or product not in ("exact", "fused") or select is not None:
+            raise ValueError("acc: a C model accumulator runs structure 'sequential' with exact "
+                             "products on all outputs")
+        from .cmodel import cmodel_matmul
+        return cmodel_matmul(a, b, acc, init=bias)
     acc = _resolve_format(acc, "acc")
     rounding_code(rounding)
     if structure not in STRUCTURES:

@@ -232,3 +232,23 @@ def test_cli_crosscheck_bad_source(run_cli, tmp_path):
     rc, _, err = run_cli("crosscheck", "--c-model", str(tmp_path / "nofile.c"),
                            "--function", "f", "--format", "fp16")
     assert rc == 2 and "file not found" in err
+
+
+def test_c_model_as_matmul_accumulator():
+    """accsim.matmul accepts a compiled C step model as the accumulator register."""
+    from pathlib import Path
+
+    import numpy as np
+
+    import accsim
+    from accsim.cmodel import compile_c_model
+    src = Path(__file__).resolve().parent.parent / "examples" / "c" / "fp16_rne_step.c"
+    model = compile_c_model(src, "fp16_rne_step", kind="step")
+    rng = np.random.default_rng(3)
+    a = accsim.quantize(rng.standard_normal((4, 20)), "fp16")
+    b = accsim.quantize(rng.standard_normal((20, 3)), "fp16")
+    got = accsim.matmul(a, b, model)
+    ref = accsim.matmul(a, b, "fp16")
+    assert np.array_equal(got.values, ref.values)
+    with pytest.raises(ValueError, match="C model"):
+        accsim.matmul(a, b, model, structure="tree")
