@@ -76,6 +76,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 __all__ = ["ACTIVATION_KINDS", "abs_sum", "bound_coefficients", "check_bound",
            "error_bound", "gamma", "kappa_inner", "kappa_phi", "n_eff",
@@ -118,6 +119,37 @@ def _kappa_from(S, z):
     return np.where(np.isfinite(az), k, np.inf)
 
 
+@njit(cache=True)
+def _pdf_over_cdf_kernel(t, out):
+    c = 1.0 / math.sqrt(2.0 * math.pi)
+    for i in range(t.shape[0]):
+        v = t[i]
+        if v > -30.0:
+            out[i] = c * math.exp(-0.5 * v * v) / (0.5 * math.erfc(-v / math.sqrt(2.0)))
+        else:
+            # Mills ratio: Phi(-x) / pdf(x) = 1/x - 1/x^3 + 3/x^5 - ... for x = -v large
+            x = -v
+            out[i] = 1.0 / (1.0 / x - 1.0 / x ** 3 + 3.0 / x ** 5)
+
+
+def _pdf_over_cdf(t):
+    """pdf(t) / Phi(t) of the standard normal, stable for very negative t."""
+    t = np.asarray(t, dtype=np.float64)
+    flat = np.ascontiguousarray(t).reshape(-1)
+    out = np.empty_like(flat)
+    _pdf_over_cdf_kernel(flat, out)
+    return out.reshape(t.shape)
+
+
+def _average_ranks(a):
+    """Ranks 1..n of a, ties sharing their average rank (as scipy.stats.rankdata)."""
+    order = np.argsort(a, kind="mergesort")
+    ranks = np.empty(a.shape[0])
+    ranks[order] = np.arange(1, a.shape[0] + 1)
+    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
+    return (np.bincount(inv, weights=ranks) / counts)[inv]
+
+
 def kappa_phi(kind, t, *, axis=-1, relu_negative="one"):
     """Condition number ``|t φ'(t) / φ(t)|`` of activation ``kind`` at ``t`` (module doc)."""
     t = np.asarray(t, dtype=np.float64)
@@ -138,9 +170,8 @@ def kappa_phi(kind, t, *, axis=-1, relu_negative="one"):
         if kind == "sigmoid":
             return np.where(t > 700, 0.0, a / (1 + np.exp(np.minimum(t, 700))))
         if kind == "gelu":
-            from scipy.special import log_ndtr
-            logpdf = -0.5 * t * t - 0.5 * math.log(2 * math.pi)
-            return np.abs(1 + t * np.exp(logpdf - log_ndtr(t)))
+            # phi(t) = t Phi(t): kappa = |1 + t pdf(t) / Phi(t)|
+            return np.abs(1 + t * _pdf_over_cdf(t))
         if kind == "softmax":
             m = np.max(t, axis=axis, keepdims=True)
             e = np.exp(t - m)
@@ -334,8 +365,7 @@ def spearman(x, y):
     x, y = x[ok], y[ok]
     if x.size < 2:
         return None
-    from scipy.stats import rankdata
-    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = _average_ranks(x), _average_ranks(y)
     sx, sy = rx.std(), ry.std()
     if sx == 0 or sy == 0:
         return None

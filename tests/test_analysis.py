@@ -47,12 +47,15 @@ def test_kappa_phi_values():
     ks = an.kappa_phi("sigmoid", t)
     assert ks[4] == pytest.approx(4 / (1 + math.exp(4)))
     # gelu against a finite difference of t*Phi(t)
-    from scipy.stats import norm
+    def cdf(v):
+        return 0.5 * math.erfc(-v / math.sqrt(2))
     for x in (-2.0, -0.3, 0.7, 3.0):
         h = 1e-6
-        d = ((x + h) * norm.cdf(x + h) - (x - h) * norm.cdf(x - h)) / (2 * h)
+        d = ((x + h) * cdf(x + h) - (x - h) * cdf(x - h)) / (2 * h)
         assert an.kappa_phi("gelu", np.array([x]))[0] == pytest.approx(
-            abs(x * d / (x * norm.cdf(x))), rel=1e-5)
+            abs(x * d / (x * cdf(x))), rel=1e-5)
+    # very negative inputs stay finite (asymptotic Mills ratio)
+    assert np.all(np.isfinite(an.kappa_phi("gelu", np.array([-40.0, -200.0]))))
     assert np.all(np.isfinite(an.kappa_phi("tanh", np.array([1e4, -1e4]))))
     z = np.array([[1.0, 2.0, -3.0]])
     ksm = an.kappa_phi("softmax", z)
@@ -147,10 +150,7 @@ def test_bound_underflow_and_no_bias(acc):
     A = np.asarray(quantize(rng.standard_normal((4, 50)) * tiny * 64, acc.input, "rne"), float)
     B = np.asarray(quantize(rng.standard_normal((50, 3)) * 2.0 ** -10, acc.weight, "rne"),
                    float)
-    try:
-        nv, _, _ = _check(acc, A, B, None)
-    except ValueError:          # engine refuses products below float64's range
-        pytest.skip("not simulable")
+    nv, _, _ = _check(acc, A, B, None)
     assert nv == 0
 
 

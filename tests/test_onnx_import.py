@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  (test extra: a missing package must fail, not skip)
+import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper
 
 from accsim.cli import main
