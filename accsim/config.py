@@ -11,6 +11,7 @@ expected, on one line.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -80,6 +81,9 @@ class Doc:
         self.used.add(key)
         if key not in self.data:
             if default is ...:
+                typo = difflib.get_close_matches(str(key), [str(k) for k in self.data], 1, 0.75)
+                if typo and typo[0] not in self.used:
+                    raise self.error(typo[0], f"unknown key (did you mean '{key}'?)")
                 raise self.error(key, f"missing (expected {expected or _tname(types)})")
             return default
         v = self.data[key]
