@@ -22,12 +22,18 @@ from .formats import FloatFormat, FixedFormat, IntFormat
 _HERE = Path(__file__).resolve().parent
 
 
-def builtin_dir() -> Path:
-    """Folder of the built-in YAML files: inside the wheel, or the repository's formats/."""
-    inside = _HERE / "formats"
+def package_data_dir(name: str) -> Path:
+    """A data folder shipped with accsim: ``accsim/NAME`` inside an installed wheel, or the
+    repository's top-level ``NAME/`` for an editable install."""
+    inside = _HERE / name
     if inside.is_dir():
         return inside
-    return _HERE.parent / "formats"
+    return _HERE.parent / name
+
+
+def builtin_dir() -> Path:
+    """Folder of the built-in YAML files (formats/)."""
+    return package_data_dir("formats")
 
 
 class ConfigError(ValueError):

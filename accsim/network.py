@@ -745,15 +745,10 @@ def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=
 # ---------------------------------------------------------------------------------------
 # bundled traces
 # ---------------------------------------------------------------------------------------
-_HERE = Path(__file__).resolve().parent
-
-
 def traces_dir() -> Path:
-    """Folder of the bundled traces: inside the wheel, or the repository's traces/."""
-    inside = _HERE / "traces"
-    if inside.is_dir():
-        return inside
-    return _HERE.parent / "traces"
+    """Folder of the bundled traces (traces/): inside the wheel, or the repository's."""
+    from .config import package_data_dir
+    return package_data_dir("traces")
 
 
 def list_traces():
