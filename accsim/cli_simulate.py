@@ -141,16 +141,11 @@ def _parse_float(text, name):
 def _priced(acc, technology, result, estimator="none"):
     """Energy, area and cycles of the run (every output on the narrow datapath, the
     policy's re-issued outputs again on the wide one, the estimator's actions), against
-    the all-wide baseline."""
-    from .cost import price_run
-    layers = [{"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K,
-               "recomputed": lr.recomputed} for lr in result.layers]
-    p = price_run(acc, technology, layers, estimator)
-    out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
-                             "area_um2", "cycles", "breakdown")}
+    the all-wide baseline (:func:`accsim.cost.price_simulation`)."""
+    from .cost import price_simulation
+    out = price_simulation(acc, technology, result, estimator)
+    out.pop("layers")
     out["technology"] = technology
-    out["estimator"] = estimator
-    out["recomputed_fraction"] = result.recomputed_fraction
     return out
 
 

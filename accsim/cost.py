@@ -686,6 +686,29 @@ def price_run(accelerator, tech, layers, estimator="none", refetch="buffer") -> 
             "layers": per_layer}
 
 
+def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer") -> dict:
+    """Price a :class:`accsim.network.SimulationResult` (the keys ``accsim simulate
+    --json`` reports): ``energy_pj``, ``baseline_energy_pj`` (every MAC on the wide
+    accumulator), ``energy_savings``, ``area_um2``, ``cycles``, ``breakdown``,
+    ``technology``, ``estimator``, ``recomputed_fraction`` and per-layer ``layers``.
+
+    ``estimator``: the κ estimator whose actions are charged; by default the result's
+    own when its policy computes an estimate (``condition``), else ``"none"``.
+    """
+    if estimator is None:
+        pol = getattr(result, "policy", "uniform-narrow")
+        estimator = getattr(result, "estimator", "exact") if pol == "condition" else "none"
+    layers = [{"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K,
+               "recomputed": lr.recomputed} for lr in result.layers]
+    p = price_run(accelerator, tech, layers, estimator, refetch)
+    out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
+                             "area_um2", "cycles", "breakdown", "layers")}
+    out["technology"] = p["technology"]
+    out["estimator"] = estimator
+    out["recomputed_fraction"] = result.recomputed_fraction
+    return out
+
+
 def break_even_fraction(accelerator, tech, k, estimator="none", refetch="buffer", n=None):
     """Re-issued fraction of outputs at which the mixed-precision run saves nothing.
 

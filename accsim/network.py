@@ -206,6 +206,9 @@ class SimulationResult:
     outputs: np.ndarray = field(repr=False, default=None)            # simulated network output
     reference_outputs: np.ndarray = field(repr=False, default=None)  # float64 reference
     policy: str = "uniform-narrow"
+    estimator: str = "exact"
+    tau: float | None = None
+    fraction: float | None = None
 
     @property
     def recomputed_fraction(self) -> float:
@@ -235,7 +238,8 @@ class SimulationResult:
             "accuracy": self.accuracy, "reference_accuracy": self.reference_accuracy,
             "recorded_reference_accuracy": self.recorded_reference_accuracy,
             "agreement": self.agreement, "events": self.events,
-            "policy": self.policy, "recomputed_fraction": self.recomputed_fraction,
+            "policy": self.policy, "tau": _json_float(self.tau),
+            "fraction": self.fraction, "recomputed_fraction": self.recomputed_fraction,
             "bound_violations": self.bound_violations,
             "layers": [lr.to_dict() for lr in self.layers],
             "seconds": self.seconds, "reference_seconds": self.reference_seconds,
@@ -724,7 +728,8 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         recorded_reference_accuracy=None if rec is None else float(rec),
         agreement=agreement, layers=[results[i] for i in mm_index],
         seconds=time.perf_counter() - t_start, reference_seconds=ref_seconds,
-        outputs=out_sim, reference_outputs=out_ref, policy=policy)
+        outputs=out_sim, reference_outputs=out_ref, policy=policy, estimator=estimator,
+        tau=tau, fraction=fraction)
 
 
 def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
