@@ -31,7 +31,7 @@ def register(subparsers, usage_error):
     s.add_argument("--policy", default="uniform-narrow",
                    help="scheduler policy re-issuing components to the wide accumulator: "
                         "uniform-narrow (default), uniform-wide, condition, random, "
-                        "oracle, overflow")
+                        "oracle, overflow, multi-level, static")
     s.add_argument("--tau", metavar="T", default=None,
                    help="condition threshold: re-issue where u*kappa_i*kappa_phi > T "
                         "(random / oracle: match condition's count at this T)")
@@ -40,6 +40,16 @@ def register(subparsers, usage_error):
                         "condition: top-F scores)")
     s.add_argument("--estimator", default="exact",
                    help="kappa_i estimator of the condition policy: exact, norm, exponent")
+    s.add_argument("--ladder", metavar="F1,F2,...", default=None,
+                   help="multi-level / static: accumulator formats cheapest first, each "
+                        "NAME or NAME:ROUNDING (default multi-level: narrow, an "
+                        "intermediate format, wide; static: narrow, wide)")
+    s.add_argument("--calibration", metavar="N", default=None,
+                   help="static: the first N samples choose the per-neuron formats and are "
+                        "not evaluated (default min(500, n // 5))")
+    s.add_argument("--quantile", metavar="Q", default=None,
+                   help="static: quantile of each neuron's calibration scores compared "
+                        "with --tau (default 0.99)")
     s.add_argument("--narrow-only", action="store_true",
                    help="skip the second run with the wide accumulator")
     s.add_argument("--technology", "-t", default="horowitz-45nm",
@@ -102,21 +112,54 @@ def _cmd_simulate(args, usage_error):
         check_policy(args.policy, tau, fraction, args.estimator)
     except ValueError as exc:
         raise ValueError(f"--{exc}") from None
+    calibration = None
+    if args.calibration is not None:
+        try:
+            calibration = int(args.calibration)
+        except ValueError:
+            calibration = 0
+        if calibration < 1:
+            raise ValueError(f"--calibration: expected a positive integer, got "
+                             f"{args.calibration!r}")
+    quantile = _parse_float(args.quantile, "--quantile")
+    if quantile is not None and not 0 <= quantile <= 1:
+        raise ValueError(f"--quantile: expected a number in [0, 1], got {args.quantile!r}")
+    extra = {"ladder": args.ladder, "calibration": calibration}
+    if quantile is not None:
+        extra["quantile"] = quantile
     trace = resolve_trace(args.trace)
     acc = _resolve_accelerator(args.accelerator, args.narrow, args.wide)
     tty = sys.stderr.isatty()
-    narrow = simulate(trace, acc, limit=limit, seed=args.seed,
-                      progress=_Bar("narrow") if tty else None, policy=args.policy,
-                      tau=tau, fraction=fraction, estimator=args.estimator)
+    try:
+        narrow = simulate(trace, acc, limit=limit, seed=args.seed,
+                          progress=_Bar("narrow") if tty else None, policy=args.policy,
+                          tau=tau, fraction=fraction, estimator=args.estimator, **extra)
+    except ValueError as exc:
+        if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
+                                "tau:")):
+            raise ValueError(f"--{exc}") from None
+        raise
     wide = None
     if not args.narrow_only:
-        wide_acc = dataclasses.replace(acc, narrow=acc.wide,
-                                       narrow_rounding=acc.wide_rounding)
-        wide = simulate(trace, wide_acc, limit=limit, seed=args.seed,
+        top = narrow.ladder_formats[-1] if narrow.ladder_formats else acc.wide
+        wide_acc = dataclasses.replace(acc, narrow=top, narrow_rounding=acc.wide_rounding)
+        if narrow.ladder and ":" in narrow.ladder[-1]:
+            wide_acc = dataclasses.replace(wide_acc,
+                                           narrow_rounding=narrow.ladder[-1].split(":")[-1])
+        wtrace, wlimit = trace, limit
+        if narrow.calibration:          # static: the same evaluation samples
+            import numpy as np
+            X = np.asarray(trace.inputs)[:limit]
+            lab = None if trace.labels is None else np.asarray(trace.labels)[:limit]
+            c = narrow.calibration
+            wtrace = dataclasses.replace(trace, inputs=X[c:],
+                                         labels=None if lab is None else lab[c:])
+            wlimit = None
+        wide = simulate(wtrace, wide_acc, limit=wlimit, seed=args.seed,
                         progress=_Bar("wide") if tty else None)
     if args.json:
         d = narrow.to_dict()
-        est = args.estimator if args.policy == "condition" else "none"
+        est = args.estimator if args.policy in ("condition", "multi-level") else "none"
         d.update(_priced(acc, args.technology, narrow, est))
         if wide is not None:
             d["wide_run"] = wide.to_dict()
@@ -168,6 +211,12 @@ def _print_table(trace, acc, narrow, wide):
                   f"{lr.events['overflows']:>9} {lr.events['inexact']:>10}")
     print(f"policy {narrow.policy}: re-issued {100 * narrow.recomputed_fraction:.2f}% of "
           f"the outputs; bound violations {narrow.bound_violations}")
+    if narrow.policy in ("multi-level", "static"):
+        print("rungs: " + ", ".join(f"{lv['format']} {100 * lv['fraction']:.2f}%"
+                                    for lv in narrow.levels))
+    if narrow.calibration:
+        print(f"static: calibrated on the first {narrow.calibration} samples (not "
+              f"evaluated), quantile {narrow.quantile}")
     print()
     print(f"{'':<22} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
           f"equal to the float64 reference's)")

@@ -103,6 +103,18 @@ For a GEMM of m x n outputs and k terms (operands A m x k, weights B k x n):
 The baseline is every output on the wide MAC (m*n*k wide MACs, no estimator, no
 re-issues). ``energy_savings = 1 - energy / baseline``.
 
+Ladders (``price_run(..., ladder=[f0, f1, ..., fR-1])``): rung 0 replaces the narrow
+accumulator and the last rung the wide one (so the baseline is every MAC on the widest
+rung); a layer may carry ``levels``, its component count per rung (summing to m*n;
+without it, ``[m*n - recomputed, 0, ..., recomputed]``). Dynamic (multi-level): every
+output runs on the narrow datapath, the estimator is charged as above, and the c_r
+outputs of rung r >= 1 add c_r*k sequential MACs into rung r's format plus their
+re-fetch (``rung_macs_pj`` per rung r >= 1; ``wide_macs_pj`` is their sum). Static
+(``static=True``, per-neuron rungs fixed offline): an output runs on its rung only, so
+the narrow MACs are c_0*k, there is no estimator and no re-fetch. Area: the narrow array
+plus one column of ``rows`` MACs per rung r >= 1. Cycles as above (re-issues of every
+rung r >= 1 counted on the extra columns, conservatively serialised).
+
 Array and cycles
 ----------------
 The narrow array is rows x cols PEs; re-issues run on a column of ``rows`` wide MACs (one
@@ -620,8 +632,21 @@ def action_counts(accelerator, layers, estimator="none"):
             terms, tests = m * k, m * n
         else:
             terms, tests = m * n * k, m * n
+        lv = L.get("levels")
+        if lv is not None:
+            if not isinstance(lv, (list, tuple)) or len(lv) < 2 or any(
+                    isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in lv) \
+                    or sum(lv) != m * n:
+                raise ValueError(f"layers[{i}] ({L.get('name', i)}): 'levels': expected a "
+                                 f"list of >= 2 non-negative counts summing to {m * n}, "
+                                 f"got {lv!r}")
+            if "recomputed" in L and r != m * n - lv[0]:
+                raise ValueError(f"layers[{i}] ({L.get('name', i)}): 'recomputed': {r} is "
+                                 f"not the {m * n - lv[0]} outputs above rung 0 of 'levels'")
+            r = m * n - lv[0]
+            lv = [int(c) for c in lv]
         out.append({"name": str(L.get("name", f"layer{i}")), "m": m, "n": n, "k": k,
-                    "outputs": m * n, "recomputed": r,
+                    "outputs": m * n, "recomputed": r, "levels": lv,
                     "narrow_macs": m * n * k, "wide_macs": r * k,
                     "estimator_terms": terms, "estimator_tests": tests,
                     "refetch_terms": r * k})
@@ -638,30 +663,73 @@ def energy_table(accelerator, tech, estimator="none", refetch="buffer") -> dict:
             "refetch_term": refetch_energy_per_term(accelerator, tech, refetch)}
 
 
-def price_run(accelerator, tech, layers, estimator="none", refetch="buffer") -> dict:
+def _ladder_accelerator(acc, ladder):
+    """(accelerator with narrow / wide = the ladder's ends, rung formats) or (acc, None)."""
+    if ladder is None:
+        return acc, None
+    from dataclasses import replace
+
+    from .config import load_format
+    if not isinstance(ladder, (list, tuple)) or len(ladder) < 2:
+        raise ValueError(f"ladder: expected a list of at least 2 formats, got {ladder!r}")
+    fmts = []
+    for i, f in enumerate(ladder):
+        try:
+            fmts.append(load_format(f))
+        except ValueError as exc:
+            raise ValueError(f"ladder: rung {i}: {f!r}: {str(exc).splitlines()[0]}") from None
+    return replace(acc, narrow=fmts[0], wide=fmts[-1]), fmts
+
+
+def price_run(accelerator, tech, layers, estimator="none", refetch="buffer", *,
+              ladder=None, static=False) -> dict:
     """Energy, area and cycles of a mixed-precision run (see the module docstring).
 
     ``layers``: a list of ``{"name", "m", "n", "k", "recomputed"}`` (``recomputed``: how
-    many of the m*n outputs were re-issued on the wide accumulator).
+    many of the m*n outputs were re-issued on the wide accumulator), optionally with
+    ``levels`` (outputs per ladder rung). ``ladder``: rung formats (or names), cheapest
+    first; ``static``: per-neuron rungs fixed offline (no narrow pass, estimator or
+    re-fetch for outputs above rung 0; pass ``estimator="none"``).
     """
-    acc = accelerator
+    acc, fmts = _ladder_accelerator(accelerator, ladder)
     tech = load_technology(tech)
     counts = action_counts(acc, layers, estimator)
     ert = energy_table(acc, tech, estimator, refetch)
     area = array_area(acc, tech)
+    R = 2 if fmts is None else len(fmts)
+    rung_mac = [ert["narrow_mac"]] + [
+        _seq_mac(acc, tech, f, _acc_label(acc)).energy_pj for f in (fmts or [])[1:-1]] \
+        + [ert["wide_mac"]]
+    if fmts is not None and R > 2:
+        extra_area = sum(_seq_mac(acc, tech, f, _acc_label(acc)).area_um2
+                         for f in fmts[1:-1])
+        area = dict(area)
+        area["area_um2"] += acc.rows * extra_area
     tot = {"narrow_macs_pj": 0.0, "wide_macs_pj": 0.0, "estimator_pj": 0.0,
            "refetch_pj": 0.0}
+    rung_tot = [0.0] * R
     base_total = 0.0
     cycles = base_cycles = 0
     outputs = recomputed = 0
     per_layer = []
     for c in counts:
-        b = {"narrow_macs_pj": c["narrow_macs"] * ert["narrow_mac"],
-             "wide_macs_pj": c["wide_macs"] * ert["wide_mac"],
+        lv = c["levels"]
+        if lv is None:
+            lv = [c["outputs"] - c["recomputed"]] + [0] * (R - 2) + [c["recomputed"]]
+        elif len(lv) != R:
+            raise ValueError(f"layers ({c['name']}): 'levels': expected {R} counts (one per "
+                             f"rung), got {len(lv)}")
+        rung_pj = [lv[q] * c["k"] * rung_mac[q] for q in range(R)]
+        narrow_pj = (rung_pj[0] if static else c["narrow_macs"] * ert["narrow_mac"])
+        b = {"narrow_macs_pj": narrow_pj,
+             "wide_macs_pj": sum(rung_pj[1:]),
              "estimator_pj": c["estimator_terms"] * ert["estimator_term"]
              + c["estimator_tests"] * ert["estimator_test"],
-             "refetch_pj": c["refetch_terms"] * ert["refetch_term"]}
+             "refetch_pj": 0.0 if static else c["refetch_terms"] * ert["refetch_term"]}
         base = c["narrow_macs"] * ert["wide_mac"]
+        for q in range(1, R):
+            rung_tot[q] += rung_pj[q]
+        rung_tot[0] += narrow_pj
         g = gemm_cycles(acc, c["m"], c["n"], c["k"])
         extra = math.ceil(c["recomputed"] / acc.rows) * c["k"]
         for key in tot:
@@ -675,6 +743,7 @@ def price_run(accelerator, tech, layers, estimator="none", refetch="buffer") -> 
         per_layer.append({"name": c["name"], "energy_pj": e, "baseline_energy_pj": base,
                           "energy_savings": 1 - e / base, "cycles": g + extra,
                           "recomputed_fraction": c["recomputed"] / c["outputs"],
+                          "levels": list(lv), "rung_macs_pj": [narrow_pj] + rung_pj[1:],
                           "breakdown": b})
     energy = sum(tot.values())
     return {"accelerator": acc.name, "technology": tech.name, "estimator": estimator,
@@ -683,7 +752,7 @@ def price_run(accelerator, tech, layers, estimator="none", refetch="buffer") -> 
             "baseline_cycles": base_cycles,
             "seconds": cycles / (acc.clock_ghz * 1e9),
             "recomputed_fraction": recomputed / outputs, "breakdown": tot,
-            "layers": per_layer}
+            "rung_macs_pj": rung_tot, "static": bool(static), "layers": per_layer}
 
 
 def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer") -> dict:
@@ -693,16 +762,32 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer"
     ``technology``, ``estimator``, ``recomputed_fraction`` and per-layer ``layers``.
 
     ``estimator``: the κ estimator whose actions are charged; by default the result's
-    own when its policy computes an estimate (``condition``), else ``"none"``.
+    own when its policy computes an estimate at run time (``condition``,
+    ``multi-level``), else ``"none"`` (``static`` computes none at inference).
+
+    Ladder policies (``multi-level``, ``static``): each rung's outputs are priced at that
+    rung's MAC (the result's ``ladder_formats``, which replace the accelerator's narrow
+    and wide accumulators; the baseline is every MAC on the widest rung); ``static``
+    charges no narrow pass and no re-fetch for outputs above rung 0.
     """
+    pol = getattr(result, "policy", "uniform-narrow")
     if estimator is None:
-        pol = getattr(result, "policy", "uniform-narrow")
-        estimator = getattr(result, "estimator", "exact") if pol == "condition" else "none"
-    layers = [{"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K,
-               "recomputed": lr.recomputed} for lr in result.layers]
-    p = price_run(accelerator, tech, layers, estimator, refetch)
+        estimator = getattr(result, "estimator", "exact") \
+            if pol in ("condition", "multi-level") else "none"
+    fmts = list(getattr(result, "ladder_formats", None) or [])
+    ladder = fmts if pol in ("multi-level", "static") and fmts else None
+    layers = []
+    for lr in result.layers:
+        d = {"name": lr.name, "m": lr.rows, "n": lr.cols, "k": lr.K,
+             "recomputed": lr.recomputed}
+        lc = list(getattr(lr, "level_counts", None) or [])
+        if ladder is not None and len(lc) == len(ladder) and sum(lc) == lr.rows * lr.cols:
+            d["levels"] = lc
+        layers.append(d)
+    p = price_run(accelerator, tech, layers, estimator, refetch, ladder=ladder,
+                  static=pol == "static")
     out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
-                             "area_um2", "cycles", "breakdown", "layers")}
+                             "area_um2", "cycles", "breakdown", "layers", "rung_macs_pj")}
     out["technology"] = p["technology"]
     out["estimator"] = estimator
     out["recomputed_fraction"] = result.recomputed_fraction

@@ -163,11 +163,21 @@ class LayerResult:
     bound_violations: int = 0    # components whose |z_hat - z| exceeds the bound
     bound_not_applicable: int = 0   # components with an infinite bound (overflow)
     bound_spearman: float | None = None   # rank correlation of bound and observed error
+    level_labels: list = field(default_factory=list)   # rung formats, cheapest first
+    level_counts: list = field(default_factory=list)   # components per rung
+    neuron_levels: list | None = None     # static: the rung of every neuron (column)
     _bound_sample: list = field(default_factory=list, repr=False)
 
     @property
     def recomputed_fraction(self) -> float:
         return self.recomputed / self.outputs if self.outputs else 0.0
+
+    @property
+    def levels(self) -> list:
+        """``[{format, count, fraction}]`` per rung (rung 0: the narrow datapath)."""
+        tot = sum(self.level_counts)
+        return [{"format": f, "count": int(c), "fraction": c / tot if tot else 0.0}
+                for f, c in zip(self.level_labels, self.level_counts)]
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "kind": self.kind, "K": self.K, "outputs": self.outputs,
@@ -177,6 +187,9 @@ class LayerResult:
         d["bound_violations"] = self.bound_violations
         d["bound_not_applicable"] = self.bound_not_applicable
         d["bound_spearman"] = _json_float(self.bound_spearman)
+        d["levels"] = self.levels
+        if self.neuron_levels is not None:
+            d["neuron_levels"] = list(self.neuron_levels)
         for k in ("mean", "max", "p50", "p90", "p99"):
             d[f"rel_error_{k}"] = _json_float(self.error.get(k))
         d["n_infinite"] = int(self.error.get("n_infinite", 0))
@@ -209,12 +222,28 @@ class SimulationResult:
     estimator: str = "exact"
     tau: float | None = None
     fraction: float | None = None
+    ladder: list = field(default_factory=list)       # rung labels "format:rounding"
+    ladder_formats: list = field(default_factory=list, repr=False)   # rung format values
+    calibration: int | None = None     # static: calibration samples (not evaluated)
+    quantile: float | None = None      # static: per-neuron score quantile
 
     @property
     def recomputed_fraction(self) -> float:
-        """Re-issued components over all matmul output components."""
+        """Re-issued components over all matmul output components (every component not
+        on rung 0, the narrow datapath)."""
         tot = sum(lr.outputs for lr in self.layers)
         return sum(lr.recomputed for lr in self.layers) / tot if tot else 0.0
+
+    @property
+    def levels(self) -> list:
+        """``[{format, count, fraction}]`` per rung over every matmul layer."""
+        if not self.layers:
+            return []
+        labels = self.layers[0].level_labels
+        counts = [sum(lr.level_counts[r] for lr in self.layers) for r in range(len(labels))]
+        tot = sum(counts)
+        return [{"format": f, "count": int(c), "fraction": c / tot if tot else 0.0}
+                for f, c in zip(labels, counts)]
 
     @property
     def bound_violations(self) -> int:
@@ -238,8 +267,10 @@ class SimulationResult:
             "accuracy": self.accuracy, "reference_accuracy": self.reference_accuracy,
             "recorded_reference_accuracy": self.recorded_reference_accuracy,
             "agreement": self.agreement, "events": self.events,
-            "policy": self.policy, "tau": _json_float(self.tau),
+            "policy": self.policy, "estimator": self.estimator, "tau": _json_float(self.tau),
             "fraction": self.fraction, "recomputed_fraction": self.recomputed_fraction,
+            "ladder": list(self.ladder), "levels": self.levels,
+            "calibration": self.calibration, "quantile": self.quantile,
             "bound_violations": self.bound_violations,
             "layers": [lr.to_dict() for lr in self.layers],
             "seconds": self.seconds, "reference_seconds": self.reference_seconds,
@@ -485,50 +516,87 @@ def _activation_error(z, z64, out_scale, act):
 _SPEARMAN_SAMPLE = 2048      # components per batch kept for the rank correlation
 
 
-def _schedule_and_check(matmul, A, p, res, z, kw, wkw, ctx, r, rng, seed):
-    """Policy selection, wide re-issue and the bound check of one layer batch.
+def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
+    """Policy selection, re-issue and the bound check of one layer batch.
 
-    ``z``: narrow outputs (m, n) in accumulator units. Returns the final outputs (same
-    units) after the re-issued components were replaced by the wide accumulator's.
+    ``z``: narrow (rung-0) outputs (m, n) in accumulator units; ``rungs``: engine kwargs
+    of every rung (rung 0 the narrow datapath with ``wide``; the last the wide
+    accumulator). Returns the final outputs (same units) after the components assigned
+    to rungs r ≥ 1 were replaced by those rungs' values (the engine's selected-output
+    path; its full path when a rung takes every component).
     """
     from . import analysis, scheduler
     policy = ctx["policy"]
     analyze = ctx["analyze"]
-    if policy == "uniform-narrow" and not analyze:
+    collect = ctx.get("collect")
+    R = len(rungs)
+    if policy == "uniform-narrow" and not analyze and collect is None:
+        r.level_counts[0] += z.size
         return z
     flags = res.events.flags
     if flags.shape != z.shape:
         flags = flags.T
     b = p.bias
-    P = analysis.abs_sum(A, p.Bq)
-    z64 = A @ p.Bq
-    if b is not None:
-        z64 = z64 + b
-    observed = None
-    if policy == "oracle":
-        observed = _activation_error(z, z64, p.out_scale, ctx["act"])
-    mask = scheduler.select(policy, zhat=z, A=A, B=p.Bq, b=b, acc_kwargs=kw, flags=flags,
-                            act=ctx["act"], out_scale=p.out_scale, tau=ctx["tau"],
-                            fraction=ctx["fraction"], estimator=ctx["estimator"], rng=rng,
-                            P=P, observed=observed, relu_negative=ctx["relu_negative"])
-    nre = int(mask.sum())
+    kw = rungs[0]
+    is_float = scheduler._is_float(kw["acc"])
+    # |A||B| only where something uses it: the exact estimator, integer bounds, analysis
+    need_P = analyze or collect is not None or not is_float or (
+        policy in ("condition", "random", "oracle", "multi-level")
+        and ctx["estimator"] == "exact"
+        and not (policy in ("random", "oracle") and ctx["fraction"] is not None))
+    P = analysis.abs_sum(A, p.Bq) if need_P else None
+    z64 = None
+    if analyze or policy == "oracle":
+        z64 = A @ p.Bq
+        if b is not None:
+            z64 = z64 + b
+    if collect is not None:
+        collect.setdefault(ctx["index"], []).append(scheduler.static_scores(
+            z, A, p.Bq, b, rungs, flags=flags, act=ctx["act"], out_scale=p.out_scale, P=P,
+            relu_negative=ctx["relu_negative"]))
+    if policy == "multi-level":
+        levels = scheduler.select_levels(
+            zhat=z, A=A, B=p.Bq, b=b, rungs=rungs, flags=flags, act=ctx["act"],
+            out_scale=p.out_scale, tau=ctx["tau"], estimator=ctx["estimator"], P=P,
+            relu_negative=ctx["relu_negative"])
+    elif policy == "static":
+        nl = ctx["static"][ctx["index"]]
+        levels = np.broadcast_to(nl[None, :], z.shape)
+    else:
+        observed = None
+        if policy == "oracle":
+            observed = _activation_error(z, z64, p.out_scale, ctx["act"])
+        mask = scheduler.select(policy, zhat=z, A=A, B=p.Bq, b=b, acc_kwargs=kw,
+                                flags=flags, act=ctx["act"], out_scale=p.out_scale,
+                                tau=ctx["tau"], fraction=ctx["fraction"],
+                                estimator=ctx["estimator"], rng=rng, P=P,
+                                observed=observed, relu_negative=ctx["relu_negative"])
+        levels = mask.astype(np.int8) * np.int8(R - 1)
+    counts = np.bincount(np.asarray(levels, dtype=np.intp).reshape(-1), minlength=R)
+    for k in range(R):
+        r.level_counts[k] += int(counts[k])
+    nre = z.size - int(counts[0])
     r.recomputed += nre
-    wflags = None
-    if nre:
-        bias2 = None if b is None else b[None, :]
-        if nre == mask.size:        # everything: the engine's full path, same values
-            rw = matmul(A, p.Bq, **wkw, bias=bias2, seed=seed)
-            z = rw.values
+    bias2 = None if b is None else b[None, :]
+    out = z
+    rflags = {}
+    for k in range(1, R):
+        if not counts[k]:
+            continue
+        if counts[k] == z.size:      # everything: the engine's full path, same values
+            rw = matmul(A, p.Bq, **rungs[k], bias=bias2, seed=seed)
+            out = rw.values
         else:
-            rw = matmul(A, p.Bq, **wkw, bias=bias2, select=mask, seed=seed)
-            z = np.where(mask, rw.values, z)
-        wflags = rw.events.flags
+            mk = levels == k
+            rw = matmul(A, p.Bq, **rungs[k], bias=bias2, select=mk, seed=seed)
+            out = np.where(mk, rw.values, out)
+        rflags[k] = rw.events.flags
     if analyze:
         bnd = analysis.error_bound(A, p.Bq, b, kw, flags=flags, P=P)
-        if nre:
-            bw = analysis.error_bound(A, p.Bq, b, wkw, flags=wflags, P=P)
-            bnd = np.where(mask, bw, bnd)
-        obs, viol = analysis.check_bound(z, A, p.Bq, b, bnd, P=P, z64=z64)
+        for k, fl in rflags.items():
+            bk = analysis.error_bound(A, p.Bq, b, rungs[k], flags=fl, P=P)
+            bnd = np.where(levels == k, bk, bnd)
+        obs, viol = analysis.check_bound(out, A, p.Bq, b, bnd, P=P, z64=z64)
         r.bound_violations += int(viol.sum())
         r.bound_not_applicable += int((~np.isfinite(bnd)).sum())
         # rank key: the bound; where n*u >= 1 made it infinite, its shape |A||B| + |b|
@@ -540,7 +608,67 @@ def _schedule_and_check(matmul, A, p, res, z, kw, wkw, ctx, r, rng, seed):
         fo, fb = obs.reshape(-1), key.reshape(-1)
         step = max(1, fo.size // _SPEARMAN_SAMPLE)
         r._bound_sample.append((fb[::step].copy(), fo[::step].copy()))
-    return z
+    return out
+
+
+def _ladder_for(policy, ladder, acc):
+    """(accelerator with narrow / wide set to the ladder's ends, rungs as
+    ``[(format, rounding)]``) for the ladder policies; ``(acc, None)`` otherwise."""
+    from . import scheduler
+    if policy not in scheduler.LADDER_POLICIES:
+        if ladder is not None:
+            raise ValueError(f"ladder: only the {' and '.join(scheduler.LADDER_POLICIES)} "
+                             f"policies take a ladder (policy {policy!r})")
+        return acc, None
+    if ladder is None:
+        if policy == "static":
+            rungs = [(acc.narrow, acc.narrow_rounding), (acc.wide, acc.wide_rounding)]
+        else:
+            ladder = scheduler.default_ladder(acc.narrow, acc.wide)
+    if ladder is not None:
+        rungs = scheduler.resolve_ladder(ladder, acc.narrow_rounding, acc.wide_rounding)
+    acc = dataclasses.replace(acc, narrow=rungs[0][0], narrow_rounding=rungs[0][1],
+                              wide=rungs[-1][0], wide_rounding=rungs[-1][1])
+    return acc, rungs
+
+
+def _default_calibration(n):
+    return max(1, min(500, n // 5))
+
+
+def _simulate_static(trace, acc, X, labels, *, calibration, quantile, rungs, tau, fraction,
+                     **kw):
+    """``static``: per-neuron rungs from a uniform-narrow pass over the first
+    ``calibration`` samples, then the fixed assignment on the remaining samples."""
+    from . import scheduler
+    n = X.shape[0]
+    if calibration is None:
+        calibration = _default_calibration(n)
+    if isinstance(calibration, bool) or not isinstance(calibration, (int, np.integer)) \
+            or calibration < 1:
+        raise ValueError(f"calibration: expected a positive integer, got {calibration!r}")
+    if calibration >= n:
+        raise ValueError(f"calibration: {calibration} calibration samples leave none of the "
+                         f"{n} samples to evaluate (use fewer, or a larger --limit)")
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) \
+            or not 0 <= quantile <= 1:
+        raise ValueError(f"quantile: expected a number in [0, 1], got {quantile!r}")
+    lab = None if labels is None else labels[:calibration]
+    cal = dataclasses.replace(trace, inputs=X[:calibration], labels=lab)
+    store = {}
+    simulate(cal, acc, policy="uniform-narrow", analyze=False, _rungs=rungs,
+             _collect=store, **{k: v for k, v in kw.items() if k != "analyze"})
+    rk = [{"acc": f, "rounding": rnd} for f, rnd in rungs]
+    neuron = {i: scheduler.static_neuron_levels(np.concatenate(v), rk, tau=tau,
+                                                fraction=fraction, quantile=quantile)
+              for i, v in store.items()}
+    lab = None if labels is None else labels[calibration:]
+    ev = dataclasses.replace(trace, inputs=X[calibration:], labels=lab)
+    res = simulate(ev, acc, policy="static", tau=tau, fraction=fraction, _rungs=rungs,
+                   _static=neuron, **kw)
+    res.calibration = int(calibration)
+    res.quantile = float(quantile)
+    return res
 
 
 def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
@@ -548,7 +676,9 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              batch_size: int = DEFAULT_BATCH, policy: str = "uniform-narrow",
              tau: float | None = None, fraction: float | None = None,
              estimator: str = "exact", relu_negative: str = "one",
-             analyze: bool = True) -> SimulationResult:
+             analyze: bool = True, ladder=None, calibration: int | None = None,
+             quantile: float = 0.99, _rungs=None, _collect=None,
+             _static=None) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -572,6 +702,20 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         Scheduler policy re-issuing components to the wide accumulator (see
         :mod:`accsim.scheduler`); the default re-issues nothing. ``seed`` also seeds the
         ``random`` policy (per layer and batch).
+    ladder : list of formats / names / ``"NAME:ROUNDING"``, or ``"F1,F2,F3"``, optional
+        The rungs of ``multi-level`` and ``static``, cheapest first (see
+        :mod:`accsim.scheduler`); they replace the accelerator's narrow (rung 0) and wide
+        (last rung) accumulators, so ``narrow`` / ``wide`` in the result and the cost
+        model's all-wide baseline refer to the ladder's ends. Default: ``multi-level``
+        (narrow, an intermediate format, wide); ``static`` (narrow, wide).
+    calibration : int, optional
+        ``static``: the first ``calibration`` of the simulated samples (after ``limit``)
+        choose the per-neuron rungs and are *not* evaluated; the result covers the
+        remaining samples only (``n_samples``). Default ``max(1, min(500, n // 5))``;
+        it must leave at least one sample.
+    quantile : float
+        ``static``: the quantile of each neuron's calibration scores compared with τ
+        (default 0.99).
     analyze : bool
         ``bound_not_applicable`` counts components whose bound is infinite (overflow /
         saturation, or ``n u ≥ 1``); ``bound_spearman`` is the rank correlation of bound
@@ -611,12 +755,35 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
 
     from .scheduler import check_policy
     check_policy(policy, tau, fraction, estimator)
+    if policy == "static" and ladder is not None and fraction is not None:
+        raise ValueError("fraction: the 'static' policy takes --fraction only without a "
+                         "ladder (two rungs); use --tau with a ladder")
+    if calibration is not None and policy != "static":
+        raise ValueError(f"calibration: only the 'static' policy takes a calibration "
+                         f"split (policy {policy!r})")
+    if _rungs is None:
+        acc, _rungs = _ladder_for(policy, ladder, acc)
+        if policy == "static":
+            return _simulate_static(
+                trace, acc, X, labels, calibration=calibration, quantile=quantile,
+                rungs=_rungs, tau=tau, fraction=fraction, seed=seed, progress=progress,
+                batch_size=batch_size, estimator=estimator, relu_negative=relu_negative,
+                analyze=analyze)
     ispec, wspec = _operand_specs(trace, acc)
     kw = acc.matmul_kwargs("narrow")
     wkw = acc.matmul_kwargs("wide")
     akw = dict(kw)
     akw.setdefault("wide", acc.wide)
     akw.setdefault("wide_rounding", acc.wide_rounding)
+    if _rungs is None:
+        rungs = [akw, wkw]
+        rung_labels = [_fmt_label(acc.narrow), _fmt_label(acc.wide)]
+        rung_formats = [acc.narrow, acc.wide]
+    else:
+        rungs = [akw] + [{"acc": f, "rounding": rnd, "structure": "sequential",
+                          "product": "exact"} for f, rnd in _rungs[1:-1]] + [wkw]
+        rung_labels = [f"{_fmt_label(f)}:{rnd}" for f, rnd in _rungs]
+        rung_formats = [f for f, _ in _rungs]
     layers = list(trace.layers)
     mm_index = [i for i, L in enumerate(layers) if L.kind in MATMUL_KINDS]
     input_names = dict(enumerate(ops.layer_inputs(trace)))
@@ -642,8 +809,13 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
                 ref_cache.append(outs)
 
     prepared = {i: _Prepared(layers[i], trace, acc, ispec, wspec, amax[i]) for i in mm_index}
-    results = {i: LayerResult(layers[i].name, layers[i].kind, prepared[i].K)
+    results = {i: LayerResult(layers[i].name, layers[i].kind, prepared[i].K,
+                              level_labels=list(rung_labels),
+                              level_counts=[0] * len(rungs))
                for i in mm_index}
+    if _static is not None:
+        for i in mm_index:
+            results[i].neuron_levels = [int(v) for v in _static[i]]
     stats = {i: _ErrorStats() for i in mm_index}
     out_sim, out_ref = [], []
 
@@ -674,8 +846,9 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
                 res, z = _layer_matmul(_matmul, A, p, kw, lseed)
                 ctx = {"policy": policy, "analyze": analyze, "act": acts[i], "tau": tau,
                        "fraction": fraction, "estimator": estimator,
-                       "relu_negative": relu_negative}
-                z = _schedule_and_check(_matmul, A, p, res, z, akw, wkw, ctx, results[i],
+                       "relu_negative": relu_negative, "index": i, "collect": _collect,
+                       "static": _static}
+                z = _schedule_and_check(_matmul, A, p, res, z, rungs, ctx, results[i],
                                         np.random.default_rng(lseed), lseed)
                 if p.out_scale is not None:
                     z = z * p.out_scale
@@ -729,7 +902,7 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         agreement=agreement, layers=[results[i] for i in mm_index],
         seconds=time.perf_counter() - t_start, reference_seconds=ref_seconds,
         outputs=out_sim, reference_outputs=out_ref, policy=policy, estimator=estimator,
-        tau=tau, fraction=fraction)
+        tau=tau, fraction=fraction, ladder=rung_labels, ladder_formats=rung_formats)
 
 
 def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,

@@ -32,6 +32,57 @@ Estimators of ``Ŝ``
     ``norm``: ``‖w_i‖₂ ‖x‖₂ + |b_i|`` (Cauchy–Schwarz upper bound; weight norms precomputed).
     ``exponent``: ``Σ_k 2^(e(a_k) + e(b_k) + 1) + |b_i|`` with ``e = floor(log2 |·|)``
     (log-domain sum of exponents; within a factor 2 of the exact value either way).
+
+Ladders (``multi-level`` and ``static``)
+    A ladder is a list of R ≥ 2 accumulator formats, cheapest first; rung r is written
+    ``NAME`` or ``NAME:ROUNDING`` (e.g. ``e6m12:rz``) or given as a format value or a
+    ``(format, rounding)`` pair. Rung 0 is the accelerator's *narrow datapath* (its
+    product mode and structure, rounding ``narrow_rounding`` unless the rung names one);
+    rungs 1..R-1 are *re-issue datapaths* like the wide accumulator's (sequential, exact
+    products, rounding ``wide_rounding`` unless the rung names one), so that a 2-rung
+    ladder (narrow, wide) is exactly the ``condition`` policy and the top rung of the
+    accelerator's wide format is exactly ``uniform-wide``. Float ladders: every rung a
+    float format with a strictly smaller unit roundoff than the one below it (exponent
+    range is not checked: a component whose rung-0 output overflowed scores ``+inf`` and
+    goes to the top rung). Integer / fixed-point ladders: every rung an integer or
+    fixed-point register with the same fraction bits and signedness and strictly more
+    bits than the one below. Mixing float and integer rungs is an error.
+
+    ``multi-level`` (dynamic): all components run on rung 0; with ``s = κ_i · κ_φ(ẑ_i)``
+    estimated from the rung-0 output exactly as ``condition`` does (``ẑ`` from rung 0,
+    the same estimator), component i gets the cheapest rung r with ``u_r · s ≤ τ``;
+    components no rung satisfies (and every component when ``τ ≤ 0``) get the top rung.
+    ``u_r = unit_roundoff(format_r, rounding_r)``; since every ``u_r`` is a power of two,
+    ``u_r · s`` is computed as ``(u_0 · s) · (u_r / u_0)`` exactly, so rung 0's test is
+    bit for bit the ``condition`` test. Integer / fixed ladders: the cheapest register
+    whose overflow bound fits (rung 0: the ``overflow`` rule of the narrow datapath,
+    chunks included; rung r ≥ 1: ``|w_i|ᵀ|x| + |b_i| < 2^(B_r - 1)`` units); ``τ ≤ 0``
+    sends everything to the top rung, ``τ = inf`` keeps everything on rung 0.
+    Rungs r ≥ 1 recompute exactly their components through the engine's selected-output
+    path.
+
+    Default ladder (none given): narrow, an intermediate format, wide. Floats: the
+    intermediate has ``(m_narrow + m_wide) // 2`` fraction bits and the wide format's
+    exponent bits capped at 8 (the engine simulates non-native formats up to emax 1019;
+    never fewer than the narrow format's) (bf16 → fp32: e8m15; bf16 → fp64: e8m29;
+    fp16 → fp32: e8m16); integers:
+    ``(B_narrow + B_wide) // 2`` bits rounded down to a multiple of 8 (int16 → int32:
+    int24). When no format fits strictly between, pass a ladder.
+
+``static`` (calibrated per-neuron formats; the paper's stated future work)
+    A neuron is an output feature of a linear layer or an output channel of a conv layer
+    (a column of the lowered product). On a calibration split the network runs on the
+    narrow datapath (uniform-narrow, as the hardware designer would offline) and every
+    component's score ``u_0 · κ_i · κ_φ(ẑ)`` is computed from the narrow outputs with the
+    ``exact`` estimator; a neuron's score is the ``quantile`` (default 0.99, numpy
+    ``method="higher"``: an observed value) of its scores over every calibration row
+    (samples x output positions). The neuron then gets the cheapest ladder rung r with
+    ``q · u_r / u_0 ≤ τ`` (top rung if none; everything on the top rung when ``τ ≤ 0``);
+    without a ladder the two rungs are (narrow, wide). With ``fraction`` instead of ``τ``
+    (two rungs only) the ``round(fraction · n)`` neurons of each layer with the largest
+    scores go wide. At inference the choice is fixed: no estimate is computed or charged,
+    and a wide neuron's components run on their rung only (the cost model charges no
+    narrow pass and no re-fetch for them).
 """
 
 from __future__ import annotations
@@ -42,7 +93,11 @@ import numpy as np
 
 from .analysis import abs_sum, kappa_phi, unit_roundoff
 
-POLICIES = ("uniform-narrow", "uniform-wide", "condition", "random", "oracle", "overflow")
+POLICIES = ("uniform-narrow", "uniform-wide", "condition", "random", "oracle", "overflow",
+            "multi-level", "static")
+LADDER_POLICIES = ("multi-level", "static")
+ROUNDINGS = ("rne", "rna", "rz", "ru", "rd", "ro", "sr")
+DEFAULT_QUANTILE = 0.99
 ESTIMATORS = ("exact", "norm", "exponent")
 
 
@@ -60,6 +115,13 @@ def check_policy(policy, tau, fraction, estimator):
         raise ValueError(f"fraction: expected a number in [0, 1], got {fraction!r}")
     if policy == "condition" and tau is None and fraction is None:
         raise ValueError("tau: the 'condition' policy needs --tau (or --fraction)")
+    if policy == "multi-level":
+        if fraction is not None:
+            raise ValueError("fraction: the 'multi-level' policy takes --tau, not --fraction")
+        if tau is None:
+            raise ValueError("tau: the 'multi-level' policy needs --tau")
+    if policy == "static" and tau is None and fraction is None:
+        raise ValueError("tau: the 'static' policy needs --tau (or --fraction)")
     if policy in ("random", "oracle") and tau is None and fraction is None:
         raise ValueError(f"fraction: the {policy!r} policy needs --fraction (or --tau, to "
                          f"match the budget of 'condition')")
@@ -201,3 +263,191 @@ def select(policy, *, zhat, A, B, b, acc_kwargs, flags=None, act="identity",
             raise ValueError("oracle: needs the observed error")
         return _top(np.asarray(observed, dtype=np.float64), k)
     raise ValueError(f"policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# ladders
+# ---------------------------------------------------------------------------------------
+def _label(fmt):
+    if getattr(fmt, "name", None):
+        return fmt.name
+    if _is_float(fmt):
+        return f"e{fmt.exp_bits}m{fmt.man_bits}"
+    if getattr(fmt, "frac_bits", 0):
+        return f"fixed{fmt.bits}.{fmt.frac_bits}"
+    return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
+
+
+def _parse_rung(spec, i):
+    """(format, rounding or None) of one ladder entry (module doc)."""
+    from .config import load_format
+    rounding = None
+    if isinstance(spec, tuple) and len(spec) == 2:
+        spec, rounding = spec
+    elif isinstance(spec, str) and ":" in spec:
+        spec, rounding = spec.rsplit(":", 1)
+    if rounding is not None and rounding not in ROUNDINGS:
+        raise ValueError(f"ladder: rung {i}: rounding: expected one of {', '.join(ROUNDINGS)}"
+                         f", got {rounding!r}")
+    if isinstance(spec, str) and not spec:
+        raise ValueError(f"ladder: rung {i}: empty format name")
+    try:
+        fmt = load_format(spec)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"ladder: rung {i}: {spec!r}: {str(exc).splitlines()[0]}") from None
+    return fmt, rounding
+
+
+def default_ladder(narrow, wide):
+    """The default 3-rung ladder (narrow, intermediate, wide) of the module doc."""
+    from .formats import FloatFormat, IntFormat
+    if _is_float(narrow) and _is_float(wide):
+        m = (narrow.man_bits + wide.man_bits) // 2
+        e = max(narrow.exp_bits, min(wide.exp_bits, 8))
+        if narrow.man_bits < m < wide.man_bits:
+            return [narrow, FloatFormat(e, m), wide]
+    elif isinstance(narrow, IntFormat) and isinstance(wide, IntFormat) \
+            and narrow.signed == wide.signed:
+        b = (narrow.bits + wide.bits) // 2 // 8 * 8
+        if narrow.bits < b < wide.bits:
+            return [narrow, IntFormat(b, signed=narrow.signed, overflow=narrow.overflow), wide]
+    raise ValueError(f"ladder: no default intermediate format between {_label(narrow)} and "
+                     f"{_label(wide)}; pass a ladder")
+
+
+def resolve_ladder(ladder, narrow_rounding="rne", wide_rounding="rne"):
+    """Validated ladder: a list of ``(format, rounding)`` pairs, rung 0 first.
+
+    ``ladder``: a sequence of rung specs, or a string ``"F1,F2,F3"`` (module doc). A rung
+    without a rounding gets ``narrow_rounding`` (rung 0) or ``wide_rounding`` (others).
+    Raises ValueError naming ``ladder`` (unknown format, fewer than 2 rungs, mixed kinds,
+    precision not strictly increasing).
+    """
+    if isinstance(ladder, str):
+        ladder = [t.strip() for t in ladder.split(",")]
+    if not isinstance(ladder, (list, tuple)):
+        raise ValueError(f"ladder: expected a list of formats, got {ladder!r}")
+    if len(ladder) < 2:
+        raise ValueError(f"ladder: expected at least 2 rungs (cheapest first), got "
+                         f"{len(ladder)}")
+    rungs = []
+    for i, spec in enumerate(ladder):
+        fmt, rnd = _parse_rung(spec, i)
+        rungs.append((fmt, rnd or (narrow_rounding if i == 0 else wide_rounding)))
+    kinds = {_is_float(f) for f, _ in rungs}
+    if len(kinds) > 1:
+        raise ValueError("ladder: mixes float and integer / fixed-point formats")
+    for i in range(1, len(rungs)):
+        (f0, r0), (f1, r1) = rungs[i - 1], rungs[i]
+        if _is_float(f1):
+            ok = unit_roundoff(f1, r1) < unit_roundoff(f0, r0)
+            why = "a smaller unit roundoff than"
+        else:
+            ok = (f1.bits > f0.bits and f1.frac_bits == f0.frac_bits
+                  and f1.signed == f0.signed)
+            why = "more bits (same fraction bits and signedness) than"
+        if not ok:
+            raise ValueError(f"ladder: rung {i} ({_label(f1)}:{r1}) must have {why} rung "
+                             f"{i - 1} ({_label(f0)}:{r0}): cheapest first, precision "
+                             f"strictly increasing")
+    return rungs
+
+
+def ladder_levels(score0, u, tau):
+    """Rung index (int8, shape of ``score0``) of each component: the cheapest rung r with
+    ``score0 · u[r] / u[0] ≤ τ`` (``score0 = u[0] · κ_i · κ_φ``), the top rung where none
+    is, and everywhere when ``τ ≤ 0``. ``u``: the rungs' unit roundoffs (powers of two)."""
+    score0 = np.asarray(score0, dtype=np.float64)
+    R = len(u)
+    lev = np.full(score0.shape, R - 1, dtype=np.int8)
+    if tau is not None and tau <= 0:
+        return lev
+    for r in range(R - 2, -1, -1):
+        s = score0 if r == 0 else score0 * (u[r] / u[0])
+        lev[s <= tau] = r
+    return lev
+
+
+def _int_lim(fmt):
+    return float(fmt.max_int) * math.ldexp(1.0, -fmt.frac_bits)
+
+
+def select_levels(*, zhat, A, B, b, rungs, flags=None, act="identity", out_scale=None,
+                  tau=None, estimator="exact", P=None, relu_negative="one"):
+    """Rung index (int8, (m, n)) of every component under ``multi-level`` (module doc).
+
+    ``rungs``: the engine kwargs of every rung, rung 0 the narrow datapath's (with
+    ``wide``), the others the re-issue datapaths'. Other arguments as :func:`select`.
+    """
+    shape = np.shape(zhat)
+    R = len(rungs)
+    if tau is not None and tau <= 0:
+        return np.full(shape, R - 1, dtype=np.int8)
+    fmt0 = rungs[0]["acc"]
+    if _is_float(fmt0):
+        u = [unit_roundoff(kw["acc"], kw.get("rounding", "rne")) for kw in rungs]
+        S = estimate_abs(A, B, b, estimator, P=P if estimator == "exact" else None)
+        s0 = condition_score(zhat, S, u[0], act, out_scale=out_scale,
+                             relu_negative=relu_negative)
+        return ladder_levels(s0, u, tau)
+    # integer / fixed point: the cheapest register whose overflow bound fits
+    lev = np.full(shape, R - 1, dtype=np.int8)
+    if tau == math.inf:
+        return np.zeros(shape, dtype=np.int8)
+    Pt = abs_sum(A, B) if P is None else P
+    tot = Pt if b is None else Pt + np.abs(np.asarray(b, dtype=np.float64))
+    for r in range(R - 2, 0, -1):
+        lev[tot < _int_lim(rungs[r]["acc"])] = r
+    risk0 = int_overflow_risk(A, B, b, rungs[0], P=Pt)
+    if flags is not None:
+        risk0 |= (np.asarray(flags) & 6) != 0
+    lev[~risk0] = 0
+    return lev
+
+
+def static_scores(zhat, A, B, b, rungs, *, flags=None, act="identity", out_scale=None,
+                  P=None, relu_negative="one"):
+    """Per-component calibration score of ``static`` from a narrow (rung-0) pass.
+
+    Float rungs: ``u_0 · κ_i · κ_φ(ẑ)`` (``exact`` estimator). Integer / fixed-point
+    rungs: the index of the cheapest rung whose overflow bound fits (as a float).
+    ``rungs``: engine kwargs per rung, as :func:`select_levels`.
+    """
+    if not _is_float(rungs[0]["acc"]):
+        return select_levels(zhat=zhat, A=A, B=B, b=b, rungs=rungs, flags=flags,
+                             tau=1.0, P=P).astype(np.float64)
+    kw = rungs[0]
+    S = estimate_abs(A, B, b, "exact", P=P)
+    u = unit_roundoff(kw["acc"], kw.get("rounding", "rne"))
+    return condition_score(zhat, S, u, act, out_scale=out_scale, relu_negative=relu_negative)
+
+
+def static_neuron_levels(scores, rungs, *, tau=None, fraction=None,
+                         quantile=DEFAULT_QUANTILE):
+    """Per-neuron rung (int8, (n,)) from the calibration ``scores`` (rows x n) of
+    :func:`static_scores`.
+
+    A neuron's score is the ``quantile`` of its column (numpy ``method="higher"``, so an
+    observed value). Float rungs: the cheapest rung by :func:`ladder_levels`; integer
+    rungs: that (rung index) score itself. ``τ ≤ 0``: every neuron on the top rung;
+    ``τ = inf``: every neuron on rung 0. ``fraction`` (instead of ``τ``, two rungs): the
+    ``round(fraction · n)`` highest-scoring neurons go to the top rung.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[1]
+    R = len(rungs)
+    if scores.shape[0] == 0:
+        q = np.zeros(n)
+    else:
+        q = np.quantile(np.where(np.isnan(scores), np.inf, scores), quantile, axis=0,
+                        method="higher")
+    if fraction is not None:
+        return _top(q, round(fraction * n)).astype(np.int8) * np.int8(R - 1)
+    if tau is not None and tau <= 0:
+        return np.full(n, R - 1, dtype=np.int8)
+    if _is_float(rungs[0]["acc"]):
+        u = [unit_roundoff(kw["acc"], kw.get("rounding", "rne")) for kw in rungs]
+        return ladder_levels(q, u, tau)
+    if tau == math.inf:
+        return np.zeros(n, dtype=np.int8)
+    return np.minimum(q, R - 1).astype(np.int8)
