@@ -212,7 +212,7 @@ def build_parser():
 
 
 _SUBCOMMAND_MODULES = ("accsim.cli_simulate", "accsim.cli_onnx", "accsim.cli_cost",
-                       "accsim.cli_capi")
+                       "accsim.cli_capi", "accsim.cli_sweep")
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,126 @@
+"""``accsim sweep SPEC --out DIR`` and ``accsim report DIR``: grids of simulations and
+their summary (tables, plots, Pareto points).
+
+Loaded by :mod:`accsim.cli` through ``register(subparsers, UsageError)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+
+
+def register(subparsers, usage_error):
+    s = subparsers.add_parser(
+        "sweep", help="run a grid of simulations from a YAML spec (resumable)",
+        description="Run every point of the sweep SPEC (kind: sweep) not yet in "
+                    "DIR/results.jsonl, appending one JSON line per finished point. "
+                    "Rerun the same command to resume after a crash.")
+    s.add_argument("spec", metavar="SPEC", help="sweep spec YAML (see examples/)")
+    s.add_argument("--out", "-o", metavar="DIR", required=True,
+                   help="output folder (results.jsonl, spec.yaml)")
+    s.add_argument("--scheduler", "-s", default="inprocess", metavar="S",
+                   help="inprocess (default), processes (local pool), dask-local "
+                        "(dask LocalCluster) or a Dask scheduler address tcp://host:port")
+    s.add_argument("--workers", "-j", metavar="N", default=None,
+                   help="worker processes for processes / dask-local "
+                        "(default: the number of CPUs)")
+    s.set_defaults(func=lambda args: _cmd_sweep(args, usage_error))
+
+    r = subparsers.add_parser(
+        "report", help="summarise a sweep folder: Markdown tables, PNG plots, Pareto points",
+        description="Read DIR/results.jsonl and write report.md and PNG plots (agreement "
+                    "and accuracy vs energy with each policy's Pareto front, re-issued "
+                    "fraction vs tau, per-layer re-issued fractions).")
+    r.add_argument("dir", metavar="DIR", help="a sweep output folder")
+    r.add_argument("--out", "-o", metavar="DIR2", default=None,
+                   help="write the report here instead of DIR")
+    r.add_argument("--json", action="store_true",
+                   help="print the Pareto points as one JSON object (writes no files)")
+    r.set_defaults(func=lambda args: _cmd_report(args, usage_error))
+
+
+def _parse_workers(text):
+    if text is None:
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise ValueError(f"--workers: expected a positive integer, got {text!r}")
+    return v
+
+
+class _Progress:
+    """Points done / total, rate and time left: a bar on a terminal, else log lines."""
+
+    def __init__(self, tty):
+        self.tty = tty
+        self.t0 = time.perf_counter()
+        self.first = None
+        self.ran = 0
+
+    def __call__(self, done, total, point, seconds):
+        self.ran += 1
+        if self.first is None:
+            self.first = done - 1
+        dt = time.perf_counter() - self.t0
+        rate = self.ran / dt if dt > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else float("inf")
+        eta = _hms(left)
+        if self.tty:
+            width = 30
+            k = int(width * done / total) if total else width
+            sys.stderr.write(f"\rsweep [{'#' * k}{'.' * (width - k)}] {done}/{total} points "
+                             f"{rate:5.2f}/s  left {eta}   ")
+            if done >= total:
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(f"accsim sweep: {done}/{total} {point.id} {point.label()} "
+                             f"({seconds:.2f} s; {rate:.2f} points/s, {eta} left)\n")
+        sys.stderr.flush()
+
+
+def _hms(seconds):
+    if not math.isfinite(seconds):
+        return "--:--"
+    s = round(seconds)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _cmd_sweep(args, usage_error):
+    from .sweep import PointError, check_scheduler, load_spec, run_sweep
+    workers = _parse_workers(args.workers)
+    check_scheduler(args.scheduler)
+    spec = load_spec(args.spec)
+
+    def log(msg):
+        print(f"accsim sweep: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        summary = run_sweep(spec, args.out, scheduler=args.scheduler, workers=workers,
+                            progress=_Progress(sys.stderr.isatty()), log=log)
+    except PointError as exc:
+        print(f"accsim: error: {exc} (finished points are saved; rerun to resume)",
+              file=sys.stderr)
+        return 1
+    log(f"done: {summary.ran} points run, {summary.skipped} already done, "
+        f"{summary.seconds:.1f} s; results in {summary.results}")
+    return 0
+
+
+def _cmd_report(args, usage_error):
+    from .report import load_results, pareto_json, write_report
+    records = load_results(args.dir)
+    if args.json:
+        print(json.dumps(pareto_json(records)))
+        return 0
+    paths = write_report(records, args.out or args.dir, source=args.dir)
+    for p in paths:
+        print(p)
+    return 0

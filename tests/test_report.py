@@ -1,0 +1,163 @@
+"""accsim report: Markdown, PNG plots, Pareto points (checked independently)."""
+
+import json
+import shutil
+
+import pytest
+
+from accsim.cli import main
+from accsim.report import load_results, pareto
+from accsim.sweep import load_spec, run_sweep
+
+SPEC = """\
+kind: sweep
+version: 1
+grid:
+  traces: [digits-mlp-relu]
+  accelerators: [fp16-fp32acc]
+  narrow: [e5m3, e5m5]
+  policies: [uniform-narrow, uniform-wide, condition, random]
+  taus: [0.3, 1.0]
+limit: 100
+"""
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    spec = d / "spec.yaml"
+    spec.write_text(SPEC)
+    s = run_sweep(load_spec(spec), d / "run")
+    assert s.ran == 12
+    return d / "run"
+
+
+def _copy(src, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_report_writes_markdown_and_valid_pngs(sweep_dir, tmp_path, capsys):
+    import matplotlib.image as mpimg
+    d = _copy(sweep_dir, tmp_path)
+    assert main(["report", str(d)]) == 0
+    printed = capsys.readouterr().out.split()
+    md = d / "report.md"
+    assert str(md) in printed
+    text = md.read_text()
+    for heading in ("## digits-mlp-relu", "### Per policy", "### Best points",
+                    "### Pareto points", "### All points"):
+        assert heading in text
+    pngs = sorted(d.glob("*.png"))
+    assert {p.name for p in pngs} == {"energy_digits-mlp-relu.png",
+                                      "tau_digits-mlp-relu.png",
+                                      "layers_digits-mlp-relu.png"}
+    for p in pngs:
+        assert str(p) in printed
+        assert f"]({p.name})" in text
+        assert p.read_bytes()[:8] == PNG_MAGIC
+        img = mpimg.imread(p)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300
+        assert img.std() > 0.01          # not a blank canvas
+    # every point appears in the all-points table
+    for r in load_results(d):
+        assert f"`{r['id']}`" in text
+    # nothing half-written left behind
+    assert not [p for p in d.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_out_folder(sweep_dir, tmp_path):
+    d = _copy(sweep_dir, tmp_path)
+    out = tmp_path / "elsewhere"
+    assert main(["report", str(d), "--out", str(out)]) == 0
+    assert (out / "report.md").is_file() and len(list(out.glob("*.png"))) == 3
+    assert not (d / "report.md").exists()
+
+
+def _dominates(a, b):
+    return (a["energy_per_sample_pj"] <= b["energy_per_sample_pj"]
+            and a["agreement"] >= b["agreement"]
+            and (a["energy_per_sample_pj"] < b["energy_per_sample_pj"]
+                 or a["agreement"] > b["agreement"]))
+
+
+def test_report_json_pareto_points_are_non_dominated(sweep_dir, tmp_path, capsys):
+    d = _copy(sweep_dir, tmp_path)
+    assert main(["report", str(d), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1
+    doc = json.loads(out)
+    assert not (d / "report.md").exists()       # --json writes no files
+    recs = load_results(d)
+    allpts = [{"id": r["id"], "agreement": r["metrics"]["agreement"],
+               "energy_per_sample_pj": r["metrics"]["energy_per_sample_pj"],
+               "policy": r["params"]["policy"]} for r in recs]
+    front = doc["pareto"]["digits-mlp-relu"]
+    assert front
+    ids = {p["id"] for p in front}
+    for p in front:
+        assert not any(_dominates(q, p) for q in allpts), p["id"]
+    # and complete: every other point is dominated by some point of the front
+    for q in allpts:
+        if q["id"] not in ids:
+            assert any(_dominates(p, q) for p in front), q["id"]
+    # per policy: the same within each policy
+    by_pol = doc["pareto_by_policy"]["digits-mlp-relu"]
+    assert set(by_pol) == {"uniform-narrow", "uniform-wide", "condition", "random"}
+    for pol, pts in by_pol.items():
+        mine = [q for q in allpts if q["policy"] == pol]
+        for p in pts:
+            assert not any(_dominates(q, p) for q in mine)
+        pids = {p["id"] for p in pts}
+        for q in mine:
+            if q["id"] not in pids:
+                assert any(_dominates(p, q) for p in pts)
+    # sorted by energy along the front, agreement rising (equal only for exact ties)
+    es = [p["energy_per_sample_pj"] for p in front]
+    ag = [p["agreement"] for p in front]
+    assert es == sorted(es)
+    for i in range(1, len(front)):
+        assert ag[i] > ag[i - 1] or (ag[i] == ag[i - 1] and es[i] == es[i - 1])
+
+
+def _rec(i, e, a):
+    return {"id": str(i), "params": {"trace": "t", "policy": "p"},
+            "metrics": {"energy_per_sample_pj": e, "agreement": a}}
+
+
+def test_pareto_unit():
+    recs = [_rec(0, 1.0, 0.5), _rec(1, 2.0, 0.5), _rec(2, 2.0, 0.9), _rec(3, 3.0, 0.9),
+            _rec(4, 4.0, 1.0), _rec(5, 4.0, 1.0), _rec(6, 0.5, None)]
+    assert [r["id"] for r in pareto(recs)] == ["0", "2", "4", "5"]
+
+
+def test_report_errors(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["report", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results.jsonl" in err[0] and "not found" in err[0]
+    (empty / "results.jsonl").write_text("")
+    assert main(["report", str(empty)]) == 2
+    assert "no finished points" in capsys.readouterr().err
+    good = json.dumps(_rec(1, 1.0, 1.0))
+    (empty / "results.jsonl").write_text(good + "\n[oops\n" + good + "\n")
+    assert main(["report", str(empty), "--json"]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert not list(empty.glob("*.png"))
+
+
+def test_report_ignores_a_torn_last_line(sweep_dir, tmp_path, capsys):
+    d = _copy(sweep_dir, tmp_path)
+    with open(d / "results.jsonl", "ab") as fh:
+        fh.write(b'{"id": "half-writ')
+    assert main(["report", str(d), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["points"] == 12
