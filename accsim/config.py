@@ -12,6 +12,7 @@ expected, on one line.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 
@@ -188,10 +189,21 @@ _INT = re.compile(r"^(u?)int(\d+)$")
 
 
 def _builtin_files(kind_dir: str):
+    return dict(_builtin_files_cached(kind_dir))
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_files_cached(kind_dir: str):
+    # the package's own data: fixed for the life of the process
     d = builtin_dir() / kind_dir
     if not d.is_dir():
         return {}
     return {p.stem: p for p in sorted(d.glob("*.yaml"))}
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_format(name: str):
+    return _load_format_file(_builtin_files_cached("numbers")[name])
 
 
 def list_formats():
@@ -213,9 +225,9 @@ def load_format(name_or_path):
     p = Path(s)
     if s.endswith((".yaml", ".yml")) or p.is_file() or "/" in s:
         return _load_format_file(p)
-    files = _builtin_files("numbers")
+    files = _builtin_files_cached("numbers")
     if s in files:
-        return _load_format_file(files[s])
+        return _builtin_format(s)
     m = _SPEC.match(s)
     if m:
         specials = m.group(3) or "ieee"

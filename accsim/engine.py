@@ -360,11 +360,19 @@ def _sr_limit(rounding, sr_bits, fmts_modes):
 
 
 def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
+    fmask = np.uint8(FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
+    if (cols.shape[0] == m * n and rows.shape[0] == m and m * n > 0
+            and np.array_equal(rows, np.arange(m))
+            and np.array_equal(cols.reshape(m, n), np.broadcast_to(np.arange(n), (m, n)))):
+        # every output, in row-major order: reshape instead of scattering
+        return vals_e.reshape(m, n), Events(
+            cov.reshape(m, n).sum(axis=1), csat.reshape(m, n).sum(axis=1),
+            cinx.reshape(m, n).sum(axis=1), flags_e.reshape(m, n) & fmask)
     values = np.full((m, n), fill)
     flags = np.zeros((m, n), dtype=np.uint8)
     rid = np.repeat(rows, np.diff(ptr))
     values[rid, cols] = vals_e
-    flags[rid, cols] = flags_e & np.uint8(FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
+    flags[rid, cols] = flags_e & fmask
     ov = np.bincount(rid, weights=cov, minlength=m).astype(np.int64)
     sat = np.bincount(rid, weights=csat, minlength=m).astype(np.int64)
     inx = np.bincount(rid, weights=cinx, minlength=m).astype(np.int64)
@@ -415,8 +423,18 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                              srbits, np.int64(64), out, oflags, cov, csat, cinx)
         values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
         return MatmulResult(values, events, selected=mask)
-    # below ~1e5 MACs the thread pool's start-up outweighs the work
-    kern = _acc.float_rows if cols.shape[0] * A.shape[1] >= 100_000 else _acc.float_rows_serial
+    big = cols.shape[0] * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
+    if code in (_acc.S_SEQ, _acc.S_CHUNK) and pkind == 0 and not native and rounding != "sr":
+        ops32 = _float32_operands(acc, A, B)
+        if ops32 is not None:
+            kern = _acc.float_rows32 if big else _acc.float_rows32_serial
+            kern(ops32[0], ops32[1], rows, ptr, cols, init, P,
+                 np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
+                 PW, np.int64(wmode), seed_u, srbits, wnative, out, oflags, cov, csat, cinx)
+            values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n,
+                                     np.nan)
+            return MatmulResult(values, events, selected=mask)
+    kern = _acc.float_rows if big else _acc.float_rows_serial
     kern(A, B, rows, ptr, cols, init, P, np.int64(rounding_code(rounding)),
                     np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
                     np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
@@ -424,6 +442,32 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                     bias is not None, out, oflags, cov, csat, cinx)
     values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
     return MatmulResult(values, events, selected=mask)
+
+
+def _float32_operands(acc, A, B):
+    """(A, B) as float32 when the float32-lane kernel is exact for them, else None.
+
+    Conditions: the register has at most 22 significant bits (float32 round-to-odd
+    keeps two more) and its normal range lies inside float32's (emin >= -126,
+    emax <= 127), every operand is a float32 value, and every product of an entry of A
+    with an entry of B is exact in float32 (significand widths add up to at most 24,
+    lowest set bits to at least 2^-149, magnitudes below 2^127). The kernel is the same
+    algorithm as the float64 one; this is only a faster container for it.
+    """
+    if acc.man_bits > 21 or acc.emin < -126 or acc.emax > 127 or A.size == 0 or B.size == 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        A32 = A.astype(np.float32)
+        B32 = B.astype(np.float32)
+    if not (np.array_equal(A32, A, equal_nan=True) and np.array_equal(B32, B, equal_nan=True)):
+        return None
+    wa, la, ha = _acc.f32_exact_stats(A32)
+    wb, lb, hb = _acc.f32_exact_stats(B32)
+    if wa == 0 or wb == 0:       # no finite nonzero product: nothing to check
+        return A32, B32
+    if wa + wb > 24 or la + lb < -149 or ha + hb > 126:
+        return None
+    return A32, B32
 
 
 def _int_range(f):

@@ -17,7 +17,7 @@ significant bits gives the correctly rounded exact sum in every mode (Boldo & Me
 import math
 
 import numpy as np
-from numba import njit, prange, int64, uint64, uint8
+from numba import njit, prange, float32, float64, int32, int64, uint64, uint8
 
 from ._round import (
     F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, SR,
@@ -140,7 +140,9 @@ def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
     bp = hi - x
     lo = (x - (hi - bp)) + (p - bp)
     hb = _f2i(hi)
-    fix = int64(lo != 0.0) & ~hb & 1
+    # lo is NaN when hi overflowed to inf: no nudge then (inf stays inf, not the
+    # largest finite float64, and the caller's general path takes over)
+    fix = int64((lo != 0.0) & (lo == lo)) & ~hb & 1
     delta = ((_f2i(lo) ^ hb) >> 63) | 1  # +1 if lo has hi's sign, else -1
     hb = hb + (delta & -fix)
     mag = hb & 0x7FFFFFFFFFFFFFFF
@@ -156,48 +158,287 @@ def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
 
 @njit(**JIT)
 def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
-                  srbits, ok):
+                  srbits, tmp):
     """Sequential float accumulation of one row's outputs, vectorisable over outputs.
 
     Steps k0 <= k < k1 of the products of row i with the outputs' columns, exact
     products. Pass 1 (branch-free, SIMD-friendly) does round-to-odd TwoSum and the
     bit-pattern rounding for every output whose sum is a normal number of the target
     and does not overflow; pass 2 redoes the rare others (tiny, overflow, zero, inf/NaN)
-    with the general scalar code. Not used for stochastic rounding. ``ok``: scratch.
+    with the general scalar code. Not used for stochastic rounding.
+
+    The registers ping-pong between ``acc`` and the scratch ``tmp`` (length w): the
+    step reads one and writes the other, so pass 2 still sees the old value and the
+    store is a plain vector store (a conditional in-place store becomes a masked store,
+    several times slower).
     """
     s = int64(52 - P[1])
     maxb = int64(P[4])
     minb = int64(P[2] + 1023) << 52  # pattern of the smallest normal
     lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts(mode, s)
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
-    c0 = cols[e0] if contig else 0
-    gb = np.empty(w)
+    c0 = cols[e0]
+    gb = np.empty(0 if contig else w)
+    cur = acc
+    nxt = tmp
     for k in range(k0, k1):
         a = A[i, k]
         nbad = 0
         if contig:
-            src = B[k]
+            src = B[k, c0:c0 + w]
         else:
             bk = B[k]
             for t in range(w):
                 gb[t] = bk[cols[e0 + t]]
             src = gb
         for t in range(w):
-            x = acc[t]
-            v, good, inexact = fast_add(x, a * src[c0 + t], s, lowmask, base, lsb_en, dpos,
+            x = cur[t]
+            v, good, inexact = fast_add(x, a * src[t], s, lowmask, base, lsb_en, dpos,
                                         dxor, ro_mask, minb, maxb)
-            acc[t] = v if good else x
+            nxt[t] = v if good else x
             gi = int64(good)
-            ok[t] = gi
             ninx[t] += inexact & gi
             nbad += 1 - gi
         if nbad:
             for t in range(w):
-                if ok[t] == 0:
-                    p = a * src[c0 + t]
-                    v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), srbits, False)
-                    acc[t] = v
+                x = cur[t]
+                p = a * src[t]
+                v, good, inexact = fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor,
+                                            ro_mask, minb, maxb)
+                if not good:
+                    v, f = fadd(x, p, P, mode, step_key(keys[t], k), srbits, False)
+                    nxt[t] = v
                     _tally(f, t, fl, nov, nsat, ninx)
+        cur, nxt = nxt, cur
+    if (k1 - k0) % 2 == 1:
+        for t in range(w):
+            acc[t] = tmp[t]
+
+
+# ------------------------------------------------------------------------------------
+# float32 lanes: accumulators of at most 22 significant bits
+
+@njit(inline="always", **JIT)
+def mode_consts32(mode, lsb):
+    """:func:`mode_consts` for float32 patterns, at the kept LSB ``lsb`` = 2^s (s 1..23).
+
+    Returns (lowmask, base, lsb_en, dpos, dxor, ro_mask), all int32. Every operation
+    is cast back to int32 so LLVM keeps 8 lanes per AVX2 register.
+    """
+    lowmask = int32(lsb - int32(1))
+    base, lsb_en, dpos, dneg, ro_mask = int32(0), int32(0), int32(0), int32(0), int32(0)
+    top = int32(1 << 23)
+    if mode == RNE:
+        base = int32(lowmask >> int32(1))
+        if lsb == top:
+            base = int32(base + int32(1))
+        else:
+            lsb_en = int32(1)
+    elif mode == RNA:
+        base = int32(int32(lowmask + int32(1)) >> int32(1))
+    elif mode == RU:
+        dpos = lowmask
+    elif mode == RD:
+        dneg = lowmask
+    elif mode == RO:
+        if lsb < top:
+            ro_mask = int32(-1)
+    return lowmask, base, lsb_en, dpos, int32(dpos ^ dneg), ro_mask
+
+
+@njit(inline="always", **JIT)
+def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
+    """:func:`fast_add` in float32: round(x + p) to a format of p <= 22 bits.
+
+    x and p are float32 and the product p is exact (the engine checks it), so TwoSum
+    gives x + p exactly as hi + lo, round-to-odd keeps 24 >= p + 2 bits and the second
+    rounding is correct (Boldo–Melquiond). Returns (value, good, inexact) as float32,
+    bool, int32.
+    """
+    hi = x + p
+    bp = hi - x
+    lo = (x - (hi - bp)) + (p - bp)
+    hb = _f2i(hi)
+    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
+    delta = int32(int32(int32(_f2i(lo) ^ hb) >> int32(31)) | int32(1))
+    hb = int32(hb + int32(delta & int32(-fix)))
+    mag = int32(hb & int32(0x7FFFFFFF))
+    neg = int32(hb >> int32(31))
+    rem = int32(mag & lowmask)
+    nz = int32(int32(rem | int32(-rem)) >> int32(31))       # -1 where inexact
+    odd = int32(int32(int32(mag & lsb) != int32(0)) & lsb_en)
+    add = int32(int32(base + odd) + int32(dpos ^ int32(neg & dxor)))
+    r = int32(int32(int32(mag + add) & int32(~lowmask)) | int32(int32(nz & lsb) & ro_mask))
+    good = (mag >= minb) & (r >= minb) & (r <= maxb)
+    return _i2f(int32(int32(hb & int32(-0x80000000)) | r)), good, int32(-nz)
+
+
+@njit(**JIT)
+def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
+                    mode, keys, srbits):
+    """:func:`seq_float_row` on float32 operands and registers (8 lanes per AVX2
+    register). ``ninx`` is int32; ``acc``, ``tmp``, ``gb`` float32 scratch of length w.
+    Rare steps (tiny, overflow, zero, inf/NaN sums) are redone exactly in float64 by
+    the general code; every value of the format is a float32, so storing it is exact.
+    """
+    lsb = int32(int32(1) << int32(23 - P[1]))
+    maxb = _f2i(float32(_i2f(int64(P[4]))))
+    minb = int32(int32(P[2] + 127) << int32(23))
+    lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts32(mode, lsb)
+    contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
+    c0 = cols[e0]
+    cur = acc
+    nxt = tmp
+    for k in range(k0, k1):
+        a = A[i, k]
+        nbad = int32(0)
+        if contig:
+            src = B[k, c0:c0 + w]
+        else:
+            bk = B[k]
+            for t in range(w):
+                gb[t] = bk[cols[e0 + t]]
+            src = gb
+        for t in range(w):
+            x = cur[t]
+            v, good, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en, dpos,
+                                          dxor, ro_mask, minb, maxb)
+            nxt[t] = v if good else x
+            gi = int32(good)
+            ninx[t] = int32(ninx[t] + int32(inexact & gi))
+            nbad = int32(nbad + int32(int32(1) - gi))
+        if nbad:
+            for t in range(w):
+                x = cur[t]
+                v, good, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en,
+                                              dpos, dxor, ro_mask, minb, maxb)
+                if not good:
+                    v64, f = fadd(float64(x), float64(a) * float64(src[t]), P, mode,
+                                  step_key(keys[t], k), srbits, False)
+                    nxt[t] = float32(v64)
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] = int32(ninx[t] + int32(f & 1))
+        cur, nxt = nxt, cur
+    if (k1 - k0) % 2 == 1:
+        for t in range(w):
+            acc[t] = tmp[t]
+
+
+@njit(inline="always", **JIT)
+def _row_events(w, seed, i, cols, e0):
+    """Per-output event scratch of a row of w outputs: (flags, overflow count,
+    saturation count, stochastic-rounding keys)."""
+    fl = np.zeros(w, dtype=np.uint8)
+    nov = np.zeros(w, dtype=np.int64)
+    nsat = np.zeros(w, dtype=np.int64)
+    keys = np.empty(w, dtype=np.uint64)
+    for t in range(w):
+        keys[t] = out_key(seed, i, cols[e0 + t])
+    return fl, nov, nsat, keys
+
+
+@njit(**JIT)
+def _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
+                 srbits, wnative, out, oflags, c_ov, c_sat, c_inx):
+    """One CSR row of :func:`float_rows32`: sequential or chunked structure."""
+    K = A.shape[1]
+    i = rows[r]
+    e0 = ptr[r]
+    w = ptr[r + 1] - e0
+    if w == 0:
+        return
+    acc = np.empty(w, dtype=np.float32)
+    tmp = np.empty(w, dtype=np.float32)
+    gb = np.empty(w, dtype=np.float32)
+    ninx = np.zeros(w, dtype=np.int32)
+    winx = np.zeros(w, dtype=np.int64)
+    fl, nov, nsat, keys = _row_events(w, seed, i, cols, e0)
+    if struct == S_SEQ:
+        for t in range(w):
+            acc[t] = float32(init[e0 + t])
+        if K > 0:
+            seq_float_row32(A, B, i, cols, e0, w, 0, K, acc, tmp, gb, fl, ninx, nov, nsat,
+                            P, mode, keys, srbits)
+        for t in range(w):
+            out[e0 + t] = float64(acc[t])
+    else:
+        wide = np.empty(w)
+        for t in range(w):
+            wide[t] = init[e0 + t]
+        k0 = 0
+        while k0 < K:
+            k1 = min(K, k0 + L)
+            for t in range(w):
+                acc[t] = float32(0.0)
+            seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov,
+                            nsat, P, mode, keys, srbits)
+            for t in range(w):
+                v, f = fadd(wide[t], float64(acc[t]), PW, wmode,
+                            step_key(keys[t] ^ _K_WIDE, k0), srbits, wnative)
+                wide[t] = v
+                _tally(f, t, fl, nov, nsat, winx)
+            k0 = k1
+        for t in range(w):
+            out[e0 + t] = wide[t]
+    for t in range(w):
+        n_inx = int64(ninx[t]) + winx[t]
+        oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if n_inx > 0 else uint8(0))
+        c_ov[e0 + t] = nov[t]
+        c_sat[e0 + t] = nsat[t]
+        c_inx[e0 + t] = n_inx
+
+
+@njit(parallel=True, **JIT)
+def float_rows32(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
+                 wnative, out, oflags, c_ov, c_sat, c_inx):
+    """:func:`float_rows` for float32 operands A, B whose products are exact in float32,
+    an accumulator of at most 22 significant bits inside float32's normal range, exact
+    products, sequential or chunked structure, no stochastic rounding of the narrow
+    register (the engine checks all of this)."""
+    for r in prange(rows.shape[0]):
+        _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
+                     srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def float_rows32_serial(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
+                        srbits, wnative, out, oflags, c_ov, c_sat, c_inx):
+    """:func:`float_rows32` on the calling thread (small products)."""
+    for r in range(rows.shape[0]):
+        _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
+                     srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def f32_exact_stats(X):
+    """(max significand width, lowest set bit exponent, highest exponent) over the
+    finite nonzero float32 values of X (2-D); (0, 10**6, -10**6) when there are none.
+    The product of values a, b is exact in float32 when the widths add up to at most
+    24, the lowest bits to at least -149 and the highest exponents to at most 126.
+    """
+    wmax = int64(0)
+    lomin = int64(10**6)
+    himax = int64(-10**6)
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            b = int64(_f2i(X[i, j])) & 0x7FFFFFFF
+            e = b >> 23
+            if b == 0 or e == 255:
+                continue
+            m = b & 0x7FFFFF
+            if e > 0:
+                m |= 0x800000
+                q = e - 150          # exponent of the significand's unit bit
+            else:
+                q = int64(-149)
+            lo = q + _ctz64(uint64(m))
+            hi = q + 63 - _clz64(uint64(m))
+            wmax = max(wmax, hi - lo + 1)
+            lomin = min(lomin, lo)
+            himax = max(himax, hi)
+    return wmax, lomin, himax
 
 
 @njit(parallel=True, **JIT)
@@ -388,13 +629,13 @@ def _product(p, pkind, PP, pmode, key, srbits, t, fl, nov, nsat, ninx):
 
 @njit(**JIT)
 def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode, srbits,
-              native, fl, nov, nsat, ninx, ok):
+              native, fl, nov, nsat, ninx, tmp):
     """Sequential register steps k0 <= k < k1 for the outputs of row i: the vectorised
     loop when it applies (exact products, not native fp64, not stochastic), else the
     general scalar step."""
     if pkind == 0 and not native and mode != SR:
         seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
-                      srbits, ok)
+                      srbits, tmp)
         return
     for k in range(k0, k1):
         a = A[i, k]
@@ -420,19 +661,14 @@ def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct
     if w == 0:
         return
     acc = np.empty(w)
-    fl = np.zeros(w, dtype=np.uint8)
-    nov = np.zeros(w, dtype=np.int64)
-    nsat = np.zeros(w, dtype=np.int64)
     ninx = np.zeros(w, dtype=np.int64)
-    keys = np.empty(w, dtype=np.uint64)
-    for t in range(w):
-        keys[t] = out_key(seed, i, cols[e0 + t])
-    ok = np.empty(w, dtype=np.int64)
+    fl, nov, nsat, keys = _row_events(w, seed, i, cols, e0)
+    tmp = np.empty(w)
     if struct == S_SEQ:
         for t in range(w):
             acc[t] = init[e0 + t]
         _seq_span(A, B, i, cols, e0, w, 0, K, acc, keys, P, mode, pkind, PP, pmode,
-                  srbits, native, fl, nov, nsat, ninx, ok)
+                  srbits, native, fl, nov, nsat, ninx, tmp)
     elif struct == S_CHUNK:
         # chunks of L steps from zero in the narrow register, each promoted into the
         # wide register (which starts at the bias)
@@ -445,7 +681,7 @@ def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct
             for t in range(w):
                 acc[t] = 0.0
             _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP,
-                      pmode, srbits, native, fl, nov, nsat, ninx, ok)
+                      pmode, srbits, native, fl, nov, nsat, ninx, tmp)
             for t in range(w):
                 v, f = fadd(wide[t], acc[t], PW, wmode, step_key(keys[t] ^ _K_WIDE, k0),
                             srbits, wnative)

@@ -143,24 +143,28 @@ def _sr_up(rem, s, key, srbits):
 
 @intrinsic
 def _f2i(typingctx, x):
-    """Bit pattern of a float64 as int64 (signed compares vectorise on AVX2)."""
-    if not isinstance(x, types.Float) or x.bitwidth != 64:
+    """Bit pattern of a float64 (float32) as int64 (int32): signed compares vectorise on
+    AVX2."""
+    if not isinstance(x, types.Float) or x.bitwidth not in (32, 64):
         return None
+    ity = types.int64 if x.bitwidth == 64 else types.int32
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(x), codegen
+        return builder.bitcast(args[0], ir.IntType(x.bitwidth))
+    return ity(x), codegen
 
 
 @intrinsic
 def _i2f(typingctx, b):
-    """float64 whose bit pattern is the int64 b."""
-    if not isinstance(b, types.Integer) or b.bitwidth != 64:
+    """float64 (float32) whose bit pattern is the int64 (int32) b."""
+    if not isinstance(b, types.Integer) or b.bitwidth not in (32, 64):
         return None
+    fty = types.float64 if b.bitwidth == 64 else types.float32
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(b), codegen
+        return builder.bitcast(args[0], ir.DoubleType() if b.bitwidth == 64
+                               else ir.FloatType())
+    return fty(b), codegen
 
 
 @njit(**JIT)

@@ -1,0 +1,142 @@
+"""The engine's two containers for the same sequential/chunked float algorithm:
+float64 lanes (any accumulator of at most 51 significant bits) and float32 lanes
+(registers of at most 22 significant bits whose operands and products are exact in
+float32). Both are checked against the step-by-step oracle ``naive.matmul`` (MPFR /
+Fraction), at the boundaries where the engine switches between them, and against
+each other.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import naive
+import numpy as np
+import pytest
+
+from accsim import FloatFormat
+from accsim.engine import _float32_operands, matmul
+
+FP16 = FloatFormat(5, 10, name="fp16")
+BF16 = FloatFormat(8, 7, name="bf16")
+E8M21 = FloatFormat(8, 21, name="e8m21")     # widest register the float32 lanes take
+E8M22 = FloatFormat(8, 22, name="e8m22")     # one bit too wide: float64 lanes
+E10M10 = FloatFormat(10, 10, name="e10m10")  # exponent range beyond float32's
+MODES = ["rne", "rna", "rz", "ru", "rd", "ro"]
+
+
+def check(a, b, acc, label, **kw):
+    got = matmul(a, b, acc, **kw)
+    ref = naive.matmul(a, b, acc, **kw)
+    naive.assert_values(got.values, ref.values, a, b, label, bias=kw.get("bias"))
+    naive.assert_events(got.events, ref, label)
+    return got
+
+
+def sig_values(rng, shape, bits, e_lo, e_hi):
+    """Random values with exactly ``bits`` significant bits and exponents in [e_lo, e_hi]."""
+    m = rng.integers(2 ** (bits - 1), 2 ** bits, size=shape) | 1
+    e = rng.integers(e_lo, e_hi + 1, size=shape)
+    s = rng.choice([-1.0, 1.0], size=shape)
+    return s * np.ldexp(m.astype(np.float64), e - (bits - 1))
+
+
+class TestEligibility:
+    """Which operands the float32 lanes take (each case is then checked by the oracle)."""
+
+    def test_fp16_operands_fp16_register(self):
+        rng = np.random.default_rng(1)
+        a, b = sig_values(rng, (3, 5), 11, -10, 10), sig_values(rng, (5, 3), 11, -10, 10)
+        assert _float32_operands(FP16, a, b) is not None
+
+    def test_product_width_24_taken_25_refused(self):
+        rng = np.random.default_rng(2)
+        a, b = sig_values(rng, (3, 5), 12, -4, 4), sig_values(rng, (5, 3), 12, -4, 4)
+        assert _float32_operands(FP16, a, b) is not None
+        b13 = sig_values(rng, (5, 3), 13, -4, 4)
+        assert _float32_operands(FP16, a, b13) is None
+
+    def test_tiny_products_refused(self):
+        # lowest set bits adding up to -150: a product would fall below float32's
+        # subnormal quantum
+        a = np.array([[2.0**-75, 1.0]])
+        b = np.array([[2.0**-75], [1.0]])
+        assert _float32_operands(BF16, a, b) is None
+        assert _float32_operands(BF16, a, b * 2) is not None
+
+    def test_huge_products_refused(self):
+        a = np.array([[2.0**64]])
+        assert _float32_operands(BF16, a, np.array([[2.0**63]])) is None
+        assert _float32_operands(BF16, a, np.array([[2.0**62]])) is not None
+
+    def test_register_limits(self):
+        a = np.ones((2, 2))
+        assert _float32_operands(E8M21, a, a) is not None
+        assert _float32_operands(E8M22, a, a) is None
+        assert _float32_operands(E10M10, a, a) is None
+        assert _float32_operands(FloatFormat(9, 7), a, a) is None
+
+    def test_operands_not_float32(self):
+        a = np.array([[1.0 + 2.0**-30]])
+        assert _float32_operands(FP16, a, np.ones((1, 1))) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("acc,bits,elo,ehi,lanes32", [
+    (FP16, 11, -9, 3, True),      # fp16 products; partial sums cross fp16's subnormal range
+    (BF16, 8, -67, -60, True),    # products down to 2^-148: float32 subnormals
+    (BF16, 8, -70, -60, False),   # products below 2^-149: float64 lanes
+    (BF16, 8, 55, 63, True),      # products up to 2^127: the float32 TwoSum overflows
+                                  # (hi = inf, lo = NaN) just above bf16's largest value
+    (E8M21, 12, -20, 20, True),   # 22-bit register, 24-bit products
+    (E8M22, 12, -20, 20, False),  # float64 lanes, same data
+    (FloatFormat(8, 7, subnormals=False, name="bf16ftz"), 8, -67, -60, True),
+    (FloatFormat(5, 10, overflow="saturate", name="fp16sat"), 11, 4, 8, True),
+    (FloatFormat(4, 3, specials="fn", name="e4m3fn"), 4, -4, 4, True),
+])
+def test_oracle_at_the_switch(acc, bits, elo, ehi, lanes32, mode):
+    rng = np.random.default_rng(zlib.crc32(f"{acc.name}{elo}{mode}".encode()))
+    a = sig_values(rng, (5, 40), bits, elo, ehi)
+    b = sig_values(rng, (40, 6), bits, elo, ehi)
+    a[0, :] = np.abs(a[0, :])
+    b[:, 0] = np.abs(b[:, 0])        # output (0, 0): no cancellation, grows to overflow
+    a[1, 3] = 0.0
+    a[2, :20] = -a[2, :20]
+    assert (_float32_operands(acc, a, b) is not None) == lanes32
+    check(a, b, acc, f"{acc.name}/{mode}", rounding=mode)
+    check(a, b, acc, f"{acc.name}/{mode}/chunked", rounding=mode, structure="chunked",
+          chunk_size=7, wide=FloatFormat(8, 23))
+
+
+def test_ties_and_specials_in_float32_lanes():
+    """Exact ties of fp16 (1 + 2^-11), ties +- 1 ulp of the product, +-0, inf, NaN."""
+    t = 2.0**-11
+    a = np.array([[1.0, t, t, t],
+                  [1.0, t + 2.0**-21, 0.0, -0.0],
+                  [1.0, t - 2.0**-22, np.inf, 1.0],
+                  [-0.0, -0.0, 0.0, np.nan]])
+    b = np.ones((4, 3))
+    b[:, 1] = -1.0
+    b[3, 2] = -0.0
+    assert _float32_operands(FP16, a, b) is not None
+    for mode in MODES:
+        check(a, b, FP16, f"ties/{mode}", rounding=mode)
+
+
+def test_same_values_both_lanes():
+    """fp16 data on a 22-bit register (float32 lanes) and through the float64 lanes
+    (forced by one operand bit outside float32): identical except that output."""
+    rng = np.random.default_rng(7)
+    a = sig_values(rng, (16, 64), 11, -8, 8)
+    b = sig_values(rng, (64, 16), 11, -8, 8)
+    r32 = matmul(a, b, E8M21)
+    a2 = a.copy()
+    a2[15, 63] = 1.0 + 2.0**-40        # not a float32: the whole product takes float64 lanes
+    b2 = b.copy()
+    b2[63, :] = 0.0                    # ...but contributes nothing to the compared outputs
+    r64 = matmul(a2, b2, E8M21)
+    r32b = matmul(a, b2, E8M21)
+    assert _float32_operands(E8M21, a, b2) is not None
+    assert _float32_operands(E8M21, a2, b2) is None
+    np.testing.assert_array_equal(r32b.values[:15], r64.values[:15])
+    assert r32.values.shape == (16, 16)
