@@ -627,8 +627,11 @@ def _ladder_for(policy, ladder, acc):
             ladder = scheduler.default_ladder(acc.narrow, acc.wide)
     if ladder is not None:
         rungs = scheduler.resolve_ladder(ladder, acc.narrow_rounding, acc.wide_rounding)
-    acc = dataclasses.replace(acc, narrow=rungs[0][0], narrow_rounding=rungs[0][1],
-                              wide=rungs[-1][0], wide_rounding=rungs[-1][1])
+    try:
+        acc = dataclasses.replace(acc, narrow=rungs[0][0], narrow_rounding=rungs[0][1],
+                                  wide=rungs[-1][0], wide_rounding=rungs[-1][1])
+    except ValueError as exc:
+        raise ValueError(f"ladder: {str(exc).splitlines()[0]}") from None
     return acc, rungs
 
 
@@ -782,7 +785,8 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
     else:
         rungs = [akw] + [{"acc": f, "rounding": rnd, "structure": "sequential",
                           "product": "exact"} for f, rnd in _rungs[1:-1]] + [wkw]
-        rung_labels = [f"{_fmt_label(f)}:{rnd}" for f, rnd in _rungs]
+        rung_labels = [f"{_fmt_label(f)}:{rnd}" if isinstance(f, FloatFormat)
+                       else _fmt_label(f) for f, rnd in _rungs]
         rung_formats = [f for f, _ in _rungs]
     layers = list(trace.layers)
     mm_index = [i for i, L in enumerate(layers) if L.kind in MATMUL_KINDS]

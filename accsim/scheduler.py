@@ -326,7 +326,7 @@ def resolve_ladder(ladder, narrow_rounding="rne", wide_rounding="rne"):
     if isinstance(ladder, str):
         ladder = [t.strip() for t in ladder.split(",")]
     if not isinstance(ladder, (list, tuple)):
-        raise ValueError(f"ladder: expected a list of formats, got {ladder!r}")
+        raise ValueError(f"ladder: expected a list of formats, got {ladder!r}")  # noqa: TRY004
     if len(ladder) < 2:
         raise ValueError(f"ladder: expected at least 2 rungs (cheapest first), got "
                          f"{len(ladder)}")
