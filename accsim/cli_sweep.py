@@ -60,27 +60,33 @@ class _Progress:
     def __init__(self, tty):
         self.tty = tty
         self.t0 = time.perf_counter()
-        self.first = None
         self.ran = 0
 
     def __call__(self, done, total, point, seconds):
+        if point is None:           # before the first point
+            self.t0 = time.perf_counter()
+            if self.tty:
+                self._bar(done, total, "starting")
+            return
         self.ran += 1
-        if self.first is None:
-            self.first = done - 1
         dt = time.perf_counter() - self.t0
         rate = self.ran / dt if dt > 0 else 0.0
         left = (total - done) / rate if rate > 0 else float("inf")
         eta = _hms(left)
         if self.tty:
-            width = 30
-            k = int(width * done / total) if total else width
-            sys.stderr.write(f"\rsweep [{'#' * k}{'.' * (width - k)}] {done}/{total} points "
-                             f"{rate:5.2f}/s  left {eta}   ")
-            if done >= total:
-                sys.stderr.write("\n")
+            self._bar(done, total, f"{rate:5.2f}/s  left {eta}")
         else:
             sys.stderr.write(f"accsim sweep: {done}/{total} {point.id} {point.label()} "
                              f"({seconds:.2f} s; {rate:.2f} points/s, {eta} left)\n")
+        sys.stderr.flush()
+
+    def _bar(self, done, total, tail):
+        width = 30
+        k = int(width * done / total) if total else width
+        sys.stderr.write(f"\rsweep [{'#' * k}{'.' * (width - k)}] {done}/{total} points  "
+                         f"{tail}   ")
+        if done >= total:
+            sys.stderr.write("\n")
         sys.stderr.flush()
 
 

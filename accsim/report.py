@@ -173,7 +173,15 @@ def _config(r):
     if b != "-":
         s += f" {b}"
     s += f" [{m.get('narrow', p.get('narrow'))}]"
+    for k, v in sorted((p.get("options") or {}).items()):
+        s += f" {k}={_compact(v)}"
     return s
+
+
+def _compact(v):
+    if isinstance(v, list):
+        return "[" + ",".join(_compact(x) for x in v) + "]"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _slug(text):

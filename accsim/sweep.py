@@ -74,6 +74,7 @@ and YAML files at the same paths. Dask is an optional extra: ``pip install accsi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -143,6 +144,7 @@ class Point:
         if p["estimator"] is not None and p["estimator"] != "exact":
             parts.append(f"estimator={p['estimator']}")
         parts.append(f"seed={p['seed']}")
+        parts += [f"{k}={canonical_json(v)}" for k, v in sorted(p["options"].items())]
         return " ".join(parts)
 
 
@@ -609,7 +611,24 @@ def _first_line(exc):
     return s.splitlines()[0] if s else ""
 
 
-def _iter_processes(todo, workers):
+@contextlib.contextmanager
+def _environment(updates=None):
+    """Apply ``updates`` to ``os.environ``; on exit put back every variable as it was
+    (also those a library such as dask's Nanny set meanwhile)."""
+    saved = dict(os.environ)
+    try:
+        if updates:
+            os.environ.update(updates)
+        yield
+    finally:
+        for k in [k for k in os.environ if k not in saved]:
+            del os.environ[k]
+        for k, v in saved.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
+
+
+def _iter_processes(todo, workers, fn=None):
     import concurrent.futures as cf
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
@@ -618,17 +637,11 @@ def _iter_processes(todo, workers):
     # spawned children inherit os.environ at start; with the spawn context the pool
     # starts its processes while tasks are submitted, so set the worker environment
     # around the submissions only (the parent runs no numba code meanwhile)
-    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    futs = {}
     try:
-        os.environ.update(WORKER_ENV)
-        futs = {ex.submit(_worker_run_point, p.run): p for p in todo}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
+        with _environment(WORKER_ENV):
+            for p in todo:
+                futs[ex.submit(fn or _worker_run_point, p.run)] = p
         yield from _collect(cf.as_completed(futs), futs)
     finally:
         for f in futs:
@@ -657,35 +670,40 @@ def _dask():
     return distributed
 
 
-def _iter_dask(todo, workers, address=None, connect_timeout=10.0):
+def _iter_dask(todo, workers, address=None, connect_timeout=10.0, fn=None):
     distributed = _dask()
     import logging
-    cluster = None
     if address is None:
-        cluster = distributed.LocalCluster(
-            n_workers=max(1, min(workers, len(todo))), threads_per_worker=1,
-            processes=True, dashboard_address=None, silence_logs=logging.ERROR,
-            env=dict(WORKER_ENV))
-        client = distributed.Client(cluster)
-    else:
-        try:
-            client = distributed.Client(address, timeout=f"{connect_timeout}s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ValueError(f"--scheduler: cannot reach the Dask scheduler at {address} "
-                             f"within {connect_timeout:g} s ({exc.__class__.__name__}: "
-                             f"{_first_line(exc) or 'no answer'})") from None
-    futs = {}
+        # dask's Nanny writes its pre-spawn variables into this process's environment
+        with _environment():
+            cluster = distributed.LocalCluster(
+                n_workers=max(1, min(workers, len(todo))), threads_per_worker=1,
+                processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                env=dict(WORKER_ENV))
+            try:
+                with distributed.Client(cluster) as client:
+                    yield from _dask_run(distributed, client, todo, fn)
+            finally:
+                cluster.close()
+        return
     try:
-        for p in todo:
-            f = client.submit(_worker_run_point, p.run, key=f"accsim-point-{p.id}",
-                              pure=False)
-            futs[f] = p
-        yield from _collect(distributed.as_completed(list(futs)), futs)
-    finally:
-        # closing the client releases its futures: the scheduler drops unfinished points
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        client = distributed.Client(address, timeout=f"{connect_timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(f"--scheduler: cannot reach the Dask scheduler at {address} "
+                         f"within {connect_timeout:g} s ({exc.__class__.__name__}: "
+                         f"{_first_line(exc) or 'no answer'})") from None
+    # closing the client releases its futures: the scheduler drops unfinished points
+    with client:
+        yield from _dask_run(distributed, client, todo, fn)
+
+
+def _dask_run(distributed, client, todo, fn):
+    futs = {}
+    for p in todo:
+        f = client.submit(fn or _worker_run_point, p.run, key=f"accsim-point-{p.id}",
+                          pure=False)
+        futs[f] = p
+    yield from _collect(distributed.as_completed(list(futs)), futs)
 
 
 SCHEDULERS = ("inprocess", "processes", "dask-local")
@@ -760,7 +778,8 @@ def run_sweep(spec, out, *, scheduler="inprocess", workers=None, progress=None,
     ``scheduler``: ``inprocess``, ``processes``, ``dask-local`` or a Dask scheduler
     address; ``workers``: pool / LocalCluster size (default ``os.cpu_count()``);
     ``progress(done, total, point, seconds)``: called in this process after each point
-    (``done`` counts the points of the grid finished so far, resumed ones included);
+    (``done`` counts the points of the grid finished so far, resumed ones included), and
+    once with ``point`` and ``seconds`` ``None`` before the first;
     ``log(message)``: one-line messages.
     """
     if not isinstance(spec, Spec):
@@ -792,6 +811,8 @@ def run_sweep(spec, out, *, scheduler="inprocess", workers=None, progress=None,
     t0 = time.perf_counter()
     ran = 0
     if todo:
+        if progress is not None:
+            progress(skipped, total, None, None)     # draw the bar before the first point
         writer = _Writer(res_path)
         try:
             for p, (metrics, seconds) in _executor(scheduler)(todo, workers):

@@ -205,6 +205,48 @@ def test_policies_behave_in_the_metrics(tmp_path):
     assert e["energy_per_sample_pj"] == pytest.approx(e["energy_pj"] / 60)
 
 
+def _worker_environment(run):
+    """Runs in a sweep worker: what numba and the BLAS see there."""
+    import numba
+    keys = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    return ({k: os.environ.get(k) for k in keys}, numba.config.NUMBA_NUM_THREADS,
+            numba.get_num_threads(), os.getpid()), 0.0
+
+
+def test_sweep_on_a_running_dask_scheduler(tmp_path, capsys):
+    """The tcp://host:port path: a cluster started elsewhere, reached by its address."""
+    import logging
+
+    import distributed
+    spec = _write(tmp_path, SMALL)
+    run_sweep(load_spec(spec), tmp_path / "ref")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR,
+                                  env={"NUMBA_NUM_THREADS": "1"}) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        rc = main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--scheduler",
+                   cluster.scheduler_address])
+    assert rc == 0, capsys.readouterr().err
+    ref = {i: r["metrics"] for i, r in _by_id(tmp_path / "ref").items()}
+    got = {i: r["metrics"] for i, r in _by_id(tmp_path / "o").items()}
+    assert got == ref
+
+
+def test_workers_run_one_numba_thread(tmp_path):
+    from accsim.sweep import _iter_dask, _iter_processes
+    spec = load_spec(_write(tmp_path, SMALL))
+    one = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    before = {k: os.environ.get(k) for k in one}
+    for it in (_iter_processes, _iter_dask):
+        outs = [out for _, (out, _) in it(spec.points, 2, fn=_worker_environment)]
+        assert len(outs) == len(spec.points)
+        for env, configured, running, pid in outs:
+            assert env == one and configured == 1 and running == 1
+            assert pid != os.getpid()
+    # the parent's environment is left as it was
+    assert {k: os.environ.get(k) for k in one} == before
+
+
 # ---------------------------------------------------------------------------------------
 # resume
 # ---------------------------------------------------------------------------------------
