@@ -17,7 +17,7 @@ One YAML document (``kind: sweep``, ``version: 1``)::
         - uniform-narrow
         - uniform-wide
         - condition                       # one point per tau and per fraction below
-        - {name: random, fractions: [0.1, 0.3]}   # a policy with its own budgets
+        - {name: random, taus: [], fractions: [0.1, 0.3]}   # its own budgets
       taus: [0.03, 0.1, 0.3, 1.0]         # condition thresholds (optional)
       fractions: [0.05]                   # re-issue budgets in [0, 1] (optional)
       estimators: [exact]                 # optional (default exact): kappa_i estimators
@@ -27,9 +27,12 @@ One YAML document (``kind: sweep``, ``version: 1``)::
     options: {}                           # optional: more keyword arguments of simulate()
 
 Relative paths (traces, accelerators, formats, technology) are relative to the spec file's
-folder. Every list must be non-empty. A policy entry is a name or a mapping with ``name``
-and optionally its own ``taus`` / ``fractions`` and ``options`` (keyword arguments of
-:func:`accsim.network.simulate` for that policy only, e.g. a policy's parameters).
+folder. Every list of the grid must be non-empty. A policy entry is a name or a mapping
+with ``name`` and optionally its own ``taus`` / ``fractions`` (replacing the grid's for
+that policy; ``[]``: none of that kind) and ``options`` (keyword arguments of
+:func:`accsim.network.simulate` for that policy only, e.g. ``ladder`` of ``multi-level``;
+passed as written, checked when the point runs). ``options`` at the top level apply to
+every point; both must name keywords of ``simulate``.
 
 Expansion: traces × accelerators × narrow × wide × policies × budgets × estimators × seeds.
 Policies that need no budget (``uniform-narrow``, ``uniform-wide``, ``overflow``) give one
@@ -47,7 +50,8 @@ id: the first 16 hex digits of the SHA-256 of the canonical JSON of the paramete
 sweep writes into its output folder:
 
 ``results.jsonl``
-    one JSON line per finished point, ``{"id", "params", "accsim_version", "metrics",
+    one JSON line per finished point (the file is locked while a sweep writes to it: a
+    second sweep into the same folder is refused), ``{"id", "params", "accsim_version", "metrics",
     "seconds"}``, appended, flushed and fsynced by the parent process as each point
     finishes. ``metrics`` (:func:`point_metrics`) depend only on the parameters, never on
     the executor; ``seconds`` is the point's wall-clock time in the worker.
@@ -75,6 +79,7 @@ and YAML files at the same paths. Dask is an optional extra: ``pip install accsi
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import inspect
 import json
@@ -174,7 +179,6 @@ def _ref(value, base: Path, kind: str = ""):
 
 def _finish(doc: Doc):
     """Refuse keys nobody read, suggesting the closest known key."""
-    import difflib
     known = sorted(str(u) for u in doc.used)
     for k in doc.data:
         if k in doc.used:
@@ -184,14 +188,16 @@ def _finish(doc: Doc):
         raise doc.error(k, f"unknown key ({hint})")
 
 
-def _list(doc: Doc, key, item_types, *, default=..., check=None, expected=None):
-    """A non-empty list under ``key`` whose items pass ``item_types`` / ``check``."""
+def _list(doc: Doc, key, item_types, *, default=..., check=None, expected=None,
+          empty=False):
+    """A non-empty list (or any list when ``empty``) under ``key`` whose items pass
+    ``item_types`` / ``check``; ``default`` when absent (required when not given)."""
     if not doc.has(key) and default is not ...:
         doc.used.add(key)
         return default
     each = f" (each {expected})" if expected else ""
     v = doc.get(key, list, expected=f"a non-empty list{each}")
-    if not v:
+    if not v and not empty:
         what = f": {expected}" if expected else ""
         raise doc.error(key, f"empty list (expected at least one entry{what})")
     for i, item in enumerate(v):
@@ -228,7 +234,6 @@ def _options(doc: Doc, key):
     out = {}
     for k in list(sub.data):
         if k not in allowed:
-            import difflib
             close = difflib.get_close_matches(str(k), allowed, 1, 0.6)
             hint = f"did you mean '{close[0]}'?" if close else \
                 f"expected one of: {', '.join(allowed)}"
@@ -285,8 +290,15 @@ def load_spec(path) -> Spec:
     seeds = _list(grid, "seeds", int, default=[0], check=lambda s: s >= 0,
                   expected="a non-negative integer")
     pol_raw = _list(grid, "policies", (str, dict), expected="a policy name or mapping")
+    _finish(grid)
+    limit = doc.get("limit", int, default=None, check=lambda n: n >= 1,
+                    expected="a positive integer")
+    tech = doc.get("technology", str, default="horowitz-45nm",
+                   expected="a technology name or YAML path")
+    options = _options(doc, "options")
+    _finish(doc)
 
-    policies = []   # (name, taus, fractions, options)
+    policies = []   # (name, [(tau, fraction)], options)
     for i, entry in enumerate(pol_raw):
         key = f"policies[{i}]"
         if isinstance(entry, str):
@@ -295,15 +307,15 @@ def load_spec(path) -> Spec:
         else:
             pd = Doc(entry, src, f"{grid.path}.{key}")
             name = pd.get("name", str, expected="a policy name")
+            # the policy's own budgets replace the grid's; [] means none of that kind
             ptaus = _list(pd, "taus", (int, float), default=taus, check=_finite,
-                          expected="a finite number")
+                          expected="a finite number", empty=True)
             pfracs = _list(pd, "fractions", (int, float), default=fracs,
                            check=lambda f: _finite(f) and 0 <= f <= 1,
-                           expected="a number in [0, 1]")
+                           expected="a number in [0, 1]", empty=True)
             popts = _options(pd, "options")
             _finish(pd)
         if name not in POLICIES:
-            import difflib
             close = difflib.get_close_matches(name, POLICIES, 1, 0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise grid.error(key, f"unknown policy {name!r}{hint}; expected one of "
@@ -324,18 +336,9 @@ def load_spec(path) -> Spec:
                     check_policy(name, None, None, "exact")
                     budgets = [(None, None)]
                 except ValueError:
-                    where = f"{key}" if pd is None else f"{key}.taus"
-                    raise grid.error(where, f"policy {name!r} needs a budget: give "
-                                            f"grid.taus or grid.fractions") from None
+                    raise grid.error(key, f"policy {name!r} needs a budget that it "
+                                          f"accepts: give taus or fractions") from None
         policies.append((name, budgets, popts))
-    _finish(grid)
-
-    limit = doc.get("limit", int, default=None, check=lambda n: n >= 1,
-                    expected="a positive integer")
-    tech = doc.get("technology", str, default="horowitz-45nm",
-                   expected="a technology name or YAML path")
-    options = _options(doc, "options")
-    _finish(doc)
 
     # validate every referenced object before any work starts
     run_tech = _ref(tech, base, "technology")
@@ -571,10 +574,20 @@ def _write_text_atomic(path, text: str):
 
 
 class _Writer:
-    """Appends one record per line to results.jsonl, flushed and fsynced each time."""
+    """Appends one record per line to results.jsonl, flushed and fsynced each time; holds
+    an exclusive lock on the file (released by the system if the process dies)."""
 
     def __init__(self, path: Path):
         self.fh = open(path, "ab")  # noqa: SIM115 - held open across the sweep
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise ValueError(f"--out: {path} is in use by another running sweep") from None
 
     def write(self, rec: dict):
         line = canonical_json(rec).encode("utf-8") + b"\n"
@@ -796,31 +809,30 @@ def run_sweep(spec, out, *, scheduler="inprocess", workers=None, progress=None,
         raise ValueError(f"--out: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / RESULTS
-    done_ids = set()
-    if res_path.exists():
+    writer = _Writer(res_path)      # locks results.jsonl before reading or repairing it
+    try:
         done_ids = {r["id"] for r in read_results(res_path, repair=True)}
-    total = len(spec.points)
-    todo = [p for p in spec.points if p.id not in done_ids]
-    skipped = total - len(todo)
-    _write_text_atomic(out / SPEC_COPY, spec.text)
-    from . import __version__
-    log = log or (lambda msg: None)
-    log(f"{total} points, {skipped} already in {res_path}, {len(todo)} to run "
-        f"(scheduler {scheduler}"
-        f"{'' if scheduler == 'inprocess' else f', {min(workers, max(len(todo), 1))} workers'})")
-    t0 = time.perf_counter()
-    ran = 0
-    if todo:
-        if progress is not None:
+        total = len(spec.points)
+        todo = [p for p in spec.points if p.id not in done_ids]
+        skipped = total - len(todo)
+        _write_text_atomic(out / SPEC_COPY, spec.text)
+        from . import __version__
+        log = log or (lambda msg: None)
+        pool = "" if scheduler == "inprocess" else \
+            f", {min(workers, max(len(todo), 1))} workers"
+        log(f"{total} points, {skipped} already in {res_path}, {len(todo)} to run "
+            f"(scheduler {scheduler}{pool})")
+        t0 = time.perf_counter()
+        ran = 0
+        if todo and progress is not None:
             progress(skipped, total, None, None)     # draw the bar before the first point
-        writer = _Writer(res_path)
-        try:
+        if todo:
             for p, (metrics, seconds) in _executor(scheduler)(todo, workers):
                 writer.write({"id": p.id, "params": p.params, "accsim_version": __version__,
                               "metrics": metrics, "seconds": round(seconds, 6)})
                 ran += 1
                 if progress is not None:
                     progress(skipped + ran, total, p, seconds)
-        finally:
-            writer.close()
+    finally:
+        writer.close()
     return SweepSummary(total, skipped, ran, time.perf_counter() - t0, res_path)

@@ -94,6 +94,16 @@ def test_policies_needing_a_budget_get_only_accepted_budgets(tmp_path):
     assert all(p.params["policy"] in POLICIES for p in s.points)
 
 
+def test_policy_entry_budgets_replace_the_grid_budgets(tmp_path):
+    spec = _write(tmp_path, SMALL.replace(
+        "policies: [uniform-narrow, condition, random]",
+        "policies: [condition, {name: random, taus: [], fractions: [0.2]}]"))
+    pts = {(p.params["policy"], p.params["tau"], p.params["fraction"])
+           for p in load_spec(spec).points}
+    assert pts == {("condition", 0.3, None), ("condition", 1.0, None),
+                   ("random", None, 0.2)}
+
+
 @pytest.mark.parametrize("edit, key", [
     (("  taus: [0.3, 1.0]", "  tau: [0.3, 1.0]"), "grid.tau"),                  # unknown key
     (("limit: 60", "limt: 60"), "'limt'"),                                      # typo top level
@@ -293,6 +303,20 @@ def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
     (out / "results.jsonl").write_text(good + "\n{not json\n" + good + "\n")
     with pytest.raises(ValueError, match=r"results\.jsonl: line 2"):
         run_sweep(spec, out)
+
+
+def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
+    from accsim.sweep import _Writer
+    spec = load_spec(_write(tmp_path, SMALL))
+    out = tmp_path / "o"
+    out.mkdir()
+    busy = _Writer(out / "results.jsonl")     # what a running sweep holds
+    try:
+        with pytest.raises(ValueError, match="in use by another running sweep"):
+            run_sweep(spec, out)
+    finally:
+        busy.close()
+    assert run_sweep(spec, out).ran == len(spec.points)
 
 
 def test_sigkill_mid_sweep_then_resume(tmp_path):
