@@ -228,8 +228,10 @@ def _colours(policies):
     return {p: cmap(i % 10) for i, p in enumerate(sorted(policies))}
 
 
-def _plot_energy(plt, trace, recs, path):
+def _plot_energy(plt, trace, recs, path) -> bool:
     recs = [r for r in recs if _usable(r)]
+    if not recs:
+        return False
     scale, unit = _energy_unit([_energy(r) for r in recs]
                                + [r["metrics"].get("baseline_energy_per_sample_pj")
                                   for r in recs])
@@ -242,7 +244,13 @@ def _plot_energy(plt, trace, recs, path):
     pols = _by(recs, _policy)
     col = _colours(pols)
     markers = "osD^v<>ph*"
-    narrows = sorted({str(r["metrics"].get("narrow")) for r in recs})
+    # marker: the hardware variant (narrow format, and accelerator when several)
+    multi_acc = len({r["params"]["accelerator"] for r in recs}) > 1
+
+    def variant(r):
+        n = f"narrow {r['metrics'].get('narrow')}"
+        return f"{r['params']['accelerator']} {n}" if multi_acc else n
+    narrows = sorted({variant(r) for r in recs})
     mk = {n: markers[i % len(markers)] for i, n in enumerate(narrows)}
     xmax = max([_energy(r) / scale for r in recs]
                + [r["metrics"]["baseline_energy_per_sample_pj"] / scale for r in recs
@@ -251,7 +259,7 @@ def _plot_energy(plt, trace, recs, path):
         for pol, rs in sorted(pols.items()):
             pts = [r for r in rs if r["metrics"].get(key) is not None]
             for n in narrows:
-                sub = [r for r in pts if str(r["metrics"].get("narrow")) == n]
+                sub = [r for r in pts if variant(r) == n]
                 if sub:
                     ax.scatter([_energy(r) / scale for r in sub],
                                [100 * r["metrics"][key] for r in sub], color=col[pol],
@@ -284,7 +292,9 @@ def _plot_energy(plt, trace, recs, path):
                        label="all-narrow" if i == 0 else None)
         for n in narrows:
             if len(narrows) > 1:
-                ax.scatter([], [], marker=mk[n], color="grey", label=f"narrow {n}")
+                ax.scatter([], [], marker=mk[n], color="grey", label=n)
+        lo, hi = ax.get_ylim()          # percentages: never beyond [0, 100]
+        ax.set_ylim(max(lo, -0.5), min(hi, 100.5))
         ax.set_xlabel(f"energy per inference ({unit})")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{trace}: {key} vs energy")
@@ -293,6 +303,7 @@ def _plot_energy(plt, trace, recs, path):
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+    return True
 
 
 def _plot_tau(plt, trace, recs, path) -> bool:
@@ -488,9 +499,9 @@ def write_report(records, out, *, source=None) -> list:
         used.add(slug)
         figs = []
         p = out / f"energy_{slug}.png"
-        _plot_energy(plt, trace, recs, p)
-        written.append(p)
-        figs.append(("agreement and accuracy vs energy", p.name))
+        if _plot_energy(plt, trace, recs, p):
+            written.append(p)
+            figs.append(("agreement and accuracy vs energy", p.name))
         p = out / f"tau_{slug}.png"
         if _plot_tau(plt, trace, recs, p):
             written.append(p)
