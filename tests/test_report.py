@@ -7,7 +7,7 @@ import pytest
 
 from accsim.cli import main
 from accsim.report import load_results, pareto
-from accsim.sweep import load_spec, run_sweep
+from accsim.sweep import load_spec
 
 SPEC = """\
 kind: sweep
@@ -24,14 +24,51 @@ limit: 100
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def _fake_metrics(params, layers):
+    """Plausible metrics in the schema of accsim.sweep.point_metrics (real sweeps feed the
+    report in tests/test_sweep.py): more mantissa bits and more re-issued outputs agree
+    better and cost more."""
+    pol, tau, frac = params["policy"], params["tau"], params["fraction"]
+    bits = int(params["narrow"].split("m")[1])
+    f = {"uniform-narrow": 0.0, "uniform-wide": 1.0}.get(pol)
+    if f is None:
+        f = min(1.0, 0.05 / tau) if tau is not None else frac
+    quality = 1 - 0.01 * (6 - bits) * (1 - f) * (1.0 if pol != "random" else 1.5)
+    energy = 10_000.0 * (1 + 0.1 * bits) + 60_000.0 * f + (12_000.0 if pol == "condition"
+                                                         else 0.0)
+    baseline = 35_000.0
+    return {
+        "accuracy": round(0.97 * quality, 4), "reference_accuracy": 0.97,
+        "agreement": round(quality, 4), "recomputed_fraction": f, "bound_violations": 0,
+        "energy_pj": energy * 100, "baseline_energy_pj": baseline * 100,
+        "energy_per_sample_pj": energy, "baseline_energy_per_sample_pj": baseline,
+        "energy_savings": 1 - energy / baseline, "area_um2": 1e6, "cycles": 1000,
+        "n_samples": 100, "narrow": params["narrow"], "wide": "fp32",
+        "events": {"overflows": 0, "saturations": 0, "inexact": 10},
+        "layers": [{"name": n, "recomputed_fraction": f * (1 + i) / len(layers),
+                    "bound_violations": 0, "energy_pj": energy * 50,
+                    "events": {"overflows": 0, "saturations": 0, "inexact": 5}}
+                   for i, n in enumerate(layers)],
+    }
+
+
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
+    """A results.jsonl of the points of SPEC (real ids and params, made-up metrics: no
+    simulation, so the report tests do not wait on numba)."""
     d = tmp_path_factory.mktemp("report")
     spec = d / "spec.yaml"
     spec.write_text(SPEC)
-    s = run_sweep(load_spec(spec), d / "run")
-    assert s.ran == 12
-    return d / "run"
+    run = d / "run"
+    run.mkdir()
+    with open(run / "results.jsonl", "w") as fh:
+        for p in load_spec(spec).points:
+            rec = {"id": p.id, "params": p.params, "accsim_version": "0.1.0",
+                   "metrics": _fake_metrics(p.params, ["linear0", "linear2"]),
+                   "seconds": 0.1}
+            fh.write(json.dumps(rec) + "\n")
+    assert len(load_results(run)) == 12
+    return run
 
 
 def _copy(src, tmp_path):

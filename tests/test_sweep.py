@@ -196,6 +196,11 @@ def test_executors_give_identical_metrics(tmp_path):
         m["layers"][0])
     # the spec is kept next to the results
     assert (tmp_path / "inprocess" / "spec.yaml").read_text() == SMALL
+    # and the report reads what the sweep wrote
+    assert main(["report", str(tmp_path / "inprocess")]) == 0
+    md = (tmp_path / "inprocess" / "report.md").read_text()
+    assert all(f"`{i}`" in md for i in ids)
+    assert (tmp_path / "inprocess" / "energy_digits-mlp-relu.png").is_file()
 
 
 def test_policies_behave_in_the_metrics(tmp_path):
