@@ -445,6 +445,7 @@ class _Prepared:
                 self.bias = np.rint(self.bias)
         self.Bq = np.ascontiguousarray(self.Bq)
         self.BqT = np.ascontiguousarray(self.Bq.T)
+        self.absB = np.abs(self.Bq)
         _check_representable(self.Bq, acc.weight, "weight", layer, wspec.fmt)
 
     def quantize_x(self, x):
@@ -516,6 +517,54 @@ def _activation_error(z, z64, out_scale, act):
 _SPEARMAN_SAMPLE = 2048      # components per batch kept for the rank correlation
 
 
+# Per-MAC time of the engine's selected-output path relative to its full (dense) path,
+# measured with bench/bench_condition.py (about 4-7 on float accumulators): a re-issue
+# whose selected components cover a block of rows x cols at most this many times their
+# number runs the dense path on that block instead (same values: every output is the
+# same sequential sum either way; not with stochastic rounding, whose random stream
+# depends on the positions computed).
+_SELECT_COST = 5.0
+
+
+def _dense(matmul, A, B, bias, kw, seed):
+    """Values and flags (m, n) of the engine's full path (transposed for few columns, as
+    :func:`_layer_matmul`)."""
+    m, n = A.shape[0], B.shape[1]
+    if n < 32 and m > 4 * n:
+        rw = matmul(np.ascontiguousarray(B.T), np.ascontiguousarray(A.T), **kw,
+                    bias=None if bias is None else bias[:, None], seed=seed)
+        fl = rw.events.flags
+        return rw.values.T, (fl.T if fl.shape != (m, n) else fl)
+    rw = matmul(A, B, **kw, bias=None if bias is None else bias[None, :], seed=seed)
+    return rw.values, rw.events.flags
+
+
+def _reissue(matmul, A, p, kw, mask, count, seed):
+    """Values (m, n) of rung ``kw`` at the ``mask``-ed components (everything when
+    ``mask`` is None; other entries unspecified) and the engine flags (m, n)."""
+    b = p.bias
+    if mask is None:
+        return _dense(matmul, A, p.Bq, b, kw, seed)
+    m, n = mask.shape
+    if kw.get("rounding") != "sr":
+        ri = np.flatnonzero(mask.any(axis=1))
+        ci = np.flatnonzero(mask.any(axis=0))
+        if ri.size * ci.size <= _SELECT_COST * count:
+            Asub = A if ri.size == m else A[ri]
+            Bsub = p.Bq if ci.size == n else np.ascontiguousarray(p.Bq[:, ci])
+            v, f = _dense(matmul, Asub, Bsub, None if b is None else b[ci], kw, seed)
+            if ri.size == m and ci.size == n:
+                return v, f
+            vals = np.full((m, n), np.nan)
+            flags = np.zeros((m, n), dtype=f.dtype)
+            vals[np.ix_(ri, ci)] = v
+            flags[np.ix_(ri, ci)] = f
+            return vals, flags
+    rw = matmul(A, p.Bq, **kw, bias=None if b is None else b[None, :], select=mask,
+                seed=seed)
+    return rw.values, rw.events.flags
+
+
 def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
     """Policy selection, re-issue and the bound check of one layer batch.
 
@@ -544,7 +593,7 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
         policy in ("condition", "random", "oracle", "multi-level")
         and ctx["estimator"] == "exact"
         and not (policy in ("random", "oracle") and ctx["fraction"] is not None))
-    P = analysis.abs_sum(A, p.Bq) if need_P else None
+    P = np.abs(A) @ p.absB if need_P else None       # = analysis.abs_sum(A, p.Bq)
     z64 = None
     if analyze or policy == "oracle":
         z64 = A @ p.Bq
@@ -577,20 +626,18 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
         r.level_counts[k] += int(counts[k])
     nre = z.size - int(counts[0])
     r.recomputed += nre
-    bias2 = None if b is None else b[None, :]
     out = z
     rflags = {}
     for k in range(1, R):
         if not counts[k]:
             continue
         if counts[k] == z.size:      # everything: the engine's full path, same values
-            rw = matmul(A, p.Bq, **rungs[k], bias=bias2, seed=seed)
-            out = rw.values
+            vals, rflags[k] = _reissue(matmul, A, p, rungs[k], None, z.size, seed)
+            out = vals
         else:
             mk = levels == k
-            rw = matmul(A, p.Bq, **rungs[k], bias=bias2, select=mk, seed=seed)
-            out = np.where(mk, rw.values, out)
-        rflags[k] = rw.events.flags
+            vals, rflags[k] = _reissue(matmul, A, p, rungs[k], mk, int(counts[k]), seed)
+            out = np.where(mk, vals, out)
     if analyze:
         bnd = analysis.error_bound(A, p.Bq, b, kw, flags=flags, P=P)
         for k, fl in rflags.items():

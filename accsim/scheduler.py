@@ -90,6 +90,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from .analysis import abs_sum, kappa_phi, unit_roundoff
 
@@ -153,12 +154,43 @@ def estimate_abs(A, B, b, estimator="exact", *, P=None):
     return S
 
 
+@njit(nogil=True, cache=True, error_model="numpy")
+def _score_kernel(zhat, S, u, kphi, out):
+    """``out = u · (S / |ẑ|) · κ_φ`` elementwise with the conventions of
+    :func:`condition_score` (``S == 0``: κ = 1; NaN or non-finite ``ẑ``: +inf); an
+    empty ``kphi`` means κ_φ = 1 (the product is then not formed: ``x · 1 == x``)."""
+    one = kphi.size == 0
+    for i in range(zhat.size):
+        z = zhat[i]
+        if not np.isfinite(z):
+            out[i] = np.inf
+            continue
+        s = S[i]
+        k = 1.0 if s == 0 else s / abs(z)
+        v = u * k if one else u * k * kphi[i]
+        out[i] = np.inf if np.isnan(v) else v
+
+
 def condition_score(zhat, S_est, u, act="identity", *, out_scale=None,
                     relu_negative="one"):
     """``u · κ_i · κ_φ(ẑ)`` per component (``+inf`` where ``ẑ`` is not finite)."""
     zhat = np.asarray(zhat, dtype=np.float64)
+    S_est = np.asarray(S_est, dtype=np.float64)
+    if S_est.shape == zhat.shape and (act in (None, "identity") or (
+            act == "relu" and relu_negative == "one") or act in ("tanh", "sigmoid")):
+        # one fused pass (the common activations); the same IEEE operations as below
+        if act in ("tanh", "sigmoid"):
+            t = zhat if out_scale is None else zhat * out_scale
+            kphi = np.ascontiguousarray(kappa_phi(act, t), dtype=np.float64).reshape(-1)
+        else:
+            kphi = np.empty(0)
+        out = np.empty(zhat.shape)
+        _score_kernel(np.ascontiguousarray(zhat).reshape(-1),
+                      np.ascontiguousarray(S_est).reshape(-1), float(u), kphi,
+                      out.reshape(-1))
+        return out
     az = np.abs(zhat)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         kap = np.where(S_est == 0, 1.0, S_est / az)
         t = zhat if out_scale is None else zhat * out_scale
         kphi = kappa_phi(act or "identity", t, relu_negative=relu_negative)

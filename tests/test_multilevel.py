@@ -235,3 +235,19 @@ def test_cli_bad_ladder(capsys, ladder, msg):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "--ladder" in err and msg in err
+
+
+def test_reissue_block_path_equals_selected_path(acc, monkeypatch):
+    """Re-issue on a dense block (rows x cols around the selection) or through the
+    engine's selected-output path: the same values, bit for bit."""
+    import accsim.network as network
+    out = {}
+    for cost in (0.0, 1e9):
+        monkeypatch.setattr(network, "_SELECT_COST", cost)
+        out[cost] = simulate("mnist-cnn", acc, limit=6, policy="multi-level", tau=0.05,
+                             ladder=["bf16", "fp16", "fp32"])
+        assert out[cost].bound_violations == 0
+    assert 0 < out[0.0].recomputed_fraction < 1
+    assert np.array_equal(out[0.0].outputs, out[1e9].outputs)
+    assert [lr.level_counts for lr in out[0.0].layers] == \
+        [lr.level_counts for lr in out[1e9].layers]

@@ -137,3 +137,20 @@ def test_cli_policy_errors(capsys):
     assert "--fraction" in capsys.readouterr().err
     assert main(["simulate", "digits-mlp-relu", "--policy", "condition", "--tau", "x"]) == 2
     assert "--tau" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid"])
+def test_condition_score_fused_kernel(act):
+    """The fused numba pass equals the numpy formula (taken with a broadcast S)."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((200, 30))
+    z[0, :6] = [0.0, np.inf, np.nan, -0.0, 1e-320, -np.inf]
+    S = np.abs(rng.standard_normal((200, 30))) * 3
+    S[1, :3] = 0
+    S[0, 3] = 0
+    S[0, 4] = 1e300
+    sc = 0.37 if act == "tanh" else None
+    a = scheduler.condition_score(z, S, 2.0 ** -8, act, out_scale=sc)
+    b = scheduler.condition_score(z, S[None], 2.0 ** -8, act, out_scale=sc)[0]
+    assert np.array_equal(a, b)
+    assert a[0, 1] == a[0, 2] == a[0, 5] == np.inf and a[0, 0] == np.inf

@@ -1,0 +1,73 @@
+"""Cost of the ``condition`` scheduler against the narrow pass alone (issue 5 target).
+
+The whole ``condition`` run (narrow pass, κ estimate, re-issue of the flagged components
+on the wide accumulator through the engine's selected-output path) should take at most
+``(1.3 + ρ)`` times the narrow pass alone (``uniform-narrow``), ρ being the re-issued
+fraction. Both runs are :func:`accsim.network.simulate` on the same trace and samples with
+``analyze=False`` (the bound check is diagnostics, not part of the algorithm; it is off
+for both), so both include the same float64 reference forward pass and operand
+quantisation: the ratio is of whole simulations, which is what a user waits for.
+
+Printed per (trace, τ): median seconds of ``uniform-narrow`` and of ``condition`` over
+``--repeats`` runs (after one warm-up run each, which also compiles the kernels), ρ,
+the ratio and the target ``1.3 + ρ``.
+
+    python bench/bench_condition.py                     # 3 traces, 2 τ, 500 samples
+    python bench/bench_condition.py --limit 1000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+from accsim.network import _resolve_accelerator, simulate
+
+CASES = (("mnist-mlp-relu", (0.05, 0.2)), ("mnist-mlp-tanh", (0.05, 0.2)),
+         ("mnist-cnn", (0.05, 0.2)))
+
+
+def _median_time(fn, repeats):
+    fn()                                    # warm-up (numba compile / caches)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), r
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=500, help="samples per run (default 500)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs (median; default 3)")
+    ap.add_argument("--estimator", default="exact", help="kappa estimator (default exact)")
+    args = ap.parse_args(argv)
+    # bf16 accumulator with round-toward-zero inside an fp16 -> fp32 accelerator: the
+    # narrow accumulator of the tau-sweep example (it visibly costs agreement)
+    acc = dataclasses.replace(_resolve_accelerator("fp16-fp32acc", "bf16", "fp32"),
+                              narrow_rounding="rz")
+    print(f"accelerator fp16 operands, narrow bf16 (rz), wide fp32; {args.limit} samples, "
+          f"median of {args.repeats}; analyze=False; estimator {args.estimator}")
+    print("| trace | tau | narrow s | condition s | rho | ratio | target 1.3+rho | ok |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for trace, taus in CASES:
+        tn, _ = _median_time(lambda t=trace: simulate(t, acc, limit=args.limit,
+                                                      analyze=False), args.repeats)
+        for tau in taus:
+            tc, rc = _median_time(
+                lambda t=trace, tau=tau: simulate(t, acc, limit=args.limit, analyze=False,
+                                                  policy="condition", tau=tau,
+                                                  estimator=args.estimator),
+                args.repeats)
+            rho = rc.recomputed_fraction
+            ratio = tc / tn
+            print(f"| {trace} | {tau:g} | {tn:.3f} | {tc:.3f} | {rho:.3f} | {ratio:.2f} | "
+                  f"{1.3 + rho:.2f} | {'yes' if ratio <= 1.3 + rho else 'NO'} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
