@@ -339,7 +339,8 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     if isinstance(acc, FloatFormat):
         return _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size,
                              wide, wide_rounding, terms, guard_bits, align_rounding, bias,
-                             rows, ptr, cols, mask, seed, sr_bits, m, n)
+                             rows, ptr, cols, mask, seed, sr_bits, m, n, (sa, la, ea),
+                             (sb, lb, eb))
     return _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide,
                        wide_rounding, bias, rows, ptr, cols, mask, seed, sr_bits,
                        m, n, (sa, la, ea, inta), (sb, lb, eb, intb), structure)
@@ -381,7 +382,7 @@ def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
 
 def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size, wide,
                   wide_rounding, terms, guard_bits, align_rounding, bias, rows, ptr, cols,
-                  mask, seed, sr_bits, m, n):
+                  mask, seed, sr_bits, m, n, sta, stb):
     native = _check_float_acc(acc, rounding, "acc")
     wnative = False
     PW = format_params(acc)
@@ -414,23 +415,21 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     cinx = np.zeros(nnz, dtype=np.int64)
     amode = {"rz": 2, "rd": 4, "rne": 0}[align_rounding]
     P = format_params(acc)
-    if (mask is not None and code == _acc.S_SEQ and pkind == 0 and not native
-            and rounding != "sr"):
-        # scattered outputs: blocks of independent registers over (row, col) pairs
-        rid = np.repeat(rows, np.diff(ptr))
-        Bt = np.ascontiguousarray(B.T)
-        _acc.seq_float_pairs(A, Bt, rid, cols, init, P, np.int64(rounding_code(rounding)),
-                             srbits, np.int64(64), out, oflags, cov, csat, cinx)
-        values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
-        return MatmulResult(values, events, selected=mask)
     big = cols.shape[0] * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
     if code in (_acc.S_SEQ, _acc.S_CHUNK) and pkind == 0 and not native and rounding != "sr":
-        ops32 = _float32_operands(acc, A, B)
-        if ops32 is not None:
+        ops32 = _float32_operands(acc, A, B, sta, stb)
+        args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
+                PW, np.int64(wmode), seed_u, srbits, wnative)
+        if mask is not None:
+            # scattered outputs: blocks of independent registers over (row, col) pairs
+            Aop, Bop = (A, B) if ops32 is None else ops32
+            rid = np.repeat(rows, np.diff(ptr))
+            _acc.float_pairs(Aop, np.ascontiguousarray(Bop.T), rid, cols, init, *args,
+                             np.int64(128), out, oflags, cov, csat, cinx)
+        elif ops32 is not None:
             kern = _acc.float_rows32 if big else _acc.float_rows32_serial
-            kern(ops32[0], ops32[1], rows, ptr, cols, init, P,
-                 np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
-                 PW, np.int64(wmode), seed_u, srbits, wnative, out, oflags, cov, csat, cinx)
+            kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, out, oflags, cov, csat, cinx)
+        if mask is not None or ops32 is not None:
             values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n,
                                      np.nan)
             return MatmulResult(values, events, selected=mask)
@@ -444,30 +443,35 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     return MatmulResult(values, events, selected=mask)
 
 
-def _float32_operands(acc, A, B):
+def _float32_operands(acc, A, B, sta=None, stb=None):
     """(A, B) as float32 when the float32-lane kernel is exact for them, else None.
 
     Conditions: the register has at most 22 significant bits (float32 round-to-odd
     keeps two more) and its normal range lies inside float32's (emin >= -126,
-    emax <= 127), every operand is a float32 value, and every product of an entry of A
-    with an entry of B is exact in float32 (significand widths add up to at most 24,
-    lowest set bits to at least 2^-149, magnitudes below 2^127). The kernel is the same
-    algorithm as the float64 one; this is only a faster container for it.
+    emax <= 127); every operand is a float32 value and every product of an entry of A
+    with an entry of B is exact in float32: significand widths add up to at most 24,
+    lowest set bits to at least 2^-149, leading exponents to at most 126. ``sta``,
+    ``stb``: (max significant bits, min last-bit exponent, max leading exponent) of the
+    finite nonzero entries (:func:`accsim.kernels._accumulate.sig_stats`). The kernel
+    is the same algorithm as the float64 one; float32 is only a faster container.
     """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if sta is None or stb is None:
+        sta = _acc.sig_stats(A.reshape(-1))[:3]
+        stb = _acc.sig_stats(B.reshape(-1))[:3]
+    (sa, la, ea), (sb, lb, eb) = sta, stb
     if acc.man_bits > 21 or acc.emin < -126 or acc.emax > 127 or A.size == 0 or B.size == 0:
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        A32 = A.astype(np.float32)
-        B32 = B.astype(np.float32)
-    if not (np.array_equal(A32, A, equal_nan=True) and np.array_equal(B32, B, equal_nan=True)):
+    if sa == 0 or sb == 0:       # no finite nonzero entries: every product is 0, inf or NaN
+        ok = (sa == 0 or (sa <= 24 and la >= -149 and ea <= 127)) and \
+             (sb == 0 or (sb <= 24 and lb >= -149 and eb <= 127))
+    else:
+        ok = sa + sb <= 24 and la + lb >= -149 and ea + eb <= 126 and \
+            la >= -149 and lb >= -149 and ea <= 127 and eb <= 127
+    if not ok:
         return None
-    wa, la, ha = _acc.f32_exact_stats(A32)
-    wb, lb, hb = _acc.f32_exact_stats(B32)
-    if wa == 0 or wb == 0:       # no finite nonzero product: nothing to check
-        return A32, B32
-    if wa + wb > 24 or la + lb < -149 or ha + hb > 126:
-        return None
-    return A32, B32
+    return A.astype(np.float32), B.astype(np.float32)
 
 
 def _int_range(f):
@@ -514,8 +518,12 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
     exact_ints = (code == _acc.S_SEQ and frac == 0 and inta and intb and acc.bits < 64
                   and (acc.signed or acc.bits < 63))
     if exact_ints:
-        Ai = A.astype(np.int64)
-        Bi = B.astype(np.int64)
+        # int32 operands where they fit: 32x32->64-bit products vectorise (AVX2 has no
+        # 64-bit multiply), and half the memory traffic
+        amax = max(-A.min(initial=0), A.max(initial=0), -B.min(initial=0), B.max(initial=0))
+        ity = np.int32 if amax < 2**31 else np.int64
+        Ai = A.astype(ity)
+        Bi = B.astype(ity)
         _bt = []
 
         def Bit():
@@ -534,7 +542,7 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
             if nnz < m * n:  # a selection: blocks of scattered (row, col) registers
                 rid = np.repeat(rows_, np.diff(ptr_))
                 _acc.int_pairs_exact(Ai, Bit(), rid, cols_, init_, lo, hi, np.int64(acc.bits),
-                                     acc.signed, sat, np.int64(64), out, oflags, cov, csat)
+                                     acc.signed, sat, np.int64(16), out, oflags, cov, csat)
             else:
                 _acc.int_rows_exact(Ai, Bi, rows_, ptr_, cols_, init_, lo, hi,
                                     np.int64(acc.bits), acc.signed, sat, out, oflags, cov, csat)
@@ -603,12 +611,17 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
             return MatmulResult(finish(ivals), events_fn=lazy_events, int_values=ivals)
 
     out, oflags, cov, csat, cinx = run(rows, ptr, cols, init)
-    ivals_f, events = _gather(rows, ptr, cols, out.astype(np.float64), oflags, cov, csat,
-                              cinx, m, n, np.nan)
-    ivals = np.zeros((m, n), dtype=np.int64)
-    rid = np.repeat(rows, np.diff(ptr))
-    ivals[rid, cols] = out
-    vals = finish(ivals)
-    if mask is not None and not isinstance(vals, Exception):
-        vals = np.where(mask, vals, np.nan)
+    vals_e = finish(out)
+    if isinstance(vals_e, Exception):
+        _, events = _gather(rows, ptr, cols, out.astype(np.float64), oflags, cov, csat,
+                            cinx, m, n, np.nan)
+        vals = vals_e
+    else:
+        vals, events = _gather(rows, ptr, cols, vals_e, oflags, cov, csat, cinx, m, n,
+                               np.nan)
+    if mask is None and cols.shape[0] == m * n:
+        ivals = out.reshape(m, n)
+    else:
+        ivals = np.zeros((m, n), dtype=np.int64)
+        ivals[np.repeat(rows, np.diff(ptr)), cols] = out
     return MatmulResult(vals, events, int_values=ivals, selected=mask)

@@ -140,3 +140,37 @@ def test_same_values_both_lanes():
     assert _float32_operands(E8M21, a2, b2) is None
     np.testing.assert_array_equal(r32b.values[:15], r64.values[:15])
     assert r32.values.shape == (16, 16)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("acc", [FP16, FloatFormat(5, 10, subnormals=False, name="fp16ftz"),
+                                 FloatFormat(4, 3, specials="fnuz", name="e4m3fnuz"),
+                                 FloatFormat(8, 23, name="fp32")], ids=lambda f: f.name)
+def test_zero_products_and_zero_sums(acc, mode):
+    """Exact zero sums (sign rules of IEEE 754 6.3, -0 only where the format has it),
+    exact zero products added to zero, subnormal, normal, inf and NaN registers (the
+    register keeps its value, no event), as in ReLU outputs and zero pixels."""
+    sub = 2.0 ** (acc.emin - 1) if acc.subnormals else 0.0
+    a = np.array([[0.0, -0.0, 0.0, 0.0, 1.0, -1.0, 0.0],
+                  [-0.0, -0.0, 0.0, -0.0, 0.0, 0.0, 0.0],
+                  [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                  [1.0, -1.0, 0.0, -0.0, 0.5, -0.5, 0.0]])
+    b = np.array([[1.0, -1.0, 0.0],
+                  [1.0, 1.0, -0.0],
+                  [0.0, 2.0, 1.0],
+                  [1.0, 0.0, 1.0],
+                  [1.0, 1.0, -1.0],
+                  [1.0, 1.0, -1.0],
+                  [0.0, 0.0, 0.0]])
+    bias = np.array([[sub, -sub, 0.0], [0.0, -0.0, -0.0], [0.0, -0.0, sub],
+                     [-0.0, 0.0, sub]])
+    if not acc.has_negative_zero:
+        bias = np.where(bias == 0, 0.0, bias)
+    check(a, b, acc, f"zeros/{acc.name}/{mode}", rounding=mode, bias=bias)
+    check(a, b, acc, f"zeros/{acc.name}/{mode}/no-bias", rounding=mode)
+    # overflowed registers (inf, or the largest value when saturating / rounding
+    # toward zero) then zero products
+    big = acc.max_finite
+    a2 = np.array([[big, big, 0.0, -0.0, 0.0], [-big, -big, -0.0, 0.0, 0.0]])
+    b2 = np.array([[1.0, 0.5], [1.0, 0.5], [3.0, 0.0], [1.0, -0.0], [0.0, 0.0]])
+    check(a2, b2, acc, f"overflow-then-zeros/{acc.name}/{mode}", rounding=mode)

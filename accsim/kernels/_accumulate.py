@@ -17,7 +17,8 @@ significant bits gives the correctly rounded exact sum in every mode (Boldo & Me
 import math
 
 import numpy as np
-from numba import njit, prange, float32, float64, int32, int64, uint64, uint8
+from numba.extending import overload
+from numba import njit, prange, types, float32, float64, int32, int64, uint64, uint8
 
 from ._round import (
     F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, SR,
@@ -125,16 +126,22 @@ def mode_consts(mode, s):
 
 
 @njit(inline="always", **JIT)
-def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
+def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz):
     """Branch-free round(x + p) for the common case: returns (value, good, inexact).
 
-    ``good`` is False when the exact sum is not a normal number of the target below
-    its overflow threshold (zero, tiny, overflow, inf/NaN): the caller then redoes the
-    step with the general code (:func:`fadd`) from the same x and p.
+    ``good`` is False when the exact sum is not zero and not a normal number of the
+    target below its overflow threshold (tiny, overflow, inf/NaN): the caller then
+    redoes the step with the general code (:func:`fadd`) from the same x and p.
 
     The exact sum is hi + lo (TwoSum); when lo != 0 and hi's last bit is even, hi
     steps one ulp toward lo: round-to-odd in float64, which keeps the sticky
     information for the second rounding.
+
+    An exact zero sum (IEEE 754 6.3) is negative when both addends are (``sx & sp``),
+    or, under round-down (``zrd`` all ones), when either is; ``znz`` (all ones when the
+    format has -0, else 0) clears the sign for formats without negative zero. Adding
+    an exact zero product to a nonzero register keeps it, exactly (subnormal, inf and
+    NaN registers included).
     """
     hi = x + p
     bp = hi - x
@@ -153,7 +160,22 @@ def fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
     r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
     # r >= minb also rejects an int64 wrap of mag + add (inf/NaN patterns)
     good = (mag >= minb) & (r >= minb) & (r <= maxb)
-    return _i2f((hb & ~0x7FFFFFFFFFFFFFFF) | r), good, inexact
+    xb = _f2i(x)
+    zero = mag == 0
+    sx = xb >> 63
+    sp = _f2i(p) >> 63
+    zb = ((sx & sp) | (zrd & (sx | sp))) & znz & ~0x7FFFFFFFFFFFFFFF
+    keep = (p == 0.0) & (x != 0.0)       # x + 0 = x exactly: any register value
+    bits = ((hb & ~0x7FFFFFFFFFFFFFFF) | r) if not zero else zb
+    bits = bits if not keep else xb
+    easy = zero | keep
+    return _i2f(bits), good | easy, inexact & int64(~easy)
+
+
+@njit(inline="always", **JIT)
+def zero_consts(mode, P):
+    """(zrd, znz) of :func:`fast_add` for rounding mode ``mode`` and format ``P``."""
+    return int64(-1) if mode == RD else int64(0), int64(-1) if P[8] else int64(0)
 
 
 @njit(**JIT)
@@ -176,6 +198,7 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
     maxb = int64(P[4])
     minb = int64(P[2] + 1023) << 52  # pattern of the smallest normal
     lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts(mode, s)
+    zrd, znz = zero_consts(mode, P)
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0]
     gb = np.empty(0 if contig else w)
@@ -194,7 +217,7 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
         for t in range(w):
             x = cur[t]
             v, good, inexact = fast_add(x, a * src[t], s, lowmask, base, lsb_en, dpos,
-                                        dxor, ro_mask, minb, maxb)
+                                        dxor, ro_mask, minb, maxb, zrd, znz)
             nxt[t] = v if good else x
             gi = int64(good)
             ninx[t] += inexact & gi
@@ -204,7 +227,7 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
                 x = cur[t]
                 p = a * src[t]
                 v, good, inexact = fast_add(x, p, s, lowmask, base, lsb_en, dpos, dxor,
-                                            ro_mask, minb, maxb)
+                                            ro_mask, minb, maxb, zrd, znz)
                 if not good:
                     v, f = fadd(x, p, P, mode, step_key(keys[t], k), srbits, False)
                     nxt[t] = v
@@ -247,13 +270,13 @@ def mode_consts32(mode, lsb):
 
 
 @njit(inline="always", **JIT)
-def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb):
+def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz):
     """:func:`fast_add` in float32: round(x + p) to a format of p <= 22 bits.
 
     x and p are float32 and the product p is exact (the engine checks it), so TwoSum
     gives x + p exactly as hi + lo, round-to-odd keeps 24 >= p + 2 bits and the second
     rounding is correct (Boldo–Melquiond). Returns (value, good, inexact) as float32,
-    bool, int32.
+    bool, int32. Exact zero sums as in :func:`fast_add` (zrd, znz int32).
     """
     hi = x + p
     bp = hi - x
@@ -270,7 +293,17 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
     add = int32(int32(base + odd) + int32(dpos ^ int32(neg & dxor)))
     r = int32(int32(int32(mag + add) & int32(~lowmask)) | int32(int32(nz & lsb) & ro_mask))
     good = (mag >= minb) & (r >= minb) & (r <= maxb)
-    return _i2f(int32(int32(hb & int32(-0x80000000)) | r)), good, int32(-nz)
+    xb = _f2i(x)
+    zero = mag == int32(0)
+    sx = int32(xb >> int32(31))
+    sp = int32(_f2i(p) >> int32(31))
+    zb = int32(int32(int32(int32(sx & sp) | int32(zrd & int32(sx | sp))) & znz)
+               & int32(-0x80000000))
+    keep = (p == float32(0.0)) & (x != float32(0.0))
+    bits = int32(int32(hb & int32(-0x80000000)) | r) if not zero else zb
+    bits = bits if not keep else xb
+    easy = zero | keep
+    return _i2f(bits), good | easy, int32(int32(-nz) & int32(~int32(easy)))
 
 
 @njit(**JIT)
@@ -285,6 +318,8 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
     maxb = _f2i(float32(_i2f(int64(P[4]))))
     minb = int32(int32(P[2] + 127) << int32(23))
     lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts32(mode, lsb)
+    zrd64, znz64 = zero_consts(mode, P)
+    zrd, znz = int32(zrd64), int32(znz64)
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0]
     cur = acc
@@ -302,7 +337,7 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
         for t in range(w):
             x = cur[t]
             v, good, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en, dpos,
-                                          dxor, ro_mask, minb, maxb)
+                                          dxor, ro_mask, minb, maxb, zrd, znz)
             nxt[t] = v if good else x
             gi = int32(good)
             ninx[t] = int32(ninx[t] + int32(inexact & gi))
@@ -311,7 +346,7 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
             for t in range(w):
                 x = cur[t]
                 v, good, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en,
-                                              dpos, dxor, ro_mask, minb, maxb)
+                                              dpos, dxor, ro_mask, minb, maxb, zrd, znz)
                 if not good:
                     v64, f = fadd(float64(x), float64(a) * float64(src[t]), P, mode,
                                   step_key(keys[t], k), srbits, False)
@@ -339,41 +374,75 @@ def _row_events(w, seed, i, cols, e0):
     return fl, nov, nsat, keys
 
 
+def _span(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode, keys,
+          srbits):
+    """Sequential steps k0 <= k < k1 of w registers: :func:`seq_float_row32` for float32
+    operands, :func:`seq_float_row` for float64 (chosen when numba types the call)."""
+
+
+@overload(_span, jit_options=dict(nogil=True, error_model="numpy"))
+def _span_typed(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
+                keys, srbits):
+    if A.dtype == types.float32:
+        def impl(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
+                 keys, srbits):
+            seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat,
+                            P, mode, keys, srbits)
+    else:
+        def impl(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
+                 keys, srbits):
+            seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode,
+                          keys, srbits, tmp)
+    return impl
+
+
+def _inx_scratch(A, w):
+    """Inexact-count scratch: int32 beside float32 lanes (8 per register), else int64."""
+
+
+@overload(_inx_scratch, jit_options=dict(nogil=True, error_model="numpy"))
+def _inx_scratch_typed(A, w):
+    if A.dtype == types.float32:
+        return lambda A, w: np.zeros(w, dtype=np.int32)
+    return lambda A, w: np.zeros(w, dtype=np.int64)
+
+
 @njit(**JIT)
-def _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
-                 srbits, wnative, out, oflags, c_ov, c_sat, c_inx):
-    """One CSR row of :func:`float_rows32`: sequential or chunked structure."""
+def _lanes(A, B, i, cols, e0, w, keys, init, o0, P, mode, struct, L, PW, wmode, srbits,
+           wnative, out, oflags, c_ov, c_sat, c_inx):
+    """w registers side by side over the products ``A[i, k] * B[k, cols[e0 + t]]``
+    (exact in A's dtype), sequential or chunked (chunks of L steps from zero in the
+    narrow register, each promoted into the wide register PW, which starts at the
+    initial value); results and events go to index o0 + t, initial values come from
+    init[o0 + t]. ``keys``: stochastic-rounding keys of the wide register."""
     K = A.shape[1]
-    i = rows[r]
-    e0 = ptr[r]
-    w = ptr[r + 1] - e0
-    if w == 0:
-        return
-    acc = np.empty(w, dtype=np.float32)
-    tmp = np.empty(w, dtype=np.float32)
-    gb = np.empty(w, dtype=np.float32)
-    ninx = np.zeros(w, dtype=np.int32)
+    acc = np.empty(w, dtype=A.dtype)
+    tmp = np.empty(w, dtype=A.dtype)
+    gb = np.empty(w, dtype=B.dtype)
+    ninx = _inx_scratch(A, w)
     winx = np.zeros(w, dtype=np.int64)
-    fl, nov, nsat, keys = _row_events(w, seed, i, cols, e0)
+    fl = np.zeros(w, dtype=np.uint8)
+    nov = np.zeros(w, dtype=np.int64)
+    nsat = np.zeros(w, dtype=np.int64)
     if struct == S_SEQ:
         for t in range(w):
-            acc[t] = float32(init[e0 + t])
+            acc[t] = init[o0 + t]
         if K > 0:
-            seq_float_row32(A, B, i, cols, e0, w, 0, K, acc, tmp, gb, fl, ninx, nov, nsat,
-                            P, mode, keys, srbits)
+            _span(A, B, i, cols, e0, w, 0, K, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
+                  keys, srbits)
         for t in range(w):
-            out[e0 + t] = float64(acc[t])
+            out[o0 + t] = float64(acc[t])
     else:
         wide = np.empty(w)
         for t in range(w):
-            wide[t] = init[e0 + t]
+            wide[t] = init[o0 + t]
         k0 = 0
         while k0 < K:
             k1 = min(K, k0 + L)
             for t in range(w):
-                acc[t] = float32(0.0)
-            seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov,
-                            nsat, P, mode, keys, srbits)
+                acc[t] = 0.0
+            _span(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
+                  keys, srbits)
             for t in range(w):
                 v, f = fadd(wide[t], float64(acc[t]), PW, wmode,
                             step_key(keys[t] ^ _K_WIDE, k0), srbits, wnative)
@@ -381,13 +450,13 @@ def _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, 
                 _tally(f, t, fl, nov, nsat, winx)
             k0 = k1
         for t in range(w):
-            out[e0 + t] = wide[t]
+            out[o0 + t] = wide[t]
     for t in range(w):
         n_inx = int64(ninx[t]) + winx[t]
-        oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if n_inx > 0 else uint8(0))
-        c_ov[e0 + t] = nov[t]
-        c_sat[e0 + t] = nsat[t]
-        c_inx[e0 + t] = n_inx
+        oflags[o0 + t] = fl[t] | (uint8(F_INEXACT) if n_inx > 0 else uint8(0))
+        c_ov[o0 + t] = nov[t]
+        c_sat[o0 + t] = nsat[t]
+        c_inx[o0 + t] = n_inx
 
 
 @njit(parallel=True, **JIT)
@@ -398,8 +467,14 @@ def float_rows32(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, see
     products, sequential or chunked structure, no stochastic rounding of the narrow
     register (the engine checks all of this)."""
     for r in prange(rows.shape[0]):
-        _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
-                     srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+        e0 = ptr[r]
+        w = ptr[r + 1] - e0
+        if w > 0:
+            keys = np.empty(w, dtype=np.uint64)
+            for t in range(w):
+                keys[t] = out_key(seed, rows[r], cols[e0 + t])
+            _lanes(A, B, rows[r], cols, e0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
+                   srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -407,98 +482,53 @@ def float_rows32_serial(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmo
                         srbits, wnative, out, oflags, c_ov, c_sat, c_inx):
     """:func:`float_rows32` on the calling thread (small products)."""
     for r in range(rows.shape[0]):
-        _float_row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
-                     srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
-
-
-@njit(**JIT)
-def f32_exact_stats(X):
-    """(max significand width, lowest set bit exponent, highest exponent) over the
-    finite nonzero float32 values of X (2-D); (0, 10**6, -10**6) when there are none.
-    The product of values a, b is exact in float32 when the widths add up to at most
-    24, the lowest bits to at least -149 and the highest exponents to at most 126.
-    """
-    wmax = int64(0)
-    lomin = int64(10**6)
-    himax = int64(-10**6)
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            b = int64(_f2i(X[i, j])) & 0x7FFFFFFF
-            e = b >> 23
-            if b == 0 or e == 255:
-                continue
-            m = b & 0x7FFFFF
-            if e > 0:
-                m |= 0x800000
-                q = e - 150          # exponent of the significand's unit bit
-            else:
-                q = int64(-149)
-            lo = q + _ctz64(uint64(m))
-            hi = q + 63 - _clz64(uint64(m))
-            wmax = max(wmax, hi - lo + 1)
-            lomin = min(lomin, lo)
-            himax = max(himax, hi)
-    return wmax, lomin, himax
+        e0 = ptr[r]
+        w = ptr[r + 1] - e0
+        if w > 0:
+            keys = np.empty(w, dtype=np.uint64)
+            for t in range(w):
+                keys[t] = out_key(seed, rows[r], cols[e0 + t])
+            _lanes(A, B, rows[r], cols, e0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
+                   srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(parallel=True, **JIT)
-def seq_float_pairs(A, Bt, pr, pc, init, P, mode, srbits, lanes,
-                    out, oflags, c_ov, c_sat, c_inx):
-    """Sequential float accumulation of arbitrary outputs (pr[e], pc[e]).
+def float_pairs(A, Bt, pr, pc, init, P, mode, struct, L, PW, wmode, seed, srbits, wnative,
+                lanes, out, oflags, c_ov, c_sat, c_inx):
+    """Sequential or chunked float registers for scattered outputs (pr[e], pc[e]).
 
-    Outputs are processed in blocks of ``lanes`` independent registers (any rows and
-    columns), reading A's rows and B's columns (rows of Bt) contiguously, so the cost
-    is proportional to the number of outputs however they are scattered. Same
-    arithmetic as :func:`seq_float_row`; not for stochastic rounding.
+    Outputs run in blocks of ``lanes`` registers (any rows and columns), so the cost is
+    proportional to the number of outputs however they are scattered. Each block first
+    forms its exact products ``A[pr, k] * Bt[pc, k]`` in a k-major buffer, reading rows
+    of A and of B transposed contiguously, then runs the same register steps as
+    :func:`float_rows32` / the float64 row kernel on them (times 1, exact). float32 or
+    float64 operands (the engine checks exactness); not for stochastic rounding of the
+    narrow register.
     """
     K = A.shape[1]
     nnz = pr.shape[0]
     nblk = (nnz + lanes - 1) // lanes
-    s = int64(52 - P[1])
-    maxb = int64(P[4])
-    minb = int64(P[2] + 1023) << 52
-    lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts(mode, s)
     for blk in prange(nblk):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
-        acc = np.empty(w)
-        av = np.empty(w)
-        bv = np.empty(w)
-        fl = np.zeros(w, dtype=np.uint8)
-        ninx = np.zeros(w, dtype=np.int64)
-        nov = np.zeros(w, dtype=np.int64)
-        nsat = np.zeros(w, dtype=np.int64)
-        ok = np.empty(w, dtype=np.int64)
+        pbuf = np.empty((K, w), dtype=A.dtype)
+        keys = np.empty(w, dtype=np.uint64)
+        lane = np.empty(w, dtype=np.int64)
         for t in range(w):
-            acc[t] = init[e0 + t]
-        for k in range(K):
+            keys[t] = out_key(seed, pr[e0 + t], pc[e0 + t])
+            lane[t] = t
+        # transpose in tiles of 16 k: row reads stay contiguous (a cache line each),
+        # the 16 buffer rows being written stay in L1
+        for kb in range(0, K, 16):
+            ke = min(K, kb + 16)
             for t in range(w):
-                av[t] = A[pr[e0 + t], k]
-                bv[t] = Bt[pc[e0 + t], k]
-            nbad = 0
-            for t in range(w):
-                x = acc[t]
-                v, good, inexact = fast_add(x, av[t] * bv[t], s, lowmask, base, lsb_en, dpos,
-                                            dxor, ro_mask, minb, maxb)
-                acc[t] = v if good else x
-                gi = int64(good)
-                ok[t] = gi
-                ninx[t] += inexact & gi
-                nbad += 1 - gi
-            if nbad:
-                for t in range(w):
-                    if ok[t] == 0:
-                        key = out_key(0, pr[e0 + t], pc[e0 + t])
-                        v, f = fadd(acc[t], av[t] * bv[t], P, mode, step_key(key, k), srbits,
-                                    False)
-                        acc[t] = v
-                        _tally(f, t, fl, nov, nsat, ninx)
-        for t in range(w):
-            out[e0 + t] = acc[t]
-            oflags[e0 + t] = fl[t] | (uint8(F_INEXACT) if ninx[t] > 0 else uint8(0))
-            c_ov[e0 + t] = nov[t]
-            c_sat[e0 + t] = nsat[t]
-            c_inx[e0 + t] = ninx[t]
+                ar = A[pr[e0 + t]]
+                br = Bt[pc[e0 + t]]
+                for k in range(kb, ke):
+                    pbuf[k, t] = ar[k] * br[k]
+        ones = np.ones((1, K), dtype=A.dtype)
+        _lanes(ones, pbuf, 0, lane, 0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
+               srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
 
 
 # ------------------------------------------------------------------------------------
@@ -847,8 +877,9 @@ def _iadd_exact(s, p, lo, hi, sh, bits, signed, sat):
 @njit(parallel=True, **JIT)
 def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
                    out, oflags, c_ov, c_sat):
-    """Sequential integer register with int64 operands whose products are exact
-    integers (|a*b| < 2**62): branch-free wrap/saturate, vectorisable over outputs."""
+    """Sequential integer register with int64 (or int32) operands whose products are
+    exact integers (|a*b| < 2**62): branch-free wrap/saturate, vectorisable over
+    outputs."""
     K = Ai.shape[1]
     sh = int64(64 - bits)
     nrows = rows.shape[0]
@@ -860,7 +891,7 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
             continue
         acc = np.empty(w, dtype=np.int64)
         nov = np.zeros(w, dtype=np.int64)
-        gb = np.empty(w, dtype=np.int64)
+        gb = np.empty(w, dtype=Bi.dtype)
         contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
         c0 = cols[e0] if contig else 0
         for t in range(w):
@@ -876,7 +907,7 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
                 src = gb
             for t in range(w):
                 s = acc[t]
-                p = a * src[c0 + t]
+                p = int64(a) * int64(src[c0 + t])   # int32 operands: one vpmuldq
                 v, outr = _iadd_exact(s, p, lo, hi, sh, bits, signed, sat)
                 acc[t] = v
                 nov[t] += int64(outr)
@@ -891,7 +922,10 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
 def int_pairs_exact(Ai, Bit, pr, pc, init, lo, hi, bits, signed, sat, lanes,
                     out, oflags, c_ov, c_sat):
     """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
-    ``lanes`` registers, reading rows of A and of B transposed contiguously."""
+    ``lanes`` registers. Each block first copies its rows of A and of B transposed into
+    k-major buffers, reading every row contiguously (rows a multiple of 4 KiB apart,
+    read in step, would evict each other from the L1 cache), then runs the registers
+    side by side."""
     K = Ai.shape[1]
     sh = int64(64 - bits)
     nnz = pr.shape[0]
@@ -901,18 +935,21 @@ def int_pairs_exact(Ai, Bit, pr, pc, init, lo, hi, bits, signed, sat, lanes,
         w = min(nnz, e0 + lanes) - e0
         acc = np.empty(w, dtype=np.int64)
         nov = np.zeros(w, dtype=np.int64)
-        av = np.empty(w, dtype=np.int64)
-        bv = np.empty(w, dtype=np.int64)
+        abuf = np.empty((K, w), dtype=Ai.dtype)
+        bbuf = np.empty((K, w), dtype=Bit.dtype)
         for t in range(w):
             acc[t] = init[e0 + t]
+            ar = Ai[pr[e0 + t]]
+            br = Bit[pc[e0 + t]]
+            for k in range(K):
+                abuf[k, t] = ar[k]
+                bbuf[k, t] = br[k]
         for k in range(K):
+            av = abuf[k]
+            bv = bbuf[k]
             for t in range(w):
-                av[t] = Ai[pr[e0 + t], k]
-                bv[t] = Bit[pc[e0 + t], k]
-            for t in range(w):
-                s = acc[t]
-                p = av[t] * bv[t]
-                v, outr = _iadd_exact(s, p, lo, hi, sh, bits, signed, sat)
+                v, outr = _iadd_exact(acc[t], int64(av[t]) * int64(bv[t]), lo, hi, sh, bits,
+                                      signed, sat)
                 acc[t] = v
                 nov[t] += int64(outr)
         for t in range(w):
@@ -993,31 +1030,24 @@ def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct,
 @njit(**JIT)
 def sig_stats(x):
     """(max significant bits, min exponent of the last significant bit, max ilogb,
-    all-integer) over the finite nonzero entries of the 1-D float64 array x."""
-    n = x.shape[0]
-    nt = 1
-    smax = np.zeros(nt, dtype=np.int64)
-    lmin = np.full(nt, 100000, dtype=np.int64)
-    emx = np.full(nt, -100000, dtype=np.int64)
-    nonint = np.zeros(nt, dtype=np.int64)
-    chunk = (n + nt - 1) // nt
-    for c in range(nt):
-        for idx in range(c * chunk, min(n, (c + 1) * chunk)):
-            v = x[idx]
-            if v == 0.0 or math.isinf(v) or v != v:
-                continue
-            m, E, neg = _decompose(v)
-            tz = _ctz64(m)
-            m = m >> uint64(tz)
-            nb = 64 - _clz64(m)
-            lsb = E + tz
-            if nb > smax[c]:
-                smax[c] = nb
-            if lsb < lmin[c]:
-                lmin[c] = lsb
-            top = lsb + nb - 1
-            if top > emx[c]:
-                emx[c] = top
-            if lsb < 0:
-                nonint[c] = 1
-    return smax.max(), lmin.min(), emx.max(), nonint.max() == 0
+    all-integer) over the finite nonzero entries of the 1-D float64 array x.
+    Branch-free per entry (no data-dependent jumps), running extrema in scalars."""
+    smax = int64(0)
+    lmin = int64(100000)
+    emx = int64(-100000)
+    nonint = int64(0)
+    for idx in range(x.shape[0]):
+        b = _f2i(x[idx])
+        e = (b >> 52) & 0x7FF
+        fr = b & 0xFFFFFFFFFFFFF
+        valid = (e != 0x7FF) & ((e | fr) != 0)
+        m = uint64(fr | (int64(e > 0) << 52))
+        q = max(e, int64(1)) - 1075      # exponent of the significand's unit bit
+        lsb = q + _ctz64(m | (uint64(1) << uint64(63)))
+        top = q + 63 - _clz64(m | uint64(1))
+        nb = top - lsb + 1
+        smax = max(smax, nb if valid else int64(0))
+        lmin = min(lmin, lsb if valid else int64(100000))
+        emx = max(emx, top if valid else int64(-100000))
+        nonint |= int64(valid & (lsb < 0))
+    return smax, lmin, emx, nonint == 0
