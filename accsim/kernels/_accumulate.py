@@ -459,6 +459,20 @@ def _lanes(A, B, i, cols, e0, w, keys, init, o0, P, mode, struct, L, PW, wmode, 
         c_inx[o0 + t] = n_inx
 
 
+@njit(**JIT)
+def _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
+           wnative, out, oflags, c_ov, c_sat, c_inx):
+    """CSR row r of :func:`float_rows32`."""
+    e0 = ptr[r]
+    w = ptr[r + 1] - e0
+    if w > 0:
+        keys = np.empty(w, dtype=np.uint64)
+        for t in range(w):
+            keys[t] = out_key(seed, rows[r], cols[e0 + t])
+        _lanes(A, B, rows[r], cols, e0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
+               srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+
+
 @njit(parallel=True, **JIT)
 def float_rows32(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
                  wnative, out, oflags, c_ov, c_sat, c_inx):
@@ -467,14 +481,8 @@ def float_rows32(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, see
     products, sequential or chunked structure, no stochastic rounding of the narrow
     register (the engine checks all of this)."""
     for r in prange(rows.shape[0]):
-        e0 = ptr[r]
-        w = ptr[r + 1] - e0
-        if w > 0:
-            keys = np.empty(w, dtype=np.uint64)
-            for t in range(w):
-                keys[t] = out_key(seed, rows[r], cols[e0 + t])
-            _lanes(A, B, rows[r], cols, e0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
-                   srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+        _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
+               wnative, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -482,14 +490,8 @@ def float_rows32_serial(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmo
                         srbits, wnative, out, oflags, c_ov, c_sat, c_inx):
     """:func:`float_rows32` on the calling thread (small products)."""
     for r in range(rows.shape[0]):
-        e0 = ptr[r]
-        w = ptr[r + 1] - e0
-        if w > 0:
-            keys = np.empty(w, dtype=np.uint64)
-            for t in range(w):
-                keys[t] = out_key(seed, rows[r], cols[e0 + t])
-            _lanes(A, B, rows[r], cols, e0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
-                   srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+        _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
+               wnative, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(parallel=True, **JIT)
