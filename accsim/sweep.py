@@ -82,6 +82,7 @@ import contextlib
 import difflib
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -165,7 +166,7 @@ class Spec:
 # ---------------------------------------------------------------------------------------
 # spec loading
 # ---------------------------------------------------------------------------------------
-def _ref(value, base: Path, kind: str = ""):
+def _ref(value, base: Path):
     """A name stays a name; a relative path (has '/', ends .yaml, or exists next to the
     spec) is made absolute relative to the spec's folder ``base``."""
     s = str(value)
@@ -253,6 +254,7 @@ def load_spec(path) -> Spec:
     """Read, validate and expand a sweep spec (see the module doc). Every error is a
     one-line ``ValueError`` naming the file and key path; nothing runs before it passes."""
     from .accelerator import load_accelerator
+    from .config import load_format
     from .cost import load_technology
     from .network import _resolve_accelerator, resolve_trace
     from .scheduler import ESTIMATORS, POLICIES, check_policy
@@ -341,16 +343,16 @@ def load_spec(path) -> Spec:
         policies.append((name, budgets, popts))
 
     # validate every referenced object before any work starts
-    run_tech = _ref(tech, base, "technology")
+    run_tech = _ref(tech, base)
     wrap(doc, "technology", load_technology, run_tech)
     run_traces = {}
     for i, t in enumerate(traces):
-        r = _ref(t, base, "trace")
+        r = _ref(t, base)
         wrap(grid, f"traces[{i}]", resolve_trace, r)
         run_traces[t] = r
     run_accs = {}
     for i, a in enumerate(accs):
-        r = _ref(a, base, "accelerator")
+        r = _ref(a, base)
         wrap(grid, f"accelerators[{i}]", load_accelerator, r)
         run_accs[a] = r
     run_fmt = {}
@@ -358,8 +360,7 @@ def load_spec(path) -> Spec:
         for i, f in enumerate(lst):
             if f is None:
                 continue
-            r = _ref(f, base, "format")
-            from .config import load_format
+            r = _ref(f, base)
             wrap(grid, f"{key}[{i}]", load_format, r)
             run_fmt[f] = r
     for i, a in enumerate(accs):
@@ -369,33 +370,23 @@ def load_spec(path) -> Spec:
                      run_fmt.get(n), run_fmt.get(w))
 
     points, seen = [], set()
-    for t in traces:
-        for a in accs:
-            for n in narrows:
-                for w in wides:
-                    for pname, budgets, popts in policies:
-                        for tau, frac in budgets:
-                            uses_est = pname not in NO_BUDGET and not (
-                                pname in ("random", "oracle") and tau is None)
-                            for e in (ests if uses_est else [None]):
-                                for s in seeds:
-                                    opts = dict(options)
-                                    opts.update(popts)
-                                    params = {
-                                        "trace": t, "accelerator": a, "narrow": n,
-                                        "wide": w, "policy": pname, "tau": tau,
-                                        "fraction": frac, "estimator": e, "seed": s,
-                                        "limit": limit, "technology": tech,
-                                        "options": opts}
-                                    pid = point_id(params)
-                                    if pid in seen:
-                                        continue
-                                    seen.add(pid)
-                                    run = dict(params, trace=run_traces[t],
-                                               accelerator=run_accs[a],
-                                               narrow=run_fmt.get(n), wide=run_fmt.get(w),
-                                               technology=run_tech)
-                                    points.append(Point(pid, params, run))
+    for t, a, n, w, (pname, budgets, popts) in itertools.product(traces, accs, narrows,
+                                                                 wides, policies):
+        for tau, frac in budgets:
+            uses_est = pname not in NO_BUDGET and not (pname in ("random", "oracle")
+                                                       and tau is None)
+            for e, seed in itertools.product(ests if uses_est else [None], seeds):
+                params = {"trace": t, "accelerator": a, "narrow": n, "wide": w,
+                          "policy": pname, "tau": tau, "fraction": frac, "estimator": e,
+                          "seed": seed, "limit": limit, "technology": tech,
+                          "options": {**options, **popts}}
+                pid = point_id(params)
+                if pid in seen:     # the same point listed twice
+                    continue
+                seen.add(pid)
+                run = dict(params, trace=run_traces[t], accelerator=run_accs[a],
+                           narrow=run_fmt.get(n), wide=run_fmt.get(w), technology=run_tech)
+                points.append(Point(pid, params, run))
     return Spec(path, text, points)
 
 
@@ -416,7 +407,7 @@ def _json_num(v):
     return v if math.isfinite(v) else None
 
 
-def point_metrics(run: dict, result, priced: dict) -> dict:
+def point_metrics(result, priced: dict) -> dict:
     """The metrics of a finished point (``results.jsonl`` ``metrics``).
 
     accuracy, reference_accuracy (float64 reference), agreement (share of samples whose
@@ -490,7 +481,7 @@ def run_point(run: dict) -> tuple:
                       tau=run["tau"], fraction=run["fraction"], estimator=est,
                       **run["options"])
     priced = price_simulation(acc, run["technology"], result)
-    return point_metrics(run, result, priced), time.perf_counter() - t0
+    return point_metrics(result, priced), time.perf_counter() - t0
 
 
 def _worker_run_point(run: dict) -> tuple:
