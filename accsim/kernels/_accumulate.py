@@ -275,8 +275,9 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
 
     x and p are float32 and the product p is exact (the engine checks it), so TwoSum
     gives x + p exactly as hi + lo, round-to-odd keeps 24 >= p + 2 bits and the second
-    rounding is correct (Boldo–Melquiond). Returns (value, good, inexact) as float32,
-    bool, int32. Exact zero sums as in :func:`fast_add` (zrd, znz int32).
+    rounding is correct (Boldo–Melquiond). Returns (value, good, inexact): float32 (x
+    itself where not good), int32 0/1, int32 0/1; every select is an int32 mask, so
+    the whole step stays in 8-lane registers. Exact zero sums as in :func:`fast_add`.
     """
     hi = x + p
     bp = hi - x
@@ -292,18 +293,21 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
     odd = int32(int32(int32(mag & lsb) != int32(0)) & lsb_en)
     add = int32(int32(base + odd) + int32(dpos ^ int32(neg & dxor)))
     r = int32(int32(int32(mag + add) & int32(~lowmask)) | int32(int32(nz & lsb) & ro_mask))
-    good = (mag >= minb) & (r >= minb) & (r <= maxb)
+    gm = int32(-int32((mag >= minb) & (r >= minb) & (r <= maxb)))
     xb = _f2i(x)
-    zero = mag == int32(0)
+    zm = int32(-int32(mag == int32(0)))
+    km = int32(-int32((p == float32(0.0)) & (x != float32(0.0))))
     sx = int32(xb >> int32(31))
     sp = int32(_f2i(p) >> int32(31))
     zb = int32(int32(int32(int32(sx & sp) | int32(zrd & int32(sx | sp))) & znz)
                & int32(-0x80000000))
-    keep = (p == float32(0.0)) & (x != float32(0.0))
-    bits = int32(int32(hb & int32(-0x80000000)) | r) if not zero else zb
-    bits = bits if not keep else xb
-    easy = zero | keep
-    return _i2f(bits), good | easy, int32(int32(-nz) & int32(~int32(easy)))
+    easy = int32(zm | km)
+    bits = int32(int32(int32(int32(hb & int32(-0x80000000)) | r) & int32(~easy))
+                 | int32(int32(zb & zm) | int32(xb & km)))
+    ok = int32(gm | easy)
+    # not ok: the register keeps x (the caller redoes the step with the general code)
+    bits = int32(int32(bits & ok) | int32(xb & int32(~ok)))
+    return _i2f(bits), int32(ok & int32(1)), int32(int32(-nz) & int32(~easy) & int32(1))
 
 
 @njit(**JIT)
@@ -336,18 +340,17 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
             src = gb
         for t in range(w):
             x = cur[t]
-            v, good, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en, dpos,
-                                          dxor, ro_mask, minb, maxb, zrd, znz)
-            nxt[t] = v if good else x
-            gi = int32(good)
+            v, gi, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en, dpos,
+                                        dxor, ro_mask, minb, maxb, zrd, znz)
+            nxt[t] = v
             ninx[t] = int32(ninx[t] + int32(inexact & gi))
             nbad = int32(nbad + int32(int32(1) - gi))
         if nbad:
             for t in range(w):
                 x = cur[t]
-                v, good, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en,
-                                              dpos, dxor, ro_mask, minb, maxb, zrd, znz)
-                if not good:
+                v, gi, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en,
+                                            dpos, dxor, ro_mask, minb, maxb, zrd, znz)
+                if gi == 0:
                     v64, f = fadd(float64(x), float64(a) * float64(src[t]), P, mode,
                                   step_key(keys[t], k), srbits, False)
                     nxt[t] = float32(v64)
