@@ -765,7 +765,9 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer"
     own when its policy computes an estimate at run time (``condition``,
     ``multi-level``), else ``"none"`` (``static`` computes none at inference).
 
-    Ladder policies (``multi-level``, ``static``): each rung's outputs are priced at that
+    ``uniform-wide`` is priced as every output on the wide MAC only (the baseline: no
+    narrow pass, no re-fetch). Ladder policies (``multi-level``, ``static``): each rung's
+    outputs are priced at that
     rung's MAC (the result's ``ladder_formats``, which replace the accelerator's narrow
     and wide accumulators; the baseline is every MAC on the widest rung); ``static``
     charges no narrow pass and no re-fetch for outputs above rung 0.
@@ -784,8 +786,10 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer"
         if ladder is not None and len(lc) == len(ladder) and sum(lc) == lr.rows * lr.cols:
             d["levels"] = lc
         layers.append(d)
+    # uniform-wide runs every output on the wide datapath only (no narrow pass, no
+    # re-fetch): priced like a static assignment of everything to the wide rung
     p = price_run(accelerator, tech, layers, estimator, refetch, ladder=ladder,
-                  static=pol == "static")
+                  static=pol in ("static", "uniform-wide"))
     out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
                              "area_um2", "cycles", "breakdown", "layers", "rung_macs_pj")}
     out["technology"] = p["technology"]
