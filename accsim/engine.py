@@ -425,7 +425,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
             Aop, Bop = (A, B) if ops32 is None else ops32
             rid = np.repeat(rows, np.diff(ptr))
             _acc.float_pairs(Aop, np.ascontiguousarray(Bop.T), rid, cols, init, *args,
-                             np.int64(128), out, oflags, cov, csat, cinx)
+                             np.int64(64), out, oflags, cov, csat, cinx)
         elif ops32 is not None:
             kern = _acc.float_rows32 if big else _acc.float_rows32_serial
             kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, out, oflags, cov, csat, cinx)

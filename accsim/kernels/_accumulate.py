@@ -522,10 +522,10 @@ def float_pairs(A, Bt, pr, pc, init, P, mode, struct, L, PW, wmode, seed, srbits
         for t in range(w):
             keys[t] = out_key(seed, pr[e0 + t], pc[e0 + t])
             lane[t] = t
-        # transpose in tiles of 16 k: row reads stay contiguous (a cache line each),
-        # the 16 buffer rows being written stay in L1
-        for kb in range(0, K, 16):
-            ke = min(K, kb + 16)
+        # transpose in tiles of 64 k: each row read is a few consecutive cache lines
+        # (prefetched), the buffer rows being written stay in cache
+        for kb in range(0, K, 64):
+            ke = min(K, kb + 64)
             for t in range(w):
                 ar = A[pr[e0 + t]]
                 br = Bt[pc[e0 + t]]
