@@ -718,6 +718,7 @@ def _simulate_static(trace, acc, X, labels, *, calibration, quantile, rungs, tau
                    _static=neuron, **kw)
     res.calibration = int(calibration)
     res.quantile = float(quantile)
+    res.estimator = "none"          # nothing is estimated at inference
     return res
 
 

@@ -92,6 +92,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .accelerator import _fmt_label as _label
 from .analysis import abs_sum, kappa_phi, unit_roundoff
 
 POLICIES = ("uniform-narrow", "uniform-wide", "condition", "random", "oracle", "overflow",
@@ -300,16 +301,6 @@ def select(policy, *, zhat, A, B, b, acc_kwargs, flags=None, act="identity",
 # ---------------------------------------------------------------------------------------
 # ladders
 # ---------------------------------------------------------------------------------------
-def _label(fmt):
-    if getattr(fmt, "name", None):
-        return fmt.name
-    if _is_float(fmt):
-        return f"e{fmt.exp_bits}m{fmt.man_bits}"
-    if getattr(fmt, "frac_bits", 0):
-        return f"fixed{fmt.bits}.{fmt.frac_bits}"
-    return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
-
-
 def _parse_rung(spec, i):
     """(format, rounding or None) of one ladder entry (module doc)."""
     from .config import load_format
