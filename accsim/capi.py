@@ -103,6 +103,46 @@ accsim.capi._install(ffi)
 """
 
 
+def _c_string(text: str) -> str:
+    """A C string literal of ``text`` (UTF-8 bytes; octal escapes outside printable ASCII)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        if ch in '"\\' or not 32 <= byte < 127 or ch == "?":
+            out.append(f"\\{byte:03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _pythonpath_constructor(paths) -> str:
+    """C run when the library is loaded, before the embedded Python starts: puts the
+    building interpreter's ``sys.path`` (its virtual environment first) at the front of
+    ``PYTHONPATH``. Without it the embedded interpreter starts from the base
+    installation's site-packages and may import a different ``_cffi_backend`` (or numpy)
+    than the environment accsim was built in."""
+    joined = _c_string(os.pathsep.join(paths))
+    return f"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static void __attribute__((constructor)) accsim_pythonpath(void) {{
+    const char *mine = {joined};
+    const char *old = getenv("PYTHONPATH");
+    if (old == NULL || *old == 0) {{
+        setenv("PYTHONPATH", mine, 1);
+        return;
+    }}
+    size_t n = strlen(mine) + strlen(old) + 2;
+    char *buf = (char *)malloc(n);
+    if (buf == NULL) return;
+    snprintf(buf, n, "%s{os.pathsep}%s", mine, old);
+    setenv("PYTHONPATH", buf, 1);
+    free(buf);
+}}
+"""
+
+
 def build(out_dir) -> tuple[Path, Path]:
     """Compile ``libaccsim.so`` and write ``accsim.h`` into ``out_dir`` (created).
 
@@ -121,7 +161,8 @@ def build(out_dir) -> tuple[Path, Path]:
     ffi = cffi.FFI()
     ffi.embedding_api(_API)
     libdir = sysconfig.get_config_var("LIBDIR") or ""
-    ffi.set_source(MODULE, "", extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [])
+    ffi.set_source(MODULE, _pythonpath_constructor(paths),
+                   extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [])
     ffi.embedding_init_code(_INIT.format(paths=paths, module=MODULE))
     work = tempfile.mkdtemp(prefix="accsim-capi-")
     try:

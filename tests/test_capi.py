@@ -175,3 +175,18 @@ def test_cli_capi_build(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "lib" / "libaccsim.so").is_file()
     assert (tmp_path / "lib" / "accsim.h").is_file()
     assert "libaccsim.so" in out
+
+
+def test_c_string_literal_round_trip(tmp_path):
+    """Paths baked into the library (PYTHONPATH set at load time, before the embedded
+    interpreter starts) survive quotes, backslashes, '?' (trigraphs) and non-ASCII."""
+    from accsim.capi import _c_string
+    text = 'a"b\\c??=d/é/ü:x'
+    src = tmp_path / "lit.c"
+    src.write_text('#include <stdio.h>\nint main(void){fputs(' + _c_string(text) +
+                   ', stdout); return 0;}\n')
+    exe = tmp_path / "lit"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, str(src), "-o", str(exe)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], capture_output=True, check=True).stdout
+    assert out.decode("utf-8") == text
