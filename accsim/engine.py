@@ -420,6 +420,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
         ops32 = _float32_operands(acc, A, B, sta, stb)
         args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
                 PW, np.int64(wmode), seed_u, srbits, wnative)
+        skip0 = bool(np.isfinite(B).all())     # 0 * B[k, j] is an exact zero for every j
         if mask is not None:
             # scattered outputs: blocks of independent registers over (row, col) pairs
             Aop, Bop = (A, B) if ops32 is None else ops32
@@ -428,7 +429,8 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                              np.int64(64), out, oflags, cov, csat, cinx)
         elif ops32 is not None:
             kern = _acc.float_rows32 if big else _acc.float_rows32_serial
-            kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, out, oflags, cov, csat, cinx)
+            kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, skip0, out, oflags, cov, csat,
+                 cinx)
         if mask is not None or ops32 is not None:
             values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n,
                                      np.nan)

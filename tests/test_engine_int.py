@@ -345,3 +345,34 @@ def test_apytypes_fixed_wrap(int_bits, frac_bits, mode):
     acc = FixedFormat(nb, frac_bits) if frac_bits else IntFormat(nb)
     got = matmul(a, b, acc, rounding=mode).values
     naive.assert_values(got, apy, a, b, f"apytypes fixed {acc} {mode}", signed_zero=False)
+
+
+def test_zero_operands_skipped_exactly():
+    """Integer steps with a[i, k] == 0 leave the register alone: same values and events
+    as Python integers, with saturation before and after the zeros."""
+    import numpy as np
+    from accsim import IntFormat
+    from accsim.engine import matmul
+    rng = np.random.default_rng(11)
+    a = rng.integers(-128, 128, (5, 300)).astype(np.float64)
+    a[:, 100:200] = 0
+    a[2, :] = 0
+    b = rng.integers(-128, 128, (300, 4)).astype(np.float64)
+    for ovf in ("saturate", "wrap"):
+        fmt = IntFormat(12, overflow=ovf)
+        got = matmul(a, b, fmt)
+        lo, hi = -(1 << 11), (1 << 11) - 1
+        ovf_rows = [0] * 5
+        for i in range(5):
+            for j in range(4):
+                s = 0
+                for k in range(300):
+                    t = s + int(a[i, k]) * int(b[k, j])
+                    if t < lo or t > hi:
+                        ovf_rows[i] += 1
+                        t = (max(lo, min(hi, t)) if ovf == "saturate"
+                             else ((t - lo) % (1 << 12)) + lo)
+                    s = t
+                assert got.values[i, j] == s
+        assert got.events.overflows.tolist() == ovf_rows
+        assert ovf_rows[2] == 0 and sum(ovf_rows) > 0

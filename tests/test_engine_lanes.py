@@ -174,3 +174,26 @@ def test_zero_products_and_zero_sums(acc, mode):
     a2 = np.array([[big, big, 0.0, -0.0, 0.0], [-big, -big, -0.0, 0.0, 0.0]])
     b2 = np.array([[1.0, 0.5], [1.0, 0.5], [3.0, 0.0], [1.0, -0.0], [0.0, 0.0]])
     check(a2, b2, acc, f"overflow-then-zeros/{acc.name}/{mode}", rounding=mode)
+
+
+@pytest.mark.parametrize("acc", [FP16, FloatFormat(8, 23, name="fp32")], ids=lambda f: f.name)
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_rows_of_a(acc, mode):
+    """Steps whose a[i, k] is 0 (zero pixels, ReLU zeros): skipped by the kernels only
+    when that cannot change anything; 0 * inf = NaN in B must still poison the register,
+    and zero registers must still take the zero-sum sign rule."""
+    rng = np.random.default_rng(3)
+    a = sig_values(rng, (6, 50), 11, -6, 3)
+    a[:, ::2] = 0.0
+    a[1, :] = 0.0
+    a[2, 1::4] = -0.0
+    a[3, :25] = 0.0
+    b = sig_values(rng, (50, 5), 11, -6, 3)
+    check(a, b, acc, f"zero-a/{acc.name}/{mode}", rounding=mode)
+    bias = np.array([[0.0, -0.0, 1.0, -2.0, 0.5]] * 6)
+    check(a, b, acc, f"zero-a/{acc.name}/{mode}/bias", rounding=mode, bias=bias)
+    b2 = b.copy()
+    b2[4, 0] = np.inf              # a[:, 4] == 0: 0 * inf is NaN in column 0
+    b2[7, 1] = -np.inf
+    got = check(a, b2, acc, f"zero-a/{acc.name}/{mode}/inf", rounding=mode)
+    assert np.isnan(got.values[1, 0])

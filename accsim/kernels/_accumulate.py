@@ -178,9 +178,18 @@ def zero_consts(mode, P):
     return int64(-1) if mode == RD else int64(0), int64(-1) if P[8] else int64(0)
 
 
+@njit(inline="always", **JIT)
+def _no_zero(x, w):
+    """True when none of x[:w] is +-0 (a vectorised count, no early exit)."""
+    nz = 0
+    for t in range(w):
+        nz += int64(x[t] == 0)
+    return nz == 0
+
+
 @njit(**JIT)
 def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
-                  srbits, tmp):
+                  srbits, tmp, skip0=False):
     """Sequential float accumulation of one row's outputs, vectorisable over outputs.
 
     Steps k0 <= k < k1 of the products of row i with the outputs' columns, exact
@@ -193,6 +202,11 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
     step reads one and writes the other, so pass 2 still sees the old value and the
     store is a plain vector store (a conditional in-place store becomes a masked store,
     several times slower).
+
+    ``skip0`` (the engine sets it when every entry of B is finite): a step whose
+    A[i, k] is +-0 adds exact zeros, which leaves every nonzero register unchanged with
+    no event, so it is skipped unless some register is zero (whose sign the zero sum
+    may change). Zero pixels and ReLU zeros make this common.
     """
     s = int64(52 - P[1])
     maxb = int64(P[4])
@@ -204,8 +218,11 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
     gb = np.empty(0 if contig else w)
     cur = acc
     nxt = tmp
+    swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
+        if skip0 and a == 0.0 and _no_zero(cur, w):
+            continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = 0
         if contig:
             src = B[k, c0:c0 + w]
@@ -233,7 +250,8 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
                     nxt[t] = v
                     _tally(f, t, fl, nov, nsat, ninx)
         cur, nxt = nxt, cur
-    if (k1 - k0) % 2 == 1:
+        swaps += 1
+    if swaps % 2 == 1:
         for t in range(w):
             acc[t] = tmp[t]
 
@@ -312,7 +330,7 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
 
 @njit(**JIT)
 def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
-                    mode, keys, srbits):
+                    mode, keys, srbits, skip0=False):
     """:func:`seq_float_row` on float32 operands and registers (8 lanes per AVX2
     register). ``ninx`` is int32; ``acc``, ``tmp``, ``gb`` float32 scratch of length w.
     Rare steps (tiny, overflow, zero, inf/NaN sums) are redone exactly in float64 by
@@ -328,8 +346,11 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
     c0 = cols[e0]
     cur = acc
     nxt = tmp
+    swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
+        if skip0 and a == float32(0.0) and _no_zero(cur, w):
+            continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = int32(0)
         if contig:
             src = B[k, c0:c0 + w]
@@ -359,7 +380,8 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
                     nsat[t] += (f >> 2) & 1
                     ninx[t] = int32(ninx[t] + int32(f & 1))
         cur, nxt = nxt, cur
-    if (k1 - k0) % 2 == 1:
+        swaps += 1
+    if swaps % 2 == 1:
         for t in range(w):
             acc[t] = tmp[t]
 
@@ -378,24 +400,24 @@ def _row_events(w, seed, i, cols, e0):
 
 
 def _span(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode, keys,
-          srbits):
+          srbits, skip0):
     """Sequential steps k0 <= k < k1 of w registers: :func:`seq_float_row32` for float32
     operands, :func:`seq_float_row` for float64 (chosen when numba types the call)."""
 
 
 @overload(_span, jit_options=dict(nogil=True, error_model="numpy"))
 def _span_typed(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
-                keys, srbits):
+                keys, srbits, skip0):
     if A.dtype == types.float32:
         def impl(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
-                 keys, srbits):
+                 keys, srbits, skip0):
             seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat,
-                            P, mode, keys, srbits)
+                            P, mode, keys, srbits, skip0)
     else:
         def impl(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
-                 keys, srbits):
+                 keys, srbits, skip0):
             seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode,
-                          keys, srbits, tmp)
+                          keys, srbits, tmp, skip0)
     return impl
 
 
@@ -412,7 +434,7 @@ def _inx_scratch_typed(A, w):
 
 @njit(**JIT)
 def _lanes(A, B, i, cols, e0, w, keys, init, o0, P, mode, struct, L, PW, wmode, srbits,
-           wnative, out, oflags, c_ov, c_sat, c_inx):
+           wnative, skip0, out, oflags, c_ov, c_sat, c_inx):
     """w registers side by side over the products ``A[i, k] * B[k, cols[e0 + t]]``
     (exact in A's dtype), sequential or chunked (chunks of L steps from zero in the
     narrow register, each promoted into the wide register PW, which starts at the
@@ -432,7 +454,7 @@ def _lanes(A, B, i, cols, e0, w, keys, init, o0, P, mode, struct, L, PW, wmode, 
             acc[t] = init[o0 + t]
         if K > 0:
             _span(A, B, i, cols, e0, w, 0, K, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
-                  keys, srbits)
+                  keys, srbits, skip0)
         for t in range(w):
             out[o0 + t] = float64(acc[t])
     else:
@@ -445,7 +467,7 @@ def _lanes(A, B, i, cols, e0, w, keys, init, o0, P, mode, struct, L, PW, wmode, 
             for t in range(w):
                 acc[t] = 0.0
             _span(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
-                  keys, srbits)
+                  keys, srbits, skip0)
             for t in range(w):
                 v, f = fadd(wide[t], float64(acc[t]), PW, wmode,
                             step_key(keys[t] ^ _K_WIDE, k0), srbits, wnative)
@@ -464,7 +486,7 @@ def _lanes(A, B, i, cols, e0, w, keys, init, o0, P, mode, struct, L, PW, wmode, 
 
 @njit(**JIT)
 def _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
-           wnative, out, oflags, c_ov, c_sat, c_inx):
+           wnative, skip0, out, oflags, c_ov, c_sat, c_inx):
     """CSR row r of :func:`float_rows32`."""
     e0 = ptr[r]
     w = ptr[r + 1] - e0
@@ -473,28 +495,28 @@ def _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, 
         for t in range(w):
             keys[t] = out_key(seed, rows[r], cols[e0 + t])
         _lanes(A, B, rows[r], cols, e0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
-               srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+               srbits, wnative, skip0, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(parallel=True, **JIT)
 def float_rows32(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
-                 wnative, out, oflags, c_ov, c_sat, c_inx):
+                 wnative, skip0, out, oflags, c_ov, c_sat, c_inx):
     """:func:`float_rows` for float32 operands A, B whose products are exact in float32,
     an accumulator of at most 22 significant bits inside float32's normal range, exact
     products, sequential or chunked structure, no stochastic rounding of the narrow
     register (the engine checks all of this)."""
     for r in prange(rows.shape[0]):
         _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
-               wnative, out, oflags, c_ov, c_sat, c_inx)
+               wnative, skip0, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def float_rows32_serial(A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed,
-                        srbits, wnative, out, oflags, c_ov, c_sat, c_inx):
+                        srbits, wnative, skip0, out, oflags, c_ov, c_sat, c_inx):
     """:func:`float_rows32` on the calling thread (small products)."""
     for r in range(rows.shape[0]):
         _row32(r, A, B, rows, ptr, cols, init, P, mode, struct, L, PW, wmode, seed, srbits,
-               wnative, out, oflags, c_ov, c_sat, c_inx)
+               wnative, skip0, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(parallel=True, **JIT)
@@ -533,7 +555,7 @@ def float_pairs(A, Bt, pr, pc, init, P, mode, struct, L, PW, wmode, seed, srbits
                     pbuf[k, t] = ar[k] * br[k]
         ones = np.ones((1, K), dtype=A.dtype)
         _lanes(ones, pbuf, 0, lane, 0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
-               srbits, wnative, out, oflags, c_ov, c_sat, c_inx)
+               srbits, wnative, False, out, oflags, c_ov, c_sat, c_inx)
 
 
 # ------------------------------------------------------------------------------------
@@ -903,6 +925,8 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, lo, hi, bits, signed, sat,
             acc[t] = init[e0 + t]
         for k in range(K):
             a = Ai[i, k]
+            if a == 0:
+                continue        # s + 0 = s: no wrap, no saturation, no event
             if contig:
                 src = Bi[k]
             else:
