@@ -420,7 +420,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
         ops32 = _float32_operands(acc, A, B, sta, stb)
         args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
                 PW, np.int64(wmode), seed_u, srbits, wnative)
-        skip0 = bool(np.isfinite(B).all())     # 0 * B[k, j] is an exact zero for every j
+        skip0 = np.int64(1 if np.isfinite(B).all() else 0)   # 0 * B[k, j] is an exact zero
         if mask is not None:
             # scattered outputs: blocks of independent registers over (row, col) pairs
             Aop, Bop = (A, B) if ops32 is None else ops32
@@ -440,7 +440,8 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                     np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
                     np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
                     np.int64(guard_bits), np.int64(amode), seed_u, srbits, native, wnative,
-                    bias is not None, out, oflags, cov, csat, cinx)
+                    bias is not None, np.int64(1 if np.isfinite(B).all() else 0),
+                    out, oflags, cov, csat, cinx)
     values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
     return MatmulResult(values, events, selected=mask)
 

@@ -197,3 +197,27 @@ def test_zero_rows_of_a(acc, mode):
     b2[7, 1] = -np.inf
     got = check(a, b2, acc, f"zero-a/{acc.name}/{mode}/inf", rounding=mode)
     assert np.isnan(got.values[1, 0])
+
+
+@pytest.mark.parametrize("acc", [FP16, FloatFormat(8, 23, name="fp32")], ids=lambda f: f.name)
+@pytest.mark.parametrize("mode", ["rne", "rd", "ru"])
+def test_zero_steps_in_selected_outputs(acc, mode):
+    """Scattered outputs skip steps whose products are all zero: identical bits (signed
+    zeros, NaN from 0 * inf) and flags to the full product, which the oracle checks."""
+    rng = np.random.default_rng(5)
+    a = sig_values(rng, (40, 60), 11, -6, 3)
+    a[:, 10:30] = 0.0                 # zero columns in every row: all-zero product steps
+    a[::3, 40:] = -0.0
+    a[5, :] = 0.0
+    b = sig_values(rng, (60, 30), 11, -6, 3)
+    b[45, 2] = np.inf
+    bias = np.where(rng.random((40, 30)) < 0.3, 0.0, 0.25)
+    bias[::4] = -0.0
+    full = check(a, b, acc, f"sel-zero/{acc.name}/{mode}", rounding=mode, bias=bias)
+    mask = rng.random((40, 30)) < 0.3
+    sel = matmul(a, b, acc, rounding=mode, bias=bias, select=mask)
+    gv, fv = sel.values[mask], full.values[mask]
+    assert np.array_equal(gv.view(np.int64), fv.view(np.int64)) or \
+        np.array_equal(np.isnan(gv), np.isnan(fv)) and \
+        np.array_equal(gv[~np.isnan(gv)].view(np.int64), fv[~np.isnan(fv)].view(np.int64))
+    assert np.array_equal(sel.events.flags[mask], full.events.flags[mask])

@@ -179,6 +179,15 @@ def zero_consts(mode, P):
 
 
 @njit(inline="always", **JIT)
+def _all_zero(x, w):
+    """True when every one of x[:w] is +-0."""
+    nz = 0
+    for t in range(w):
+        nz += int64(x[t] != 0)
+    return nz == 0
+
+
+@njit(inline="always", **JIT)
 def _no_zero(x, w):
     """True when none of x[:w] is +-0 (a vectorised count, no early exit)."""
     nz = 0
@@ -189,7 +198,7 @@ def _no_zero(x, w):
 
 @njit(**JIT)
 def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
-                  srbits, tmp, skip0=False):
+                  srbits, tmp, skip0=0):
     """Sequential float accumulation of one row's outputs, vectorisable over outputs.
 
     Steps k0 <= k < k1 of the products of row i with the outputs' columns, exact
@@ -203,10 +212,12 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
     store is a plain vector store (a conditional in-place store becomes a masked store,
     several times slower).
 
-    ``skip0`` (the engine sets it when every entry of B is finite): a step whose
-    A[i, k] is +-0 adds exact zeros, which leaves every nonzero register unchanged with
-    no event, so it is skipped unless some register is zero (whose sign the zero sum
-    may change). Zero pixels and ReLU zeros make this common.
+    ``skip0``: a step that adds exact zeros to every register leaves each nonzero
+    register unchanged with no event, so it is skipped unless some register is zero
+    (whose sign the zero sum may change). 1: the step's A[i, k] is +-0 (the engine sets
+    it when every entry of B is finite, so that 0 * B[k, j] is a zero); 2: the step's
+    products ``src`` are all +-0 (precomputed products, :func:`float_pairs`); 0: never.
+    Zero pixels and ReLU zeros make this common.
     """
     s = int64(52 - P[1])
     maxb = int64(P[4])
@@ -221,7 +232,7 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
     swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
-        if skip0 and a == 0.0 and _no_zero(cur, w):
+        if skip0 == 1 and a == 0.0 and _no_zero(cur, w):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = 0
         if contig:
@@ -231,6 +242,8 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
             for t in range(w):
                 gb[t] = bk[cols[e0 + t]]
             src = gb
+        if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
+            continue
         for t in range(w):
             x = cur[t]
             v, good, inexact = fast_add(x, a * src[t], s, lowmask, base, lsb_en, dpos,
@@ -330,7 +343,7 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
 
 @njit(**JIT)
 def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
-                    mode, keys, srbits, skip0=False):
+                    mode, keys, srbits, skip0=0):
     """:func:`seq_float_row` on float32 operands and registers (8 lanes per AVX2
     register). ``ninx`` is int32; ``acc``, ``tmp``, ``gb`` float32 scratch of length w.
     Rare steps (tiny, overflow, zero, inf/NaN sums) are redone exactly in float64 by
@@ -349,7 +362,7 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
     swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
-        if skip0 and a == float32(0.0) and _no_zero(cur, w):
+        if skip0 == 1 and a == float32(0.0) and _no_zero(cur, w):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = int32(0)
         if contig:
@@ -359,6 +372,8 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
             for t in range(w):
                 gb[t] = bk[cols[e0 + t]]
             src = gb
+        if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
+            continue
         for t in range(w):
             x = cur[t]
             v, gi, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en, dpos,
@@ -555,7 +570,7 @@ def float_pairs(A, Bt, pr, pc, init, P, mode, struct, L, PW, wmode, seed, srbits
                     pbuf[k, t] = ar[k] * br[k]
         ones = np.ones((1, K), dtype=A.dtype)
         _lanes(ones, pbuf, 0, lane, 0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
-               srbits, wnative, False, out, oflags, c_ov, c_sat, c_inx)
+               srbits, wnative, 2, out, oflags, c_ov, c_sat, c_inx)
 
 
 # ------------------------------------------------------------------------------------
@@ -686,13 +701,13 @@ def _product(p, pkind, PP, pmode, key, srbits, t, fl, nov, nsat, ninx):
 
 @njit(**JIT)
 def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode, srbits,
-              native, fl, nov, nsat, ninx, tmp):
+              native, fl, nov, nsat, ninx, tmp, skip0):
     """Sequential register steps k0 <= k < k1 for the outputs of row i: the vectorised
     loop when it applies (exact products, not native fp64, not stochastic), else the
     general scalar step."""
     if pkind == 0 and not native and mode != SR:
         seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
-                      srbits, tmp)
+                      srbits, tmp, skip0)
         return
     for k in range(k0, k1):
         a = A[i, k]
@@ -706,7 +721,7 @@ def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode
 
 @njit(**JIT)
 def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
-               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias, skip0,
                out, oflags, c_ov, c_sat, c_inx):
     """One CSR row of :func:`float_rows` (all its outputs, all K steps)."""
     K = A.shape[1]
@@ -725,7 +740,7 @@ def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct
         for t in range(w):
             acc[t] = init[e0 + t]
         _seq_span(A, B, i, cols, e0, w, 0, K, acc, keys, P, mode, pkind, PP, pmode,
-                  srbits, native, fl, nov, nsat, ninx, tmp)
+                  srbits, native, fl, nov, nsat, ninx, tmp, skip0)
     elif struct == S_CHUNK:
         # chunks of L steps from zero in the narrow register, each promoted into the
         # wide register (which starts at the bias)
@@ -738,7 +753,7 @@ def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct
             for t in range(w):
                 acc[t] = 0.0
             _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP,
-                      pmode, srbits, native, fl, nov, nsat, ninx, tmp)
+                      pmode, srbits, native, fl, nov, nsat, ninx, tmp, skip0)
             for t in range(w):
                 v, f = fadd(wide[t], acc[t], PW, wmode, step_key(keys[t] ^ _K_WIDE, k0),
                             srbits, wnative)
@@ -811,7 +826,7 @@ def _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct
 
 @njit(parallel=True, **JIT)
 def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
-               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias, skip0,
                out, oflags, c_ov, c_sat, c_inx):
     """Accumulate the selected outputs of A @ B in a float register.
 
@@ -822,19 +837,19 @@ def float_rows(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L
     """
     for r in prange(rows.shape[0]):
         _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
-               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias, skip0,
                out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def float_rows_serial(A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
-               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias, skip0,
                out, oflags, c_ov, c_sat, c_inx):
     """:func:`float_rows` on the calling thread: small products, where starting the
     thread pool costs more than the work."""
     for r in range(rows.shape[0]):
         _float_row(r, A, B, rows, ptr, cols, init, P, mode, pkind, PP, pmode, struct, L, PW,
-               wmode, T, G, amode, seed, srbits, native, wnative, has_bias,
+               wmode, T, G, amode, seed, srbits, native, wnative, has_bias, skip0,
                out, oflags, c_ov, c_sat, c_inx)
 
 
