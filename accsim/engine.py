@@ -125,8 +125,14 @@ class MatmulResult:
         self._values = values
         self._events = events
         self._events_fn = events_fn
-        self.int_values = int_values
+        self._int_values = int_values      # an array, or a function computing it on demand
         self.selected = selected
+
+    @property
+    def int_values(self):
+        if callable(self._int_values):
+            self._int_values = self._int_values()
+        return self._int_values
 
     @property
     def values(self):
@@ -513,26 +519,34 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
     _, seed_u, srbits = sr_settings(rounding, seed, sr_bits)
     init_f, _ = _init_entries(bias, m, n, rows, ptr, cols, init_fmt,
                               wide_rounding if code == _acc.S_CHUNK else rounding, seed)
-    init = np.rint(np.ldexp(init_f, frac)).astype(np.int64)
+    if bias is None:
+        init = np.zeros(init_f.shape[0], dtype=np.int64)
+    else:
+        init = np.rint(np.ldexp(init_f, frac)).astype(np.int64)
     lo, hi = _int_range(acc)
     sat = acc.overflow == "saturate"
     mode = np.int64(rounding_code(rounding))
 
     exact_ints = (code == _acc.S_SEQ and frac == 0 and inta and intb and acc.bits < 64
                   and (acc.signed or acc.bits < 63))
-    if exact_ints:
-        # int32 operands where they fit: 32x32->64-bit products vectorise (AVX2 has no
-        # 64-bit multiply), and half the memory traffic
-        amax = max(-A.min(initial=0), A.max(initial=0), -B.min(initial=0), B.max(initial=0))
-        ity = np.int32 if amax < 2**31 else np.int64
-        Ai = A.astype(ity)
-        Bi = B.astype(ity)
-        _bt = []
+    _ops = []
 
-        def Bit():
-            if not _bt:
-                _bt.append(np.ascontiguousarray(Bi.T))
-            return _bt[0]
+    def int_ops():
+        """(A, B, B transposed) as int32 where they fit, else int64; made on first use.
+        32x32->64-bit products vectorise (AVX2 has no 64-bit multiply), and half the
+        memory traffic."""
+        if not _ops:
+            amax = max(-A.min(initial=0), A.max(initial=0), -B.min(initial=0),
+                       B.max(initial=0))
+            ity = np.int32 if amax < 2**31 else np.int64
+            _ops.extend([A.astype(ity), B.astype(ity), None])
+        return _ops
+
+    def Bit():
+        ops = int_ops()
+        if ops[2] is None:
+            ops[2] = np.ascontiguousarray(ops[1].T)
+        return ops[2]
 
     def run(rows_, ptr_, cols_, init_):
         nnz = cols_.shape[0]
@@ -544,9 +558,11 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
         if exact_ints:
             if nnz < m * n:  # a selection: blocks of scattered (row, col) registers
                 rid = np.repeat(rows_, np.diff(ptr_))
-                _acc.int_pairs_exact(Ai, Bit(), rid, cols_, init_, lo, hi, np.int64(acc.bits),
-                                     acc.signed, sat, np.int64(16), out, oflags, cov, csat)
+                _acc.int_pairs_exact(int_ops()[0], Bit(), rid, cols_, init_, lo, hi,
+                                     np.int64(acc.bits), acc.signed, sat, np.int64(16),
+                                     out, oflags, cov, csat)
             else:
+                Ai, Bi, _ = int_ops()
                 _acc.int_rows_exact(Ai, Bi, rows_, ptr_, cols_, init_, lo, hi,
                                     np.int64(acc.bits), acc.signed, sat, out, oflags, cov, csat)
             return out, oflags, cov, csat, cinx
@@ -556,6 +572,8 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
         return out, oflags, cov, csat, cinx
 
     def finish(ivals):
+        if frac == 0 and acc.bits <= 54:      # every register value is a float64
+            return ivals.astype(np.float64)
         with np.errstate(all="ignore"):
             vals = np.ldexp(ivals.astype(np.float64), -frac)
         big = np.abs(ivals) > (1 << 53)
@@ -569,10 +587,13 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
         binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
         # a global bound on every partial sum: max row 1-norm of A times max |B|
         gbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
-            (np.abs(B).max() if B.size else 0.0) + (np.abs(binit).max() if binit.size else 0.0)
+            (max(-B.min(), B.max()) if B.size else 0.0) + \
+            (np.abs(binit).max() if bias is not None and binit.size else 0.0)
         if gbound < 2.0**52:
             # every partial sum is an integer below 2^52: BLAS is exact in any order
-            exact = (A @ B + binit).astype(np.int64)
+            exact_f = A @ B
+            if bias is not None:
+                exact_f += binit
 
             def risky_mask():
                 if gbound <= float(acc.max_int):
@@ -581,7 +602,7 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
                 return bound > float(acc.max_int)
             if sat:
                 risky = risky_mask()
-                ivals = exact.copy()
+                ivals = exact_f.astype(np.int64)
                 if risky.any():
                     r_rows, r_ptr, r_cols, _ = _csr(risky, m, n)
                     rid = np.repeat(r_rows, np.diff(r_ptr))
@@ -595,11 +616,21 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
                 return MatmulResult(finish(ivals), evs, int_values=ivals)
             # wrap: modular arithmetic, order-independent: reduce the exact sum
             bits = acc.bits
-            if bits < 64:
-                u = exact & np.int64((1 << bits) - 1)
-                ivals = np.where(u > acc.max_int, u + np.int64(-(1 << bits)), u)
-            else:
-                ivals = exact
+            vals = exact_f
+            if bits <= 52:
+                # two's complement wrap in float64, in place and exact (integers below
+                # 2^53, power-of-two scalings): ((x + h) mod 2^B) - h
+                h = float(1 << (bits - 1))
+                vals += h
+                q = vals * (2.0 ** -bits)
+                np.floor(q, out=q)
+                q *= 2.0 ** bits
+                vals -= q
+                vals -= h
+                ivals = lambda: vals.astype(np.int64)     # noqa: E731  (on demand)
+            else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps
+                ivals = exact_f.astype(np.int64)
+                vals = finish(ivals)
 
             def lazy_events():
                 risky = risky_mask()
@@ -611,7 +642,7 @@ def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_r
                 res = run(r_rows, r_ptr, r_cols, init.reshape(m, n)[rid, r_cols].copy())
                 return _gather(r_rows, r_ptr, r_cols, res[0].astype(np.float64), *res[1:],
                                m, n, 0.0)[1]
-            return MatmulResult(finish(ivals), events_fn=lazy_events, int_values=ivals)
+            return MatmulResult(vals, events_fn=lazy_events, int_values=ivals)
 
     out, oflags, cov, csat, cinx = run(rows, ptr, cols, init)
     vals_e = finish(out)
