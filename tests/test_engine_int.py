@@ -376,3 +376,36 @@ def test_zero_operands_skipped_exactly():
                 assert got.values[i, j] == s
         assert got.events.overflows.tolist() == ovf_rows
         assert ovf_rows[2] == 0 and sum(ovf_rows) > 0
+
+
+def test_wrap_fast_path_values_and_int_values():
+    """The BLAS-then-reduce wrap path (signed registers, no bias and with bias) against
+    Python integers: values, int_values and events, for narrow and wide registers."""
+    import numpy as np
+    from accsim import IntFormat
+    from accsim.engine import matmul
+    rng = np.random.default_rng(21)
+    a = rng.integers(-128, 128, (7, 90)).astype(np.float64)
+    b = rng.integers(-128, 128, (90, 5)).astype(np.float64)
+    bias = rng.integers(-50, 50, (1, 5)).astype(np.float64)
+    for bits in (8, 12, 16, 24, 40, 52, 53, 62):
+        fmt = IntFormat(bits, overflow="wrap")
+        for bb in (None, bias):
+            got = matmul(a, b, fmt, bias=bb)
+            h = 1 << (bits - 1)
+            exp = np.zeros((7, 5), dtype=object)
+            ovf = [0] * 7
+            for i in range(7):
+                for j in range(5):
+                    s = 0 if bb is None else int(bb[0, j])
+                    for k in range(90):
+                        t = s + int(a[i, k]) * int(b[k, j])
+                        if not -h <= t < h:
+                            ovf[i] += 1
+                            t = ((t + h) % (1 << bits)) - h
+                        s = t
+                    exp[i, j] = s
+            assert got.int_values.dtype == np.int64
+            assert got.int_values.tolist() == exp.tolist(), bits
+            assert got.values.tolist() == [[float(v) for v in r] for r in exp.tolist()], bits
+            assert got.events.overflows.tolist() == ovf, bits
