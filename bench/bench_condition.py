@@ -16,23 +16,22 @@ of the per-repeat ratios and the target ``1.3 + ρ``.
     python bench/bench_condition.py                     # 3 traces, 2 τ, 500 samples
     python bench/bench_condition.py --limit 1000 --repeats 5
 
-Measured on a shared, loaded 2-core machine (500 samples, median of 5 paired runs):
+Measured on the 2-core machine, idle, after the engine's zero-step skipping (500 samples,
+median of 5 paired runs):
 
     | trace          | tau  | narrow s | condition s | rho   | ratio | 1.3+rho |
-    | mnist-mlp-relu | 0.05 | 0.996    | 2.208       | 0.812 | 2.17  | 2.11    |
-    | mnist-mlp-relu | 0.2  | 1.132    | 1.988       | 0.264 | 1.74  | 1.56    |
-    | mnist-mlp-tanh | 0.05 | 1.136    | 2.436       | 0.788 | 2.16  | 2.09    |
-    | mnist-mlp-tanh | 0.2  | 1.067    | 1.954       | 0.328 | 1.81  | 1.63    |
-    | mnist-cnn      | 0.05 | 1.125    | 1.490       | 0.104 | 1.43  | 1.40    |
-    | mnist-cnn      | 0.2  | 1.062    | 1.365       | 0.028 | 1.29  | 1.33    |
+    | mnist-mlp-relu | 0.05 | 0.373    | 0.712       | 0.812 | 1.92  | 2.11    |
+    | mnist-mlp-relu | 0.2  | 0.379    | 0.719       | 0.264 | 2.00  | 1.56    |
+    | mnist-mlp-tanh | 0.05 | 0.439    | 0.966       | 0.788 | 2.18  | 2.09    |
+    | mnist-mlp-tanh | 0.2  | 0.500    | 0.891       | 0.328 | 1.86  | 1.63    |
+    | mnist-cnn      | 0.05 | 1.098    | 1.699       | 0.104 | 1.57  | 1.40    |
+    | mnist-cnn      | 0.2  | 1.108    | 1.381       | 0.028 | 1.24  | 1.33    |
 
-The target is met for the CNN at τ = 0.2 and missed by 3-12 % elsewhere. Where the time
-goes (profile, mnist-mlp-relu, τ = 0.2): narrow pass 0.72 s (bf16 in float32 lanes),
-re-issue of 26 % of the outputs through the engine's selected-output path 0.64 s (an fp32
-register does not fit the float32 lanes, and the scattered path costs about 2-3x the
-dense one per MAC), estimate ``|A||B|`` (float64 BLAS) and selection 0.16 s. The
-scheduler side (estimate, score, selection) is within the 0.3; the rest is the engine's
-per-MAC cost of the wide, selected path.
+The target is met in 2 of 6 cases. The narrow pass (bf16 in float32 lanes, zero steps
+skipped) is now about 2.5x faster than when this script was written, which raised the
+ratios: the re-issue runs on an fp32 register, which needs the float64 lanes (24
+significant bits do not fit float32's round-to-odd), on the scattered-output path, about
+2x the narrow path's cost per MAC; the estimate |A||B| is a float64 BLAS product.
 """
 
 from __future__ import annotations
