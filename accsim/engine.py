@@ -61,11 +61,20 @@ Exactness
     with ``ValueError`` saying why: products that need more than 53 significant bits or
     fall below float64's range, float accumulators with more than 50 fraction bits other
     than IEEE fp64 with rne, integer sums beyond 64 bits.
+
+How it runs (results never depend on it)
+    Sequential and chunked float registers step many outputs side by side with a
+    branch-free TwoSum + round-to-odd + bit-pattern rounding, redoing the rare hard
+    steps (subnormal results, overflow, inf/NaN) with the general code. When the register
+    has at most 22 significant bits inside float32's exponent range and every operand
+    and product is exact in float32, the same algorithm runs on float32 lanes (twice as
+    many per vector register); otherwise on float64 lanes. Steps that add exact zeros to
+    nonzero registers (a zero a[i, k] with every entry of B finite) are skipped, since
+    they change neither values nor events. Integer operands are held as int32 where they
+    fit.
 """
 
 from __future__ import annotations
-
-
 
 import math
 import numbers
