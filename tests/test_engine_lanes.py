@@ -221,3 +221,31 @@ def test_zero_steps_in_selected_outputs(acc, mode):
         np.array_equal(np.isnan(gv), np.isnan(fv)) and \
         np.array_equal(gv[~np.isnan(gv)].view(np.int64), fv[~np.isnan(fv)].view(np.int64))
     assert np.array_equal(sel.events.flags[mask], full.events.flags[mask])
+
+
+FP64 = FloatFormat(11, 52, name="fp64")
+
+
+def test_fp64_register_against_oracle():
+    """The IEEE binary64 register (rne: the hardware add), vectorised: values, inexact
+    counts, zero sums, zero steps, overflow to inf (and its flags), against MPFR."""
+    rng = np.random.default_rng(17)
+    a = sig_values(rng, (6, 300), 26, -30, 30)
+    b = sig_values(rng, (300, 5), 26, -30, 30)
+    a[:, 50:120] = 0.0
+    a[1] = 0.0
+    a[2, :150] = -a[2, :150]
+    check(a, b, FP64, "fp64")
+    check(a, b, FP64, "fp64/bias", bias=np.array([[0.0, -0.0, 1.5, -2.0**-40, 3.0]]))
+    mask = rng.random((6, 5)) < 0.5
+    full = matmul(a, b, FP64)
+    sel = matmul(a, b, FP64, select=mask)
+    assert np.array_equal(sel.values[mask], full.values[mask])
+    # overflow: products 2.6 * 2^1016, 128 of them pass 2^1024
+    s = 2.0**508
+    a2 = np.full((2, 128), 1.5 * s)
+    a2[1] = -a2[1]
+    b2 = np.full((128, 2), 1.75 * s)
+    b2[:, 1] = 0.0
+    got = check(a2, b2, FP64, "fp64/overflow")
+    assert np.isinf(got.values[:, 0]).all() and got.events.overflows.sum() == 2

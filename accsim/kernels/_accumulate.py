@@ -700,6 +700,54 @@ def _product(p, pkind, PP, pmode, key, srbits, t, fl, nov, nsat, ninx):
 
 
 @njit(**JIT)
+def seq_native_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, tmp, skip0):
+    """:func:`seq_float_row` for the IEEE binary64 register with rne: the hardware add
+    is the register (TwoSum only for the inexact flag), vectorised over outputs; sums
+    that overflow (or meet inf/NaN) are redone by :func:`_fadd_native` for their flags.
+    Zero sums take IEEE's sign from the hardware add itself. ``skip0`` as in
+    :func:`seq_float_row` (1 or 0)."""
+    contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
+    c0 = cols[e0]
+    gb = np.empty(0 if contig else w)
+    cur = acc
+    nxt = tmp
+    swaps = 0
+    for k in range(k0, k1):
+        a = A[i, k]
+        if skip0 == 1 and a == 0.0 and _no_zero(cur, w):
+            continue
+        if contig:
+            src = B[k, c0:c0 + w]
+        else:
+            bk = B[k]
+            for t in range(w):
+                gb[t] = bk[cols[e0 + t]]
+            src = gb
+        nbad = 0
+        for t in range(w):
+            x = cur[t]
+            p = a * src[t]
+            hi = x + p
+            bp = hi - x
+            lo = (x - (hi - bp)) + (p - bp)
+            nxt[t] = hi
+            ninx[t] += int64((lo != 0.0) & (lo == lo))
+            nbad += int64((hi - hi) != 0.0)        # inf or NaN (NaN != 0 is true)
+        if nbad:
+            for t in range(w):
+                h = nxt[t]
+                if (h - h) != 0.0:
+                    v, f = _fadd_native(cur[t], a * src[t])
+                    nxt[t] = v
+                    _tally(f, t, fl, nov, nsat, ninx)
+        cur, nxt = nxt, cur
+        swaps += 1
+    if swaps % 2 == 1:
+        for t in range(w):
+            acc[t] = tmp[t]
+
+
+@njit(**JIT)
 def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode, srbits,
               native, fl, nov, nsat, ninx, tmp, skip0):
     """Sequential register steps k0 <= k < k1 for the outputs of row i: the vectorised
@@ -708,6 +756,9 @@ def _seq_span(A, B, i, cols, e0, w, k0, k1, acc, keys, P, mode, pkind, PP, pmode
     if pkind == 0 and not native and mode != SR:
         seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mode, keys,
                       srbits, tmp, skip0)
+        return
+    if pkind == 0 and native and w > 0:
+        seq_native_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, tmp, skip0)
         return
     for k in range(k0, k1):
         a = A[i, k]
