@@ -436,8 +436,11 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
         args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
                 PW, np.int64(wmode), seed_u, srbits, wnative)
         skip0 = np.int64(1 if np.isfinite(B).all() else 0)   # 0 * B[k, j] is an exact zero
-        if mask is not None:
-            # scattered outputs: blocks of independent registers over (row, col) pairs
+        # a selection with few outputs per row: blocks of independent registers over
+        # (row, col) pairs; with 32 or more per row on average the row kernels (columns
+        # gathered) fill the vectors and skip a row's zero a[i, k] steps
+        pairs = mask is not None and nnz < 32 * max(rows.shape[0], 1)
+        if pairs:
             Aop, Bop = (A, B) if ops32 is None else ops32
             rid = np.repeat(rows, np.diff(ptr))
             _acc.float_pairs(Aop, np.ascontiguousarray(Bop.T), rid, cols, init, *args,
@@ -446,7 +449,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
             kern = _acc.float_rows32 if big else _acc.float_rows32_serial
             kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, skip0, out, oflags, cov, csat,
                  cinx)
-        if mask is not None or ops32 is not None:
+        if pairs or ops32 is not None:
             values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n,
                                      np.nan)
             return MatmulResult(values, events, selected=mask)

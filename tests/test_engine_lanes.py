@@ -199,22 +199,24 @@ def test_zero_rows_of_a(acc, mode):
     assert np.isnan(got.values[1, 0])
 
 
+@pytest.mark.parametrize("density", [0.3, 0.8])   # pairs path / row kernels (>= 32 a row)
 @pytest.mark.parametrize("acc", [FP16, FloatFormat(8, 23, name="fp32")], ids=lambda f: f.name)
 @pytest.mark.parametrize("mode", ["rne", "rd", "ru"])
-def test_zero_steps_in_selected_outputs(acc, mode):
-    """Scattered outputs skip steps whose products are all zero: identical bits (signed
-    zeros, NaN from 0 * inf) and flags to the full product, which the oracle checks."""
+def test_zero_steps_in_selected_outputs(acc, mode, density):
+    """Selected outputs (scattered pairs, or rows with gathered columns) skip steps that
+    add only zeros: identical bits (signed zeros, NaN from 0 * inf) and flags to the full
+    product, which the oracle checks."""
     rng = np.random.default_rng(5)
     a = sig_values(rng, (40, 60), 11, -6, 3)
     a[:, 10:30] = 0.0                 # zero columns in every row: all-zero product steps
     a[::3, 40:] = -0.0
     a[5, :] = 0.0
-    b = sig_values(rng, (60, 30), 11, -6, 3)
+    b = sig_values(rng, (60, 50), 11, -6, 3)
     b[45, 2] = np.inf
-    bias = np.where(rng.random((40, 30)) < 0.3, 0.0, 0.25)
+    bias = np.where(rng.random((40, 50)) < 0.3, 0.0, 0.25)
     bias[::4] = -0.0
     full = check(a, b, acc, f"sel-zero/{acc.name}/{mode}", rounding=mode, bias=bias)
-    mask = rng.random((40, 30)) < 0.3
+    mask = rng.random((40, 50)) < density
     sel = matmul(a, b, acc, rounding=mode, bias=bias, select=mask)
     gv, fv = sel.values[mask], full.values[mask]
     assert np.array_equal(gv.view(np.int64), fv.view(np.int64)) or \
@@ -249,3 +251,22 @@ def test_fp64_register_against_oracle():
     b2[:, 1] = 0.0
     got = check(a2, b2, FP64, "fp64/overflow")
     assert np.isinf(got.values[:, 0]).all() and got.events.overflows.sum() == 2
+
+
+@pytest.mark.parametrize("density", [0.3, 0.8])
+@pytest.mark.parametrize("acc", [FP16, FloatFormat(8, 23, name="fp32")], ids=lambda f: f.name)
+def test_zero_skips_in_selected_rows(acc, density):
+    """As above with every entry of B finite, so that the row kernels may skip a row's
+    zero a[i, k] steps: selected values and flags equal the oracle-checked full product."""
+    rng = np.random.default_rng(9)
+    a = sig_values(rng, (30, 70), 11, -6, 3)
+    a[:, 5:40] = 0.0
+    a[4] = -0.0
+    b = sig_values(rng, (70, 60), 11, -6, 3)
+    bias = np.where(rng.random((30, 60)) < 0.3, 0.0, -0.5)
+    for mode in ("rne", "rd"):
+        full = check(a, b, acc, f"sel-rows/{acc.name}/{mode}", rounding=mode, bias=bias)
+        mask = rng.random((30, 60)) < density
+        sel = matmul(a, b, acc, rounding=mode, bias=bias, select=mask)
+        assert np.array_equal(sel.values[mask].view(np.int64), full.values[mask].view(np.int64))
+        assert np.array_equal(sel.events.flags[mask], full.events.flags[mask])
