@@ -179,6 +179,26 @@ def zero_consts(mode, P):
 
 
 @njit(inline="always", **JIT)
+def _step_src(B, k, cols, e0, w, contig, c0, gb):
+    """The step's B entries of the w outputs: a view of row k when their columns are
+    consecutive, else gathered into the scratch ``gb``."""
+    if contig:
+        return B[k, c0:c0 + w]
+    bk = B[k]
+    for t in range(w):
+        gb[t] = bk[cols[e0 + t]]
+    return gb
+
+
+@njit(inline="always", **JIT)
+def _settle(acc, tmp, w, swaps):
+    """After ping-ponging between ``acc`` and ``tmp``: the registers end in ``acc``."""
+    if swaps % 2 == 1:
+        for t in range(w):
+            acc[t] = tmp[t]
+
+
+@njit(inline="always", **JIT)
 def _all_zero(x, w):
     """True when every one of x[:w] is +-0."""
     nz = 0
@@ -235,13 +255,7 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
         if skip0 == 1 and a == 0.0 and _no_zero(cur, w):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = 0
-        if contig:
-            src = B[k, c0:c0 + w]
-        else:
-            bk = B[k]
-            for t in range(w):
-                gb[t] = bk[cols[e0 + t]]
-            src = gb
+        src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
             continue
         for t in range(w):
@@ -264,9 +278,7 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
                     _tally(f, t, fl, nov, nsat, ninx)
         cur, nxt = nxt, cur
         swaps += 1
-    if swaps % 2 == 1:
-        for t in range(w):
-            acc[t] = tmp[t]
+    _settle(acc, tmp, w, swaps)
 
 
 # ------------------------------------------------------------------------------------
@@ -365,13 +377,7 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
         if skip0 == 1 and a == float32(0.0) and _no_zero(cur, w):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = int32(0)
-        if contig:
-            src = B[k, c0:c0 + w]
-        else:
-            bk = B[k]
-            for t in range(w):
-                gb[t] = bk[cols[e0 + t]]
-            src = gb
+        src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
             continue
         for t in range(w):
@@ -396,9 +402,7 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
                     ninx[t] = int32(ninx[t] + int32(f & 1))
         cur, nxt = nxt, cur
         swaps += 1
-    if swaps % 2 == 1:
-        for t in range(w):
-            acc[t] = tmp[t]
+    _settle(acc, tmp, w, swaps)
 
 
 @njit(inline="always", **JIT)
@@ -716,13 +720,7 @@ def seq_native_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, tmp, 
         a = A[i, k]
         if skip0 == 1 and a == 0.0 and _no_zero(cur, w):
             continue
-        if contig:
-            src = B[k, c0:c0 + w]
-        else:
-            bk = B[k]
-            for t in range(w):
-                gb[t] = bk[cols[e0 + t]]
-            src = gb
+        src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         nbad = 0
         for t in range(w):
             x = cur[t]
@@ -742,9 +740,7 @@ def seq_native_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, tmp, 
                     _tally(f, t, fl, nov, nsat, ninx)
         cur, nxt = nxt, cur
         swaps += 1
-    if swaps % 2 == 1:
-        for t in range(w):
-            acc[t] = tmp[t]
+    _settle(acc, tmp, w, swaps)
 
 
 @njit(**JIT)
