@@ -432,7 +432,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     P = format_params(acc)
     big = cols.shape[0] * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
     if code in (_acc.S_SEQ, _acc.S_CHUNK) and pkind == 0 and not native and rounding != "sr":
-        ops32 = _float32_operands(acc, A, B, sta, stb)
+        ops32 = _float32_operands(acc, A, B, sta, stb, rounding)
         args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
                 PW, np.int64(wmode), seed_u, srbits, wnative)
         skip0 = np.int64(1 if np.isfinite(B).all() else 0)   # 0 * B[k, j] is an exact zero
@@ -464,11 +464,12 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     return MatmulResult(values, events, selected=mask)
 
 
-def _float32_operands(acc, A, B, sta=None, stb=None):
+def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None):
     """(A, B) as float32 when the float32-lane kernel is exact for them, else None.
 
     Conditions: the register has at most 22 significant bits (float32 round-to-odd
-    keeps two more) and its normal range lies inside float32's (emin >= -126,
+    keeps two more), or is IEEE binary32 with ``rounding`` "rne" (the hardware add is
+    the register), and its normal range lies inside float32's (emin >= -126,
     emax <= 127); every operand is a float32 value and every product of an entry of A
     with an entry of B is exact in float32: significand widths add up to at most 24,
     lowest set bits to at least 2^-149, leading exponents to at most 126. ``sta``,
@@ -482,7 +483,9 @@ def _float32_operands(acc, A, B, sta=None, stb=None):
         sta = _acc.sig_stats(A.reshape(-1))[:3]
         stb = _acc.sig_stats(B.reshape(-1))[:3]
     (sa, la, ea), (sb, lb, eb) = sta, stb
-    if acc.man_bits > 21 or acc.emin < -126 or acc.emax > 127 or A.size == 0 or B.size == 0:
+    binary32 = acc == FloatFormat(8, 23) and rounding == "rne"
+    if (acc.man_bits > 21 and not binary32) or acc.emin < -126 or acc.emax > 127 \
+            or A.size == 0 or B.size == 0:
         return None
     if sa == 0 or sb == 0:       # no finite nonzero entries: every product is 0, inf or NaN
         ok = (sa == 0 or (sa <= 24 and la >= -149 and ea <= 127)) and \

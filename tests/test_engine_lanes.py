@@ -270,3 +270,64 @@ def test_zero_skips_in_selected_rows(acc, density):
         sel = matmul(a, b, acc, rounding=mode, bias=bias, select=mask)
         assert np.array_equal(sel.values[mask].view(np.int64), full.values[mask].view(np.int64))
         assert np.array_equal(sel.events.flags[mask], full.events.flags[mask])
+
+
+FP32 = FloatFormat(8, 23, name="fp32")
+
+
+class TestBinary32Register:
+    """The IEEE binary32 register with rne on float32 lanes: the hardware float32 add
+    is the register (TwoSum only for the inexact count). Checked against the MPFR /
+    Fraction oracle where it could go wrong: ties of 24 bits, subnormal partial sums,
+    overflow to inf, cancellation to exact zero, +-0, inf and NaN."""
+
+    def test_eligibility(self):
+        a = np.ones((2, 2))
+        assert _float32_operands(FP32, a, a, rounding="rne") is not None
+        for mode in ["rz", "rd", "ru", "rna", "ro"]:
+            assert _float32_operands(FP32, a, a, rounding=mode) is None
+        for other in [FloatFormat(8, 23, subnormals=False), FloatFormat(8, 23, overflow="saturate")]:
+            assert _float32_operands(other, a, a, rounding="rne") is None
+        assert _float32_operands(FP32, a, np.array([[2.0**-100, 1.0], [1.0, 1.0]]) * 2.0**-50,
+                                 rounding="rne") is None      # a product below 2^-149
+
+    @pytest.mark.parametrize("bits,elo,ehi", [
+        (12, -8, 8),       # fp16-like operands: 24-bit products, inexact adds, ties
+        (8, -67, -62),     # bf16 operands: products and partial sums in the subnormal range
+        (8, 55, 63),       # products up to 2^127: overflow to inf
+    ])
+    def test_oracle(self, bits, elo, ehi):
+        rng = np.random.default_rng(zlib.crc32(f"b32{elo}".encode()))
+        a = sig_values(rng, (6, 70), bits, elo, ehi)
+        b = sig_values(rng, (70, 7), bits, elo, ehi)
+        a[0, :] = np.abs(a[0, :])
+        b[:, 0] = np.abs(b[:, 0])
+        a[1, 5] = 0.0
+        a[2, :35] = -a[2, :35]
+        assert _float32_operands(FP32, a, b, rounding="rne") is not None
+        got = check(a, b, FP32, f"binary32/{elo}")
+        check(a, b, FP32, f"binary32/{elo}/bias", bias=np.full((6, 7), 2.0**elo))
+        mask = rng.random((6, 7)) < 0.3                   # scattered pairs
+        sel = matmul(a, b, FP32, select=mask)
+        assert np.array_equal(sel.values[mask].view(np.int64),
+                              got.values[mask].view(np.int64))
+        assert np.array_equal(sel.events.flags[mask], got.events.flags[mask])
+        if elo > 50:
+            assert got.events.total["overflows"] > 0
+
+    def test_ties_zeros_and_specials(self):
+        u = 2.0**-24                      # half an ulp of 1 in binary32
+        a = np.array([[1.0, u, u, u, 0.0],
+                      [1.0, u + 2.0**-36, -1.0, 0.0, -0.0],
+                      [1.0 + 2.0**-22, u, -1.0 - 2.0**-22, -u, 0.0],
+                      [-0.0, -0.0, 0.0, np.inf, 1.0],
+                      [2.0**-126, -2.0**-149, 2.0**-149, 0.0, np.nan],
+                      [1.5 * 2.0**126, 1.5 * 2.0**126, 1.5 * 2.0**126, -1.0, 1.0]])
+        b = np.ones((5, 3))
+        b[:, 1] = -1.0
+        b[3, 2] = -0.0
+        assert _float32_operands(FP32, a, b, rounding="rne") is not None
+        got = check(a, b, FP32, "binary32/ties")
+        assert got.events.total["overflows"] > 0
+        check(a, b, FP32, "binary32/ties/chunked", structure="chunked", chunk_size=2,
+              wide=FloatFormat(8, 30))

@@ -353,6 +353,65 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
     return _i2f(bits), int32(ok & int32(1)), int32(int32(-nz) & int32(~easy) & int32(1))
 
 
+@njit(inline="always", **JIT)
+def is_binary32(P, mode):
+    """True when format P with rounding ``mode`` is exactly IEEE 754 binary32 with
+    round-to-nearest-even: 23 fraction bits, exponents -126..127, subnormals, inf, NaN
+    and -0, overflow to inf. Then the hardware float32 add is the register."""
+    return (P[0] == 0 and P[1] == 23 and P[2] == -126 and P[3] == 127
+            and P[4] == int64(0x47EFFFFFE0000000) and P[5] == 1 and P[6] == 1
+            and P[7] == 1 and P[8] == 1 and P[9] == 0 and mode == RNE)
+
+
+@njit(**JIT)
+def seq_native_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
+                     mode, keys, srbits, skip0):
+    """:func:`seq_native_row` for the IEEE binary32 register with rne, on float32
+    operands whose products are exact in float32 (the engine checks it): the hardware
+    float32 add is the register (IEEE sign of zero sums, subnormals, ties to even),
+    TwoSum gives the inexact flag, 8 lanes per AVX2 register. Sums that overflow or
+    meet inf/NaN are redone by the general float64 code for their flags."""
+    contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
+    c0 = cols[e0]
+    cur = acc
+    nxt = tmp
+    swaps = 0
+    for k in range(k0, k1):
+        a = A[i, k]
+        if skip0 == 1 and a == float32(0.0) and _no_zero(cur, w):
+            continue
+        src = _step_src(B, k, cols, e0, w, contig, c0, gb)
+        if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
+            continue
+        nbad = int32(0)
+        for t in range(w):
+            x = cur[t]
+            p = a * src[t]
+            hi = x + p
+            bp = hi - x
+            lo = (x - (hi - bp)) + (p - bp)
+            nxt[t] = hi
+            ninx[t] = int32(ninx[t] + int32((lo != float32(0.0)) & (lo == lo)))
+            nbad = int32(nbad + int32((hi - hi) != float32(0.0)))    # inf or NaN
+        if nbad:
+            for t in range(w):
+                h = nxt[t]
+                if (h - h) != float32(0.0):
+                    x = cur[t]
+                    p = a * src[t]
+                    # lo was NaN there (not counted): fadd gives this step's flags
+                    v64, f = fadd(float64(x), float64(p), P, mode, step_key(keys[t], k),
+                                  srbits, False)
+                    nxt[t] = float32(v64)
+                    fl[t] |= f
+                    nov[t] += (f >> 1) & 1
+                    nsat[t] += (f >> 2) & 1
+                    ninx[t] = int32(ninx[t] + int32(f & 1))
+        cur, nxt = nxt, cur
+        swaps += 1
+    _settle(acc, tmp, w, swaps)
+
+
 @njit(**JIT)
 def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
                     mode, keys, srbits, skip0=0):
@@ -360,7 +419,12 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
     register). ``ninx`` is int32; ``acc``, ``tmp``, ``gb`` float32 scratch of length w.
     Rare steps (tiny, overflow, zero, inf/NaN sums) are redone exactly in float64 by
     the general code; every value of the format is a float32, so storing it is exact.
+    The IEEE binary32 register with rne runs :func:`seq_native_row32`.
     """
+    if is_binary32(P, mode):
+        seq_native_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat,
+                         P, mode, keys, srbits, skip0)
+        return
     lsb = int32(int32(1) << int32(23 - P[1]))
     maxb = _f2i(float32(_i2f(int64(P[4]))))
     minb = int32(int32(P[2] + 127) << int32(23))
