@@ -208,6 +208,20 @@ def _all_zero(x, w):
 
 
 @njit(inline="always", **JIT)
+def _skip_a(a, cur, w, skip0):
+    """Skip a step whose a[i, k] is +-0 (``skip0`` 1: B all finite, so every product
+    is +-0)? Only when no register is zero: x + (+-0) = x exactly for x != 0."""
+    return skip0 == 1 and a == 0 and _no_zero(cur, w)
+
+
+@njit(inline="always", **JIT)
+def _skip_src(src, cur, w, skip0):
+    """Skip a step whose products are all +-0 (``skip0`` 2: the products are ``src``
+    itself)? Only when no register is zero."""
+    return skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w)
+
+
+@njit(inline="always", **JIT)
 def _no_zero(x, w):
     """True when none of x[:w] is +-0 (a vectorised count, no early exit)."""
     nz = 0
@@ -252,11 +266,11 @@ def seq_float_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, P, mod
     swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
-        if skip0 == 1 and a == 0.0 and _no_zero(cur, w):
+        if _skip_a(a, cur, w, skip0):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = 0
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
-        if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
+        if _skip_src(src, cur, w, skip0):
             continue
         for t in range(w):
             x = cur[t]
@@ -353,6 +367,18 @@ def fast_add32(x, p, lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb
     return _i2f(bits), int32(ok & int32(1)), int32(int32(-nz) & int32(~easy) & int32(1))
 
 
+@njit(**JIT)
+def _redo32(x, p, t, k, nxt, fl, ninx, nov, nsat, P, mode, keys, srbits):
+    """Step k of float32 lane t by the general float64 code (the exact product p is a
+    float32): register value into nxt[t], this step's events tallied."""
+    v64, f = fadd(float64(x), float64(p), P, mode, step_key(keys[t], k), srbits, False)
+    nxt[t] = float32(v64)
+    fl[t] |= f
+    nov[t] += (f >> 1) & 1
+    nsat[t] += (f >> 2) & 1
+    ninx[t] = int32(ninx[t] + int32(f & 1))
+
+
 @njit(inline="always", **JIT)
 def is_binary32(P, mode):
     """True when format P with rounding ``mode`` is exactly IEEE 754 binary32 with
@@ -378,10 +404,10 @@ def seq_native_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, 
     swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
-        if skip0 == 1 and a == float32(0.0) and _no_zero(cur, w):
+        if _skip_a(a, cur, w, skip0):
             continue
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
-        if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
+        if _skip_src(src, cur, w, skip0):
             continue
         nbad = int32(0)
         for t in range(w):
@@ -396,17 +422,9 @@ def seq_native_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, 
         if nbad:
             for t in range(w):
                 h = nxt[t]
-                if (h - h) != float32(0.0):
-                    x = cur[t]
-                    p = a * src[t]
-                    # lo was NaN there (not counted): fadd gives this step's flags
-                    v64, f = fadd(float64(x), float64(p), P, mode, step_key(keys[t], k),
-                                  srbits, False)
-                    nxt[t] = float32(v64)
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] = int32(ninx[t] + int32(f & 1))
+                if (h - h) != float32(0.0):     # lo was NaN there, not counted
+                    _redo32(cur[t], a * src[t], t, k, nxt, fl, ninx, nov, nsat, P, mode,
+                            keys, srbits)
         cur, nxt = nxt, cur
         swaps += 1
     _settle(acc, tmp, w, swaps)
@@ -438,11 +456,11 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
     swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
-        if skip0 == 1 and a == float32(0.0) and _no_zero(cur, w):
+        if _skip_a(a, cur, w, skip0):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
         nbad = int32(0)
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
-        if skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w):
+        if _skip_src(src, cur, w, skip0):
             continue
         for t in range(w):
             x = cur[t]
@@ -457,13 +475,8 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
                 v, gi, inexact = fast_add32(x, a * src[t], lsb, lowmask, base, lsb_en,
                                             dpos, dxor, ro_mask, minb, maxb, zrd, znz)
                 if gi == 0:
-                    v64, f = fadd(float64(x), float64(a) * float64(src[t]), P, mode,
-                                  step_key(keys[t], k), srbits, False)
-                    nxt[t] = float32(v64)
-                    fl[t] |= f
-                    nov[t] += (f >> 1) & 1
-                    nsat[t] += (f >> 2) & 1
-                    ninx[t] = int32(ninx[t] + int32(f & 1))
+                    _redo32(x, a * src[t], t, k, nxt, fl, ninx, nov, nsat, P, mode, keys,
+                            srbits)
         cur, nxt = nxt, cur
         swaps += 1
     _settle(acc, tmp, w, swaps)
@@ -782,7 +795,7 @@ def seq_native_row(A, B, i, cols, e0, w, k0, k1, acc, fl, ninx, nov, nsat, tmp, 
     swaps = 0
     for k in range(k0, k1):
         a = A[i, k]
-        if skip0 == 1 and a == 0.0 and _no_zero(cur, w):
+        if _skip_a(a, cur, w, skip0):
             continue
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         nbad = 0
