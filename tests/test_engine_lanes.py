@@ -331,3 +331,39 @@ class TestBinary32Register:
         assert got.events.total["overflows"] > 0
         check(a, b, FP32, "binary32/ties/chunked", structure="chunked", chunk_size=2,
               wide=FloatFormat(8, 30))
+
+
+def test_fp16_rne_step_against_numpy_float16_cast():
+    """Every finite fp16 register value x, one step x + p with p half an ulp of x times
+    multipliers that hit the tie exactly, one product-ulp either side, and a few ulps
+    away, with both signs, plus zero products: the register must hold numpy's float16
+    cast of the exact sum (x + p is exact in float64 here: its bits span under 40), and
+    count an inexact add exactly where that cast is inexact (independent oracle: numpy's
+    correctly rounded float64 -> float16 conversion)."""
+    x = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+    x = np.concatenate([x, -x])                         # +-0 .. +-65504, subnormals
+    ex = np.clip(np.floor(np.log2(np.where(x == 0, 1.0, np.abs(x)))), -14, 15)
+    rows_a = [np.exp2(ex), np.exp2(ex) * (1 + 2.0**-10), -np.exp2(ex) * (2 - 2.0**-10)]
+    a = np.concatenate(rows_a)[:, None]                 # fp16 values
+    xs = np.concatenate([x] * len(rows_a))
+    c = np.array([1.0, -1.0, 1 - 2.0**-11, -(1 - 2.0**-11), 1 + 2.0**-10, 3.0, -5.0,
+                  2.0, 0.0, -0.0, 2.0**-10, -(2 - 2.0**-10)])
+    b = (c * 2.0**-11)[None, :]                         # fp16 values
+    assert np.array_equal(np.float16(a).astype(np.float64), a)
+    assert np.array_equal(np.float16(b).astype(np.float64), b)
+    bias = np.repeat(xs[:, None], b.shape[1], axis=1)
+    exact = bias + a * b                                # exact in float64
+    with np.errstate(over="ignore"):
+        ref = exact.astype(np.float16).astype(np.float64)
+    assert _float32_operands(FP16, a, b) is not None
+    got = matmul(a, b, FP16, bias=bias)
+    same = (got.values.view(np.int64) == ref.view(np.int64))
+    bad = np.argwhere(~same)
+    assert same.all(), (f"{bad.shape[0]} mismatches, first x={bias[tuple(bad[0])]!r} "
+                        f"p={(a * b)[tuple(bad[0])]!r}: got {got.values[tuple(bad[0])]!r}, "
+                        f"float16 cast {ref[tuple(bad[0])]!r}")
+    inexact = (ref != exact) & np.isfinite(ref)
+    overflow = np.isinf(ref)
+    np.testing.assert_array_equal(got.events.flags & 1, (inexact | overflow).astype(np.uint8))
+    np.testing.assert_array_equal((got.events.flags & 2) != 0, overflow)
+    assert inexact.sum() > 100_000 and overflow.sum() > 0

@@ -430,6 +430,77 @@ def seq_native_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, 
     _settle(acc, tmp, w, swaps)
 
 
+@njit(inline="always", **JIT)
+def fast_add32_rne(x, p, lsb, lowmask, half, minb, maxb):
+    """:func:`fast_add32` for rne into a format with -0 and 1..21 fraction bits, the
+    common case, in about half the operations: no direction constants, and an exact
+    zero sum keeps the hardware add's sign, which under rne is IEEE's (x + (-x) = +0,
+    (-0) + (-0) = -0). Zero products on subnormal registers take the general code.
+    ``lsb``: the kept LSB of the float32 pattern (2^(23 - fraction bits)), ``half``
+    = lsb / 2, ``lowmask`` = lsb - 1.
+    Returns (value, good, inexact) as :func:`fast_add32`.
+    """
+    hi = x + p
+    bp = hi - x
+    lo = (x - (hi - bp)) + (p - bp)
+    hb = _f2i(hi)
+    # round-to-odd of the exact sum (float32 keeps at least two more bits than P)
+    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
+    delta = int32(int32(int32(_f2i(lo) ^ hb) >> int32(31)) | int32(1))
+    hb = int32(hb + int32(delta & int32(-fix)))
+    mag = int32(hb & int32(0x7FFFFFFF))
+    rem = int32(mag & lowmask)
+    # ties to even: add half an LSB, less one where the kept LSB is even
+    even = int32(-int32(int32(mag & lsb) == int32(0)))
+    r = int32(int32(int32(mag + half) + even) & int32(~lowmask))
+    # good: normal result (a normal mag rounds to at least the smallest normal) within
+    # range, or an exact zero sum; else the register keeps x for the general code
+    ok = int32(-int32(((mag >= minb) & (r <= maxb)) | (mag == int32(0))))
+    bits = int32(int32(hb & int32(-0x80000000)) | r)
+    bits = int32(int32(bits & ok) | int32(_f2i(x) & int32(~ok)))
+    return _i2f(bits), int32(ok & int32(1)), int32(rem != int32(0))
+
+
+@njit(**JIT)
+def seq_rne_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P, mode,
+                  keys, srbits, skip0):
+    """:func:`seq_float_row32` with :func:`fast_add32_rne` (the caller checks the
+    format and mode)."""
+    lsb = int32(int32(1) << int32(23 - P[1]))
+    lowmask = int32(lsb - int32(1))
+    half = int32(lsb >> int32(1))
+    maxb = _f2i(float32(_i2f(int64(P[4]))))
+    minb = int32(int32(P[2] + 127) << int32(23))
+    contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
+    c0 = cols[e0]
+    cur = acc
+    nxt = tmp
+    swaps = 0
+    for k in range(k0, k1):
+        a = A[i, k]
+        if _skip_a(a, cur, w, skip0):
+            continue
+        src = _step_src(B, k, cols, e0, w, contig, c0, gb)
+        if _skip_src(src, cur, w, skip0):
+            continue
+        nbad = int32(0)
+        for t in range(w):
+            v, gi, inexact = fast_add32_rne(cur[t], a * src[t], lsb, lowmask, half, minb, maxb)
+            nxt[t] = v
+            ninx[t] = int32(ninx[t] + int32(inexact & gi))
+            nbad = int32(nbad + int32(int32(1) - gi))
+        if nbad:
+            for t in range(w):
+                x = cur[t]
+                v, gi, inexact = fast_add32_rne(x, a * src[t], lsb, lowmask, half, minb, maxb)
+                if gi == 0:
+                    _redo32(x, a * src[t], t, k, nxt, fl, ninx, nov, nsat, P, mode, keys,
+                            srbits)
+        cur, nxt = nxt, cur
+        swaps += 1
+    _settle(acc, tmp, w, swaps)
+
+
 @njit(**JIT)
 def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
                     mode, keys, srbits, skip0=0):
@@ -437,11 +508,16 @@ def seq_float_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, n
     register). ``ninx`` is int32; ``acc``, ``tmp``, ``gb`` float32 scratch of length w.
     Rare steps (tiny, overflow, zero, inf/NaN sums) are redone exactly in float64 by
     the general code; every value of the format is a float32, so storing it is exact.
-    The IEEE binary32 register with rne runs :func:`seq_native_row32`.
+    The IEEE binary32 register with rne runs :func:`seq_native_row32`, other rne
+    registers with -0 :func:`seq_rne_row32`.
     """
     if is_binary32(P, mode):
         seq_native_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat,
                          P, mode, keys, srbits, skip0)
+        return
+    if mode == RNE and P[8] == 1 and 1 <= P[1] <= 21:
+        seq_rne_row32(A, B, i, cols, e0, w, k0, k1, acc, tmp, gb, fl, ninx, nov, nsat, P,
+                      mode, keys, srbits, skip0)
         return
     lsb = int32(int32(1) << int32(23 - P[1]))
     maxb = _f2i(float32(_i2f(int64(P[4]))))
