@@ -68,7 +68,12 @@ How it runs (results never depend on it)
     steps (subnormal results, overflow, inf/NaN) with the general code. When the register
     has at most 22 significant bits inside float32's exponent range and every operand
     and product is exact in float32, the same algorithm runs on float32 lanes (twice as
-    many per vector register); otherwise on float64 lanes. Steps that add exact zeros to
+    many per vector register); otherwise on float64 lanes. Two registers have their own
+    step on float32 lanes: IEEE binary32 with rne is the hardware float32 add itself
+    (TwoSum only for the inexact count), and rne into formats with -0 (fp16, bf16,
+    e4m3fn...) needs no direction constants and takes an exact zero sum's sign from the
+    hardware add (IEEE's under rne): about half the operations of the general step.
+    IEEE binary64 with rne is likewise the hardware float64 add. Steps that add exact zeros to
     nonzero registers (a zero a[i, k] with every entry of B finite) are skipped, since
     they change neither values nor events. Integer operands are held as int32 where they
     fit.

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,6 +447,7 @@ class _Prepared:
         self.Bq = np.ascontiguousarray(self.Bq)
         self.BqT = np.ascontiguousarray(self.Bq.T)
         self.absB = np.abs(self.Bq)
+        self.absB32 = self.absB.astype(np.float32)
         _check_representable(self.Bq, acc.weight, "weight", layer, wspec.fmt)
 
     def quantize_x(self, x):
@@ -471,6 +473,20 @@ def _check_representable(q, fmt, role, layer, qfmt):
             f"values the accelerator's {role} format {_fmt_label(fmt)} cannot hold")
 
 
+_AT = [None, None]      # (weak reference to A, A.T contiguous): the last transpose made
+
+
+def _transposed(A):
+    """``A.T`` as a contiguous array; the last one is kept (while A lives), so the
+    narrow pass and the re-issues of a batch transpose its activations once."""
+    ref, At = _AT
+    if ref is not None and ref() is A:
+        return At
+    At = np.ascontiguousarray(A.T)
+    _AT[:] = [weakref.ref(A), At]
+    return At
+
+
 def _layer_matmul(matmul, A, p, kw, seed):
     """The engine's product of one batch; (result, values (m, n)).
 
@@ -482,7 +498,7 @@ def _layer_matmul(matmul, A, p, kw, seed):
     m = A.shape[0]
     if p.n < 32 and m > 4 * p.n:
         bias = None if p.bias is None else p.bias[:, None]
-        res = matmul(p.BqT, np.ascontiguousarray(A.T), **kw, bias=bias, seed=seed)
+        res = matmul(p.BqT, _transposed(A), **kw, bias=bias, seed=seed)
         return res, res.values.T
     bias = None if p.bias is None else p.bias[None, :]
     res = matmul(A, p.Bq, **kw, bias=bias, seed=seed)
@@ -531,7 +547,7 @@ def _dense(matmul, A, B, bias, kw, seed):
     :func:`_layer_matmul`)."""
     m, n = A.shape[0], B.shape[1]
     if n < 32 and m > 4 * n:
-        rw = matmul(np.ascontiguousarray(B.T), np.ascontiguousarray(A.T), **kw,
+        rw = matmul(np.ascontiguousarray(B.T), _transposed(A), **kw,
                     bias=None if bias is None else bias[:, None], seed=seed)
         fl = rw.events.flags
         return rw.values.T, (fl.T if fl.shape != (m, n) else fl)
@@ -559,6 +575,14 @@ def _reissue(matmul, A, p, kw, mask, count, seed):
             flags = np.zeros((m, n), dtype=f.dtype)
             vals[np.ix_(ri, ci)] = v
             flags[np.ix_(ri, ci)] = f
+            return vals, flags
+        if ri.size < m:        # only the rows with selected outputs reach the engine
+            rw = matmul(A[ri], p.Bq, **kw, bias=None if b is None else b[None, :],
+                        select=mask[ri], seed=seed)
+            vals = np.full((m, n), np.nan)
+            flags = np.zeros((m, n), dtype=rw.events.flags.dtype)
+            vals[ri] = rw.values
+            flags[ri] = rw.events.flags
             return vals, flags
     rw = matmul(A, p.Bq, **kw, bias=None if b is None else b[None, :], select=mask,
                 seed=seed)
@@ -588,12 +612,18 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
     b = p.bias
     kw = rungs[0]
     is_float = scheduler._is_float(kw["acc"])
-    # |A||B| only where something uses it: the exact estimator, integer bounds, analysis
-    need_P = analyze or collect is not None or not is_float or (
+    # |A||B| only where something uses it: the exact estimator, integer bounds, analysis.
+    # Float accumulators' selection uses it accumulated in binary32 (the estimate's own
+    # "cheap format": relative error below K * 2^-24, and half the time of float64);
+    # integer bounds, the bound check and static calibration use the float64 sum.
+    need_est = is_float and (
         policy in ("condition", "random", "oracle", "multi-level")
         and ctx["estimator"] == "exact"
         and not (policy in ("random", "oracle") and ctx["fraction"] is not None))
+    need_P = analyze or collect is not None or not is_float
     P = np.abs(A) @ p.absB if need_P else None       # = analysis.abs_sum(A, p.Bq)
+    Pest = P if not is_float else (
+        (np.abs(A).astype(np.float32) @ p.absB32).astype(np.float64) if need_est else None)
     z64 = None
     if analyze or policy == "oracle":
         z64 = A @ p.Bq
@@ -606,7 +636,7 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
     if policy == "multi-level":
         levels = scheduler.select_levels(
             zhat=z, A=A, B=p.Bq, b=b, rungs=rungs, flags=flags, act=ctx["act"],
-            out_scale=p.out_scale, tau=ctx["tau"], estimator=ctx["estimator"], P=P,
+            out_scale=p.out_scale, tau=ctx["tau"], estimator=ctx["estimator"], P=Pest,
             relu_negative=ctx["relu_negative"])
     elif policy == "static":
         nl = ctx["static"][ctx["index"]]
@@ -618,7 +648,7 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
         mask = scheduler.select(policy, zhat=z, A=A, B=p.Bq, b=b, acc_kwargs=kw,
                                 flags=flags, act=ctx["act"], out_scale=p.out_scale,
                                 tau=ctx["tau"], fraction=ctx["fraction"],
-                                estimator=ctx["estimator"], rng=rng, P=P,
+                                estimator=ctx["estimator"], rng=rng, P=Pest,
                                 observed=observed, relu_negative=ctx["relu_negative"])
         levels = mask.astype(np.int8) * np.int8(R - 1)
     counts = np.bincount(np.asarray(levels, dtype=np.intp).reshape(-1), minlength=R)

@@ -28,7 +28,10 @@ Policies
     (``≥ 2^(B-1)`` units).
 
 Estimators of ``Ŝ``
-    ``exact``: ``|A||B| + |b|`` (what an extra cheap accumulation computes).
+    ``exact``: ``|A||B| + |b|`` (what an extra cheap accumulation computes). Called
+    here without ``P`` it is the float64 sum; :func:`accsim.network.simulate` passes
+    ``|A||B|`` accumulated in binary32 for float accumulators (relative error below
+    ``K·2^-24``, half the time), the float64 sum for integer bounds and the bound check.
     ``norm``: ``‖w_i‖₂ ‖x‖₂ + |b_i|`` (Cauchy–Schwarz upper bound; weight norms precomputed).
     ``exponent``: ``Σ_k 2^(e(a_k) + e(b_k) + 1) + |b_i|`` with ``e = floor(log2 |·|)``
     (log-domain sum of exponents; within a factor 2 of the exact value either way).
