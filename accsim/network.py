@@ -46,6 +46,7 @@ Accuracy is the fraction of samples whose argmax of the network output equals th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import weakref
@@ -576,14 +577,25 @@ def _reissue(matmul, A, p, kw, mask, count, seed):
             vals[np.ix_(ri, ci)] = v
             flags[np.ix_(ri, ci)] = f
             return vals, flags
-        if ri.size < m:        # only the rows with selected outputs reach the engine
-            rw = matmul(A[ri], p.Bq, **kw, bias=None if b is None else b[None, :],
-                        select=mask[ri], seed=seed)
-            vals = np.full((m, n), np.nan)
-            flags = np.zeros((m, n), dtype=rw.events.flags.dtype)
-            vals[ri] = rw.values
-            flags[ri] = rw.events.flags
-            return vals, flags
+        # only the rows with selected outputs reach the engine; with few columns the
+        # transposed problem (as the narrow pass): a few long rows of gathered columns
+        # instead of scattered (row, col) pairs
+        As, ms = (A, mask) if ri.size == m else (A[ri], mask[ri])
+        if n < 32 and As.shape[0] > 4 * n:
+            rw = matmul(p.BqT, np.ascontiguousarray(As.T), **kw,
+                        bias=None if b is None else b[:, None], select=ms.T, seed=seed)
+            v, f = rw.values.T, rw.events.flags.T
+        else:
+            rw = matmul(As, p.Bq, **kw, bias=None if b is None else b[None, :], select=ms,
+                        seed=seed)
+            v, f = rw.values, rw.events.flags
+        if ri.size == m:
+            return v, f
+        vals = np.full((m, n), np.nan)
+        flags = np.zeros((m, n), dtype=f.dtype)
+        vals[ri] = v
+        flags[ri] = f
+        return vals, flags
     rw = matmul(A, p.Bq, **kw, bias=None if b is None else b[None, :], select=mask,
                 seed=seed)
     return rw.values, rw.events.flags
@@ -623,7 +635,7 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
     need_P = analyze or collect is not None or not is_float
     P = np.abs(A) @ p.absB if need_P else None       # = analysis.abs_sum(A, p.Bq)
     Pest = P if not is_float else (
-        (np.abs(A).astype(np.float32) @ p.absB32).astype(np.float64) if need_est else None)
+        (np.abs(A, dtype=np.float32) @ p.absB32).astype(np.float64) if need_est else None)
     z64 = None
     if analyze or policy == "oracle":
         z64 = A @ p.Bq
@@ -650,8 +662,13 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
                                 tau=ctx["tau"], fraction=ctx["fraction"],
                                 estimator=ctx["estimator"], rng=rng, P=Pest,
                                 observed=observed, relu_negative=ctx["relu_negative"])
-        levels = mask.astype(np.int8) * np.int8(R - 1)
-    counts = np.bincount(np.asarray(levels, dtype=np.intp).reshape(-1), minlength=R)
+        levels = None              # mask policies: rung R - 1 where mask, else rung 0
+    if levels is None:
+        counts = np.zeros(R, dtype=np.int64)
+        counts[R - 1] = np.count_nonzero(mask)
+        counts[0] = z.size - counts[R - 1]
+    else:
+        counts = np.bincount(np.asarray(levels, dtype=np.intp).reshape(-1), minlength=R)
     for k in range(R):
         r.level_counts[k] += int(counts[k])
     nre = z.size - int(counts[0])
@@ -665,14 +682,14 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
             vals, rflags[k] = _reissue(matmul, A, p, rungs[k], None, z.size, seed)
             out = vals
         else:
-            mk = levels == k
+            mk = mask if levels is None else levels == k
             vals, rflags[k] = _reissue(matmul, A, p, rungs[k], mk, int(counts[k]), seed)
             out = np.where(mk, vals, out)
     if analyze:
         bnd = analysis.error_bound(A, p.Bq, b, kw, flags=flags, P=P)
         for k, fl in rflags.items():
             bk = analysis.error_bound(A, p.Bq, b, rungs[k], flags=fl, P=P)
-            bnd = np.where(levels == k, bk, bnd)
+            bnd = np.where(mask if levels is None else levels == k, bk, bnd)
         obs, viol = analysis.check_bound(out, A, p.Bq, b, bnd, P=P, z64=z64)
         r.bound_violations += int(viol.sum())
         r.bound_not_applicable += int((~np.isfinite(bnd)).sum())
@@ -752,7 +769,7 @@ def _simulate_static(trace, acc, X, labels, *, calibration, quantile, rungs, tau
     return res
 
 
-def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
+def _simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
              seed=0, progress: Callable[[int, int], None] | None = None,
              batch_size: int = DEFAULT_BATCH, policy: str = "uniform-narrow",
              tau: float | None = None, fraction: float | None = None,
@@ -985,6 +1002,30 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         seconds=time.perf_counter() - t_start, reference_seconds=ref_seconds,
         outputs=out_sim, reference_outputs=out_ref, policy=policy, estimator=estimator,
         tau=tau, fraction=fraction, ladder=rung_labels, ladder_formats=rung_formats)
+
+
+_BLAS = []   # the threadpoolctl controller, made on first use
+
+
+def _one_blas_thread():
+    """Context in which BLAS (the float64 reference, |A||B|) runs on the calling thread.
+
+    The engine's numba threads and OpenBLAS's threads each spin a while after their
+    work; alternating the two pools on a small machine made every BLAS call and every
+    kernel launch wait for the other pool's spinning threads (measured on 2 cores: a
+    whole simulation about 25 % faster with one BLAS thread, the condition re-issue
+    about 2x). Values do not depend on it (OpenBLAS splits outputs, not sums).
+    """
+    from threadpoolctl import ThreadpoolController
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+@functools.wraps(_simulate)
+def simulate(*args, **kwargs):
+    with _one_blas_thread():
+        return _simulate(*args, **kwargs)
 
 
 def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
