@@ -193,6 +193,15 @@ def _as_matrix(x, name):
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def _sig_stats(X):
+    """:func:`accsim.kernels._accumulate.sig_stats` of every entry of X (both threads
+    for large arrays)."""
+    if X.size == 0:
+        return 0, 100000, -100000, True
+    x = X.reshape(-1)
+    return _acc.sig_stats_par(x) if x.size >= 1 << 18 else _acc.sig_stats(x)
+
+
 def _native_fp64(fmt, mode):
     return (isinstance(fmt, FloatFormat) and fmt == FloatFormat(11, 52) and mode == "rne")
 
@@ -319,8 +328,8 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
         raise ValueError("product_rounding: only meaningful with a product format")
 
     # exactness of products in float64
-    sa, la, ea, inta = _acc.sig_stats(A.reshape(-1)) if A.size else (0, 100000, -100000, True)
-    sb, lb, eb, intb = _acc.sig_stats(B.reshape(-1)) if B.size else (0, 100000, -100000, True)
+    sa, la, ea, inta = _sig_stats(A)
+    sb, lb, eb, intb = _sig_stats(B)
     if A.size and B.size and sa > 0 and sb > 0:
         # significands of sa and sb bits multiply to at most sa + sb bits (sa bits when
         # the other operand is a power of two)
@@ -449,7 +458,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
             Aop, Bop = (A, B) if ops32 is None else ops32
             rid = np.repeat(rows, np.diff(ptr))
             _acc.float_pairs(Aop, np.ascontiguousarray(Bop.T), rid, cols, init, *args,
-                             np.int64(64), out, oflags, cov, csat, cinx)
+                             np.int64(128), out, oflags, cov, csat, cinx)
         elif ops32 is not None:
             kern = _acc.float_rows32 if big else _acc.float_rows32_serial
             kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, skip0, out, oflags, cov, csat,
@@ -485,8 +494,8 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None):
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
     if sta is None or stb is None:
-        sta = _acc.sig_stats(A.reshape(-1))[:3]
-        stb = _acc.sig_stats(B.reshape(-1))[:3]
+        sta = _sig_stats(A)[:3]
+        stb = _sig_stats(B)[:3]
     (sa, la, ea), (sb, lb, eb) = sta, stb
     binary32 = acc == FloatFormat(8, 23) and rounding == "rne"
     if (acc.man_bits > 21 and not binary32) or acc.emin < -126 or acc.emax > 127 \

@@ -367,3 +367,27 @@ def test_fp16_rne_step_against_numpy_float16_cast():
     np.testing.assert_array_equal(got.events.flags & 1, (inexact | overflow).astype(np.uint8))
     np.testing.assert_array_equal((got.events.flags & 2) != 0, overflow)
     assert inexact.sum() > 100_000 and overflow.sum() > 0
+
+
+def test_operand_statistics_parallel_and_independent():
+    """The operand statistics that decide exactness (max significant bits, lowest and
+    highest bit exponents, all-integer) are the same on one or both threads and equal a
+    Python computation from ``float.as_integer_ratio`` (subnormals, +-0, inf, NaN)."""
+    from accsim.kernels import _accumulate as K
+    rng = np.random.default_rng(11)
+    x = sig_values(rng, 300_000, 24, -60, 60)
+    x[::5] = np.round(x[::5])
+    x[:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -2.0**-1070 * 3, 2.0**1000]
+    smax, lmin, emax, nonint = 0, 100000, -100000, False
+    for v in x.tolist():
+        if v == 0 or not np.isfinite(v):
+            continue
+        num, den = abs(v).as_integer_ratio()          # den a power of two
+        low = (num & -num).bit_length() - 1 - (den.bit_length() - 1)
+        top = num.bit_length() - 1 - (den.bit_length() - 1)
+        smax, lmin, emax = max(smax, top - low + 1), min(lmin, low), max(emax, top)
+        nonint |= low < 0
+    want = (smax, lmin, emax, not nonint)
+    assert tuple(K.sig_stats(x)) == want
+    assert tuple(K.sig_stats_par(x)) == want
+    assert tuple(K.sig_stats_par(x[8:])) == tuple(K.sig_stats(x[8:]))

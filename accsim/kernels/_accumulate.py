@@ -218,7 +218,7 @@ def _skip_a(a, cur, w, skip0):
 def _skip_src(src, cur, w, skip0):
     """Skip a step whose products are all +-0 (``skip0`` 2: the products are ``src``
     itself)? Only when no register is zero."""
-    return skip0 == 2 and _all_zero(src, w) and _no_zero(cur, w)
+    return skip0 == 2 and src[0] == 0 and _all_zero(src, w) and _no_zero(cur, w)
 
 
 @njit(inline="always", **JIT)
@@ -710,21 +710,31 @@ def float_pairs(A, Bt, pr, pc, init, P, mode, struct, L, PW, wmode, seed, srbits
     for blk in prange(nblk):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
-        pbuf = np.empty((K, w), dtype=A.dtype)
+        pbuf = np.empty((K, (w + 7) // 8 * 8), dtype=A.dtype)
         keys = np.empty(w, dtype=np.uint64)
         lane = np.empty(w, dtype=np.int64)
         for t in range(w):
             keys[t] = out_key(seed, pr[e0 + t], pc[e0 + t])
             lane[t] = t
-        # transpose in tiles of 64 k: each row read is a few consecutive cache lines
-        # (prefetched), the buffer rows being written stay in cache
-        for kb in range(0, K, 64):
-            ke = min(K, kb + 64)
-            for t in range(w):
-                ar = A[pr[e0 + t]]
-                br = Bt[pc[e0 + t]]
-                for k in range(kb, ke):
-                    pbuf[k, t] = ar[k] * br[k]
+        # products lane-major (contiguous rows of A and of B transposed, vectorised),
+        # then transposed to k-major in 8 x 8 tiles of constant shape (unrolled by the
+        # compiler: a strided scalar store per product was most of this kernel's time)
+        w8 = (w + 7) // 8 * 8
+        lm = np.empty((w8, K), dtype=A.dtype)
+        for t in range(w8):
+            ar = A[pr[e0 + min(t, w - 1)]]
+            br = Bt[pc[e0 + min(t, w - 1)]]
+            for k in range(K):
+                lm[t, k] = ar[k] * br[k]
+        K8 = K // 8 * 8
+        for t0 in range(0, w8, 8):
+            for k0 in range(0, K8, 8):
+                for j in range(8):
+                    for u in range(8):
+                        pbuf[k0 + j, t0 + u] = lm[t0 + u, k0 + j]
+            for k in range(K8, K):
+                for u in range(8):
+                    pbuf[k, t0 + u] = lm[t0 + u, k]
         ones = np.ones((1, K), dtype=A.dtype)
         _lanes(ones, pbuf, 0, lane, 0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
                srbits, wnative, 2, out, oflags, c_ov, c_sat, c_inx)
@@ -1271,16 +1281,14 @@ def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct,
             c_inx[e0 + t] = ninx[t]
 
 
-@njit(**JIT)
-def sig_stats(x):
-    """(max significant bits, min exponent of the last significant bit, max ilogb,
-    all-integer) over the finite nonzero entries of the 1-D float64 array x.
-    Branch-free per entry (no data-dependent jumps), running extrema in scalars."""
+@njit(inline="always", **JIT)
+def _sig_range(x, lo, hi):
+    """:func:`sig_stats` of x[lo:hi] (smax, lmin, emx, count of non-integer entries)."""
     smax = int64(0)
     lmin = int64(100000)
     emx = int64(-100000)
     nonint = int64(0)
-    for idx in range(x.shape[0]):
+    for idx in range(lo, hi):
         b = _f2i(x[idx])
         e = (b >> 52) & 0x7FF
         fr = b & 0xFFFFFFFFFFFFF
@@ -1294,4 +1302,31 @@ def sig_stats(x):
         lmin = min(lmin, lsb if valid else int64(100000))
         emx = max(emx, top if valid else int64(-100000))
         nonint |= int64(valid & (lsb < 0))
+    return smax, lmin, emx, nonint
+
+
+@njit(**JIT)
+def sig_stats(x):
+    """(max significant bits, min exponent of the last significant bit, max ilogb,
+    all-integer) over the finite nonzero entries of the 1-D float64 array x.
+    Branch-free per entry (no data-dependent jumps), running extrema in scalars."""
+    smax, lmin, emx, nonint = _sig_range(x, 0, x.shape[0])
     return smax, lmin, emx, nonint == 0
+
+
+@njit(parallel=True, **JIT)
+def sig_stats_par(x):
+    """:func:`sig_stats` over 64 blocks in parallel (extrema: the same result whatever
+    the thread count)."""
+    nblk = 64
+    step = (x.shape[0] + nblk - 1) // nblk
+    st = np.empty((nblk, 4), dtype=np.int64)
+    for j in prange(nblk):
+        lo = min(x.shape[0], j * step)
+        hi = min(x.shape[0], lo + step)
+        a, b, c, d = _sig_range(x, lo, hi)
+        st[j, 0] = a
+        st[j, 1] = b
+        st[j, 2] = c
+        st[j, 3] = d
+    return st[:, 0].max(), st[:, 1].min(), st[:, 2].max(), st[:, 3].sum() == 0
