@@ -16,22 +16,21 @@ of the per-repeat ratios and the target ``1.3 + ρ``.
     python bench/bench_condition.py                     # 3 traces, 2 τ, 500 samples
     python bench/bench_condition.py --limit 1000 --repeats 5
 
-Measured on the 2-core machine, idle, after the engine's zero-step skipping (500 samples,
-median of 5 paired runs):
+Measured on the 2-core machine, idle (500 samples, median of 7 paired runs), after the
+binary32 re-issue step, the binary32 |A||B| estimate, transposed re-issues of the
+selected rows, and one BLAS thread inside ``simulate``:
 
     | trace          | tau  | narrow s | condition s | rho   | ratio | 1.3+rho |
-    | mnist-mlp-relu | 0.05 | 0.373    | 0.712       | 0.812 | 1.92  | 2.11    |
-    | mnist-mlp-relu | 0.2  | 0.379    | 0.719       | 0.264 | 2.00  | 1.56    |
-    | mnist-mlp-tanh | 0.05 | 0.439    | 0.966       | 0.788 | 2.18  | 2.09    |
-    | mnist-mlp-tanh | 0.2  | 0.500    | 0.891       | 0.328 | 1.86  | 1.63    |
-    | mnist-cnn      | 0.05 | 1.098    | 1.699       | 0.104 | 1.57  | 1.40    |
-    | mnist-cnn      | 0.2  | 1.108    | 1.381       | 0.028 | 1.24  | 1.33    |
+    | mnist-mlp-relu | 0.05 | 0.261    | 0.335       | 0.812 | 1.30  | 2.11    |
+    | mnist-mlp-relu | 0.2  | 0.239    | 0.310       | 0.264 | 1.30  | 1.56    |
+    | mnist-mlp-tanh | 0.05 | 0.328    | 0.429       | 0.788 | 1.30  | 2.09    |
+    | mnist-mlp-tanh | 0.2  | 0.328    | 0.446       | 0.328 | 1.36  | 1.63    |
+    | mnist-cnn      | 0.05 | 0.955    | 1.188       | 0.104 | 1.24  | 1.40    |
+    | mnist-cnn      | 0.2  | 0.942    | 1.133       | 0.028 | 1.23  | 1.33    |
 
-The target is met in 2 of 6 cases. The narrow pass (bf16 in float32 lanes, zero steps
-skipped) is now about 2.5x faster than when this script was written, which raised the
-ratios: the re-issue runs on an fp32 register, which needs the float64 lanes (24
-significant bits do not fit float32's round-to-odd), on the scattered-output path, about
-2x the narrow path's cost per MAC; the estimate |A||B| is a float64 BLAS product.
+The target is met in all 6 cases (it was met in 2 before: the fp32 re-issue ran on
+float64 lanes, |A||B| was a float64 product, and OpenBLAS's and numba's threads waited
+for each other's spinning on the 2 cores).
 """
 
 from __future__ import annotations
