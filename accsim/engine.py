@@ -194,12 +194,12 @@ def _as_matrix(x, name):
 
 
 def _sig_stats(X):
-    """:func:`accsim.kernels._accumulate.sig_stats` of every entry of X (both threads
-    for large arrays)."""
+    """:func:`accsim.kernels._accumulate.sig_stats` of every entry of X, on the calling
+    thread (a parallel version was faster alone but left numba's threads spinning
+    against the BLAS product of the integer wrap path right after it: 3x slower)."""
     if X.size == 0:
         return 0, 100000, -100000, True
-    x = X.reshape(-1)
-    return _acc.sig_stats_par(x) if x.size >= 1 << 18 else _acc.sig_stats(x)
+    return _acc.sig_stats(X.reshape(-1))
 
 
 def _native_fp64(fmt, mode):

@@ -1312,21 +1312,3 @@ def sig_stats(x):
     Branch-free per entry (no data-dependent jumps), running extrema in scalars."""
     smax, lmin, emx, nonint = _sig_range(x, 0, x.shape[0])
     return smax, lmin, emx, nonint == 0
-
-
-@njit(parallel=True, **JIT)
-def sig_stats_par(x):
-    """:func:`sig_stats` over 64 blocks in parallel (extrema: the same result whatever
-    the thread count)."""
-    nblk = 64
-    step = (x.shape[0] + nblk - 1) // nblk
-    st = np.empty((nblk, 4), dtype=np.int64)
-    for j in prange(nblk):
-        lo = min(x.shape[0], j * step)
-        hi = min(x.shape[0], lo + step)
-        a, b, c, d = _sig_range(x, lo, hi)
-        st[j, 0] = a
-        st[j, 1] = b
-        st[j, 2] = c
-        st[j, 3] = d
-    return st[:, 0].max(), st[:, 1].min(), st[:, 2].max(), st[:, 3].sum() == 0
