@@ -445,11 +445,11 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     amode = {"rz": 2, "rd": 4, "rne": 0}[align_rounding]
     P = format_params(acc)
     big = cols.shape[0] * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
+    skip0 = np.int64(1 if np.isfinite(B).all() else 0)   # 0 * B[k, j] is an exact zero
     if code in (_acc.S_SEQ, _acc.S_CHUNK) and pkind == 0 and not native and rounding != "sr":
         ops32 = _float32_operands(acc, A, B, sta, stb, rounding)
         args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
                 PW, np.int64(wmode), seed_u, srbits, wnative)
-        skip0 = np.int64(1 if np.isfinite(B).all() else 0)   # 0 * B[k, j] is an exact zero
         # a selection with few outputs per row: blocks of independent registers over
         # (row, col) pairs; with 32 or more per row on average the row kernels (columns
         # gathered) fill the vectors and skip a row's zero a[i, k] steps
@@ -472,8 +472,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                     np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
                     np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
                     np.int64(guard_bits), np.int64(amode), seed_u, srbits, native, wnative,
-                    bias is not None, np.int64(1 if np.isfinite(B).all() else 0),
-                    out, oflags, cov, csat, cinx)
+                    bias is not None, skip0, out, oflags, cov, csat, cinx)
     values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
     return MatmulResult(values, events, selected=mask)
 

@@ -582,7 +582,7 @@ def _reissue(matmul, A, p, kw, mask, count, seed):
         # instead of scattered (row, col) pairs
         As, ms = (A, mask) if ri.size == m else (A[ri], mask[ri])
         if n < 32 and As.shape[0] > 4 * n:
-            rw = matmul(p.BqT, np.ascontiguousarray(As.T), **kw,
+            rw = matmul(p.BqT, _transposed(As), **kw,
                         bias=None if b is None else b[:, None], select=ms.T, seed=seed)
             v, f = rw.values.T, rw.events.flags.T
         else:
