@@ -88,6 +88,7 @@ import numpy as np
 from .formats import FixedFormat, FloatFormat, IntFormat, rounding_code
 from .kernels import format_params
 from .kernels import _accumulate as _acc
+from .kernels import _layout
 from .rounding import quantize, sr_settings
 
 STRUCTURES = ("sequential", "chunked", "tree", "fused")
@@ -249,12 +250,8 @@ def _csr(select, m, n):
         mask = np.asarray(select)
         if mask.dtype != bool or mask.shape != (m, n):
             raise ValueError(f"select: expected a boolean mask of shape ({m}, {n}) or (rows, cols)")
-    rr, cc = np.nonzero(mask)
-    counts = np.bincount(rr, minlength=m)
-    rows = np.flatnonzero(counts).astype(np.int64)
-    ptr = np.zeros(rows.size + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum(counts[rows])
-    return rows, ptr, cc.astype(np.int64), mask
+    rows, ptr, cols = _layout.mask_csr(mask)
+    return rows, ptr, cols, mask
 
 
 def _init_entries(bias, m, n, rows, ptr, cols, fmt, mode, seed):
@@ -400,12 +397,11 @@ def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
             cinx.reshape(m, n).sum(axis=1), flags_e.reshape(m, n) & fmask)
     values = np.full((m, n), fill)
     flags = np.zeros((m, n), dtype=np.uint8)
-    rid = np.repeat(rows, np.diff(ptr))
-    values[rid, cols] = vals_e
-    flags[rid, cols] = flags_e & fmask
-    ov = np.bincount(rid, weights=cov, minlength=m).astype(np.int64)
-    sat = np.bincount(rid, weights=csat, minlength=m).astype(np.int64)
-    inx = np.bincount(rid, weights=cinx, minlength=m).astype(np.int64)
+    ov = np.zeros(m, dtype=np.int64)
+    sat = np.zeros(m, dtype=np.int64)
+    inx = np.zeros(m, dtype=np.int64)
+    _layout.scatter_results(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask,
+                            values, flags, ov, sat, inx)
     return values, Events(ov, sat, inx, flags)
 
 
@@ -447,18 +443,22 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     big = cols.shape[0] * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
     skip0 = np.int64(1 if np.isfinite(B).all() else 0)   # 0 * B[k, j] is an exact zero
     if code in (_acc.S_SEQ, _acc.S_CHUNK) and pkind == 0 and not native and rounding != "sr":
-        ops32 = _float32_operands(acc, A, B, sta, stb, rounding)
-        args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
-                PW, np.int64(wmode), seed_u, srbits, wnative)
         # a selection with few outputs per row: blocks of independent registers over
         # (row, col) pairs; with 32 or more per row on average the row kernels (columns
         # gathered) fill the vectors and skip a row's zero a[i, k] steps
         pairs = mask is not None and nnz < 32 * max(rows.shape[0], 1)
+        ops32 = _float32_operands(acc, A, B, sta, stb, rounding, b_transposed=pairs)
+        args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
+                PW, np.int64(wmode), seed_u, srbits, wnative)
         if pairs:
-            Aop, Bop = (A, B) if ops32 is None else ops32
+            if ops32 is None:
+                Aop, Bt = A, np.empty((B.shape[1], B.shape[0]))
+                _layout.transpose_into(B, Bt)
+            else:
+                Aop, Bt = ops32
             rid = np.repeat(rows, np.diff(ptr))
-            _acc.float_pairs(Aop, np.ascontiguousarray(Bop.T), rid, cols, init, *args,
-                             np.int64(128), out, oflags, cov, csat, cinx)
+            _acc.float_pairs(Aop, Bt, rid, cols, init, *args, np.int64(128), out, oflags,
+                             cov, csat, cinx)
         elif ops32 is not None:
             kern = _acc.float_rows32 if big else _acc.float_rows32_serial
             kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, skip0, out, oflags, cov, csat,
@@ -477,8 +477,9 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     return MatmulResult(values, events, selected=mask)
 
 
-def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None):
-    """(A, B) as float32 when the float32-lane kernel is exact for them, else None.
+def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed=False):
+    """(A, B) as float32 when the float32-lane kernel is exact for them, else None
+    (with ``b_transposed``: (A, B.T), both C-contiguous).
 
     Conditions: the register has at most 22 significant bits (float32 round-to-odd
     keeps two more), or is IEEE binary32 with ``rounding`` "rne" (the hardware add is
@@ -508,6 +509,10 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None):
             la >= -149 and lb >= -149 and ea <= 127 and eb <= 127
     if not ok:
         return None
+    if b_transposed:
+        Bt = np.empty((B.shape[1], B.shape[0]), dtype=np.float32)
+        _layout.transpose_into(B, Bt)
+        return A.astype(np.float32), Bt
     return A.astype(np.float32), B.astype(np.float32)
 
 

@@ -389,3 +389,23 @@ def test_operand_statistics_against_python():
         nonint |= low < 0
     want = (smax, lmin, emax, not nonint)
     assert tuple(K.sig_stats(x)) == want
+
+
+def test_operand_statistics_per_entry():
+    """Each entry's statistics alone (powers of two, the largest and smallest normals
+    and subnormals, odd significands of every width) equal the Python computation."""
+    from accsim.kernels import _accumulate as K
+    rng = np.random.default_rng(12)
+    vals = [2.0**e for e in range(-1074, 1024, 7)] + [5e-324, 2.0**-1022, 2.0**1023,
+                                                       1.7976931348623157e308,
+                                                       2.2250738585072009e-308]
+    for bits in range(1, 54, 2):
+        vals += [v for v in sig_values(rng, 100, bits, -1080, 1000) if v != 0]
+    for v in vals:
+        for s in (1.0, -1.0):
+            x = s * v
+            num, den = abs(x).as_integer_ratio()
+            low = (num & -num).bit_length() - 1 - (den.bit_length() - 1)
+            top = num.bit_length() - 1 - (den.bit_length() - 1)
+            got = tuple(K.sig_stats(np.array([x])))
+            assert got == (top - low + 1, low, top, low >= 0), (x, got)

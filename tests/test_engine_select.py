@@ -135,3 +135,31 @@ def test_selected_overflow_events_per_row():
     assert ref.overflows.tolist() == [3, 0, 6]
     naive.assert_events(sel.events, ref, "selected overflow rows")
     naive.assert_values(sel.values, ref.values, a, b, "selected overflow rows")
+
+
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 37, 64])
+@pytest.mark.parametrize("acc,kw", [
+    (FP16, {}),                                            # float32 lanes, rne step
+    (E5M7, dict(rounding="ru")),                           # float32 lanes, general step
+    (FloatFormat(8, 30), dict(rounding="rz")),             # float64 lanes
+    (E5M7, dict(structure="chunked", chunk_size=5, wide=FP32)),
+], ids=["fp16", "e5m7-ru", "e8m30-rz", "e5m7-chunked"])
+def test_scattered_selection_blocks(k, acc, kw):
+    """Scattered selections (a few outputs per row: the (row, col) pair blocks, whose
+    products are formed eight lanes by eight k at a time) against the oracle, for
+    depths that are and are not multiples of 8, lane counts that are not, and masks
+    given as non-contiguous views."""
+    rng = np.random.default_rng(k)
+    m, n = 40, 70
+    a, b = operands(rng, acc, m, k, n)
+    big = np.zeros((m, 2 * n), dtype=bool)
+    big[:, ::2] = rng.random((m, n)) < 0.06
+    mask = big[:, ::2]                                   # a strided view
+    assert not mask.flags.c_contiguous
+    sel = matmul(a, b, acc, select=mask, **kw)
+    full = matmul(a, b, acc, **kw)
+    _check(full, sel, mask, f"pairs k={k}")
+    rows, cols = np.nonzero(mask)
+    ref = naive.matmul(a, b, acc, outputs=list(zip(rows.tolist(), cols.tolist())), **kw)
+    naive.assert_values(sel.values, ref.values, a, b, f"pairs k={k} vs oracle")
+    naive.assert_events(sel.events, ref, f"pairs k={k} events")

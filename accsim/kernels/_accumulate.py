@@ -20,6 +20,7 @@ import numpy as np
 from numba.extending import overload
 from numba import njit, prange, types, float32, float64, int32, int64, uint64, uint8
 
+from ._simd import products_t8
 from ._round import (
     F_INEXACT, F_OVERFLOW, F_SATURATE, RD, RNA, RNE, RO, RU, SR,
     _round_shift, _f2b, _b2f, _f2i, _i2f, round_any, round_float, splitmix64, _clz64, _ctz64,
@@ -28,6 +29,9 @@ from ._round import (
 JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 S_SEQ, S_CHUNK, S_TREE, S_FUSED = 0, 1, 2, 3
+_MAGIC52 = int64(0x4330000000000000)   # bits of 2^52
+_TWO52 = float64(2.0**52)
+_BIT52 = int64(1) << int64(52)
 _K_PROD = uint64(0xA0761D6478BD642F)
 _K_WIDE = uint64(0xE7037ED1A0B428DB)
 
@@ -716,25 +720,23 @@ def float_pairs(A, Bt, pr, pc, init, P, mode, struct, L, PW, wmode, seed, srbits
         for t in range(w):
             keys[t] = out_key(seed, pr[e0 + t], pc[e0 + t])
             lane[t] = t
-        # products lane-major (contiguous rows of A and of B transposed, vectorised),
-        # then transposed to k-major in 8 x 8 tiles of constant shape (unrolled by the
-        # compiler: a strided scalar store per product was most of this kernel's time)
+        # products k-major, eight lanes by eight k at a time: contiguous vector loads
+        # of rows of A and of B transposed, multiplied and transposed in registers
+        # (a strided scalar store per product was most of this kernel's time)
         w8 = (w + 7) // 8 * 8
-        lm = np.empty((w8, K), dtype=A.dtype)
-        for t in range(w8):
-            ar = A[pr[e0 + min(t, w - 1)]]
-            br = Bt[pc[e0 + min(t, w - 1)]]
-            for k in range(K):
-                lm[t, k] = ar[k] * br[k]
         K8 = K // 8 * 8
+        offs = np.empty(16, dtype=np.int64)
         for t0 in range(0, w8, 8):
+            for u in range(8):
+                t = e0 + min(t0 + u, w - 1)
+                offs[u] = pr[t] * K
+                offs[8 + u] = pc[t] * K
             for k0 in range(0, K8, 8):
-                for j in range(8):
-                    for u in range(8):
-                        pbuf[k0 + j, t0 + u] = lm[t0 + u, k0 + j]
+                products_t8(A, Bt, offs, k0, pbuf, k0 * w8 + t0, w8)
             for k in range(K8, K):
                 for u in range(8):
-                    pbuf[k, t0 + u] = lm[t0 + u, k]
+                    t = e0 + min(t0 + u, w - 1)
+                    pbuf[k, t0 + u] = A[pr[t], k] * Bt[pc[t], k]
         ones = np.ones((1, K), dtype=A.dtype)
         _lanes(ones, pbuf, 0, lane, 0, w, keys, init, e0, P, mode, struct, L, PW, wmode,
                srbits, wnative, 2, out, oflags, c_ov, c_sat, c_inx)
@@ -1283,7 +1285,13 @@ def int_rows(A, B, rows, ptr, cols, init, frac, lo, hi, bits, sat, mode, struct,
 
 @njit(inline="always", **JIT)
 def _sig_range(x, lo, hi):
-    """:func:`sig_stats` of x[lo:hi] (smax, lmin, emx, count of non-integer entries)."""
+    """:func:`sig_stats` of x[lo:hi] (smax, lmin, emx, count of non-integer entries).
+
+    Vectorised (no bit-count instructions, which AVX2 lacks for vectors): the lowest
+    set bit of the significand is ``m & -m``, and the exponent of a power of two, or
+    of an integer below 2^52, is read from its float64 conversion, made exactly by
+    the 2^52 magic number (``bits(2^52) | v`` is 2^52 + v for v < 2^52).
+    """
     smax = int64(0)
     lmin = int64(100000)
     emx = int64(-100000)
@@ -1293,15 +1301,21 @@ def _sig_range(x, lo, hi):
         e = (b >> 52) & 0x7FF
         fr = b & 0xFFFFFFFFFFFFF
         valid = (e != 0x7FF) & ((e | fr) != 0)
-        m = uint64(fr | (int64(e > 0) << 52))
-        q = max(e, int64(1)) - 1075      # exponent of the significand's unit bit
-        lsb = q + _ctz64(m | (uint64(1) << uint64(63)))
-        top = q + 63 - _clz64(m | uint64(1))
+        normal = e > 0
+        m = fr | (int64(normal) << 52)
+        low = m & (-m)                          # a power of two, at most 2^52
+        # exponent of low (2^52 itself shares its bit with the magic number's exponent)
+        ctz = ((_f2i(_i2f(low | _MAGIC52) - _TWO52) >> 52) & 0x7FF) - 1023
+        ctz = int64(52) if low == _BIT52 else ctz
+        # floor(log2(fr)) of a subnormal's fraction
+        hsub = ((_f2i(_i2f(fr | _MAGIC52) - _TWO52) >> 52) & 0x7FF) - 1023
+        lsb = max(e, int64(1)) - 1075 + ctz     # exponent of the last significant bit
+        top = e - 1023 if normal else hsub - 1074
         nb = top - lsb + 1
         smax = max(smax, nb if valid else int64(0))
         lmin = min(lmin, lsb if valid else int64(100000))
         emx = max(emx, top if valid else int64(-100000))
-        nonint |= int64(valid & (lsb < 0))
+        nonint += int64(valid & (lsb < 0))
     return smax, lmin, emx, nonint
 
 

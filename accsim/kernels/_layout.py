@@ -1,0 +1,89 @@
+"""Index and layout helpers of the engine: which outputs to compute, operand copies,
+scattering results. Private module; exact data movement only (no rounding, except
+the float32 copies, which the engine makes only of values that are float32 values).
+
+These are O(m n + m k + k n) passes around every product; numpy's generic strided
+copies and fancy indexing cost as much as a small selection's whole computation.
+"""
+
+import numpy as np
+from numba import njit, int64, uint8
+
+from ._simd import transpose8
+
+JIT = dict(nogil=True, cache=True, error_model="numpy")
+
+
+@njit(**JIT)
+def mask_csr(mask):
+    """(rows, ptr, cols) of the True entries of a 2-D boolean mask, in row-major order:
+    the nonempty rows, their row pointers (len(rows) + 1) and the column indices, int64."""
+    m, n = mask.shape
+    counts = np.zeros(m, dtype=np.int64)
+    nrows = 0
+    for i in range(m):
+        c = int64(0)
+        for j in range(n):
+            c += int64(mask[i, j])
+        counts[i] = c
+        nrows += int64(c > 0)
+    total = counts.sum()
+    rows = np.empty(nrows, dtype=np.int64)
+    ptr = np.empty(nrows + 1, dtype=np.int64)
+    buf = np.empty(total + 1, dtype=np.int64)     # one spare slot: stores are unconditional
+    ptr[0] = 0
+    r = 0
+    e = int64(0)
+    for i in range(m):
+        if counts[i] == 0:
+            continue
+        rows[r] = i
+        for j in range(n):
+            buf[e] = j
+            e += int64(mask[i, j])
+        r += 1
+        ptr[r] = e
+    return rows, ptr, buf[:total]
+
+
+@njit(**JIT)
+def transpose_into(X, out):
+    """out[j, i] = X[i, j] (converted to out's float dtype), 8 x 8 blocks transposed in
+    vector registers. X and out C-contiguous."""
+    m, n = X.shape
+    m8 = m // 8 * 8
+    n8 = n // 8 * 8
+    offs = np.empty(8, dtype=np.int64)
+    for i0 in range(0, m8, 8):
+        for u in range(8):
+            offs[u] = (i0 + u) * n
+        for j0 in range(0, n8, 8):
+            transpose8(X, offs, j0, out, j0 * m + i0, m)
+        for i in range(i0, i0 + 8):
+            for j in range(n8, n):
+                out[j, i] = X[i, j]
+    for i in range(m8, m):
+        for j in range(n):
+            out[j, i] = X[i, j]
+
+
+@njit(**JIT)
+def scatter_results(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, values, flags,
+                    ov, sat, inx):
+    """Per-output results in CSR order into (m, n) ``values`` and ``flags`` (masked by
+    ``fmask``), event counts summed per output row into ``ov``, ``sat``, ``inx``."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        so = int64(0)
+        ss = int64(0)
+        si = int64(0)
+        for e in range(ptr[r], ptr[r + 1]):
+            j = cols[e]
+            values[i, j] = vals_e[e]
+            flags[i, j] = uint8(flags_e[e] & fmask)
+            so += cov[e]
+            ss += csat[e]
+            si += cinx[e]
+        ov[i] += so
+        sat[i] += ss
+        inx[i] += si

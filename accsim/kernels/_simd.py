@@ -1,0 +1,121 @@
+"""Vector building blocks numba does not emit by itself (LLVM IR written directly).
+
+Private module. Nothing here rounds: these are exact data movements and IEEE
+multiplies (``fmul`` without fast-math flags, never contracted into an FMA), so they
+are the same operations as numba's scalar code, only laid out in vector registers.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+
+# 8 x 8 transpose as three rounds of two-input shuffles (what AVX2 does with
+# unpcklps/unpckhps, shufps and vperm2f128; LLVM picks the instructions, and
+# legalises them for other targets)
+_LO = (0, 8, 1, 9, 4, 12, 5, 13)
+_HI = (2, 10, 3, 11, 6, 14, 7, 15)
+_S0 = (0, 1, 8, 9, 4, 5, 12, 13)
+_S1 = (2, 3, 10, 11, 6, 7, 14, 15)
+_P0 = (0, 1, 2, 3, 8, 9, 10, 11)
+_P1 = (4, 5, 6, 7, 12, 13, 14, 15)
+
+
+def _shuffle(builder, x, y, mask):
+    return builder.shuffle_vector(
+        x, y, ir.Constant(ir.VectorType(_I32, len(mask)), [ir.Constant(_I32, i) for i in mask]))
+
+
+def _transpose8(builder, rows):
+    """The 8 columns of the 8 x 8 block whose rows are the vectors ``rows``."""
+    t = []
+    for i in range(0, 8, 2):
+        t.append(_shuffle(builder, rows[i], rows[i + 1], _LO))
+        t.append(_shuffle(builder, rows[i], rows[i + 1], _HI))
+    tt = []
+    for a, b in ((0, 2), (1, 3), (4, 6), (5, 7)):
+        tt.append(_shuffle(builder, t[a], t[b], _S0))
+        tt.append(_shuffle(builder, t[a], t[b], _S1))
+    return ([_shuffle(builder, tt[i], tt[i + 4], _P0) for i in range(4)]
+            + [_shuffle(builder, tt[i], tt[i + 4], _P1) for i in range(4)])
+
+
+def _arrays_ok(*arrs):
+    return all(isinstance(x, types.Array) and x.layout == "C"
+               and x.dtype in (types.float32, types.float64) for x in arrs)
+
+
+def _row_vectors(context, builder, aty, a, oty, of, kk, first):
+    """Eight <8 x dtype> vectors: a.flat[offs[first + u] + k0 : ... + 8] for u in 0..7."""
+    ad = context.make_array(aty)(context, builder, a).data
+    od = context.make_array(oty)(context, builder, of).data
+    vty = ir.VectorType(context.get_data_type(aty.dtype), 8)
+    align = 4 if aty.dtype == types.float32 else 8      # element alignment only
+    out = []
+    for u in range(8):
+        o = builder.add(builder.load(builder.gep(od, [ir.Constant(_I64, first + u)])), kk)
+        out.append(builder.load(builder.bitcast(builder.gep(ad, [o]), vty.as_pointer()),
+                                align=align))
+    return out
+
+
+def _store_columns(context, builder, dty, dd, d0v, ds, cols):
+    """dst.flat[d0 + j * dstride : ... + 8] = cols[j] for j in 0..7."""
+    dp = context.make_array(dty)(context, builder, dd).data
+    vty = ir.VectorType(context.get_data_type(dty.dtype), 8)
+    align = 4 if dty.dtype == types.float32 else 8
+    for j, col in enumerate(cols):
+        off = builder.add(d0v, builder.mul(ds, ir.Constant(_I64, j)))
+        builder.store(col, builder.bitcast(builder.gep(dp, [off]), vty.as_pointer()),
+                      align=align)
+
+
+@intrinsic
+def products_t8(typingctx, A, Bt, offs, k0, dst, d0, dstride):
+    """Eight lanes' products for eight consecutive k, stored k-major.
+
+    ``A``, ``Bt``, ``dst``: C-contiguous arrays of one float dtype; ``offs``: int64
+    array whose entries 0..7 are the flat offsets of the lanes' rows of A and 8..15 of
+    their rows of Bt. For u, j in 0..7:
+    ``dst.flat[d0 + j * dstride + u] = A.flat[offs[u] + k0 + j] * Bt.flat[offs[8 + u] + k0 + j]``
+    (one IEEE multiply each). The caller keeps every index in bounds.
+    """
+    if not (_arrays_ok(A, Bt, dst) and A.dtype == Bt.dtype == dst.dtype):
+        return None
+    sig = types.void(A, Bt, offs, k0, dst, d0, dstride)
+
+    def codegen(context, builder, signature, args):
+        a, bt, of, kk, dd, d0v, ds = args
+        aty, bty, oty, _, dty, _, _ = signature.args
+        ra = _row_vectors(context, builder, aty, a, oty, of, kk, 0)
+        rb = _row_vectors(context, builder, bty, bt, oty, of, kk, 8)
+        rows = [builder.fmul(x, y) for x, y in zip(ra, rb)]
+        _store_columns(context, builder, dty, dd, d0v, ds, _transpose8(builder, rows))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def transpose8(typingctx, X, offs, k0, dst, d0, dstride):
+    """``dst.flat[d0 + j * dstride + u] = X.flat[offs[u] + k0 + j]`` for u, j in 0..7,
+    converted to dst's dtype (float64 to float32 rounds to nearest: the caller passes
+    float32 values)."""
+    if not _arrays_ok(X, dst):
+        return None
+    sig = types.void(X, offs, k0, dst, d0, dstride)
+
+    def codegen(context, builder, signature, args):
+        x, of, kk, dd, d0v, ds = args
+        xty, oty, _, dty, _, _ = signature.args
+        rows = _row_vectors(context, builder, xty, x, oty, of, kk, 0)
+        if xty.dtype != dty.dtype:
+            vty = ir.VectorType(context.get_data_type(dty.dtype), 8)
+            rows = [builder.fptrunc(r, vty) if xty.dtype == types.float64
+                    else builder.fpext(r, vty) for r in rows]
+        _store_columns(context, builder, dty, dd, d0v, ds, _transpose8(builder, rows))
+        return context.get_dummy_value()
+
+    return sig, codegen
