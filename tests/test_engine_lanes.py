@@ -409,3 +409,47 @@ def test_operand_statistics_per_entry():
             top = num.bit_length() - 1 - (den.bit_length() - 1)
             got = tuple(K.sig_stats(np.array([x])))
             assert got == (top - low + 1, low, top, low >= 0), (x, got)
+
+
+def test_float32_operand_statistics():
+    """The statistics computed from float32 copies (fp16/bf16-style operands) equal the
+    Python computation entry by entry and over a whole array; entries float32 would
+    change are counted (then the float64 statistics are used), as are inf and NaN."""
+    from accsim.kernels import _accumulate as K
+    rng = np.random.default_rng(13)
+    vals = [2.0**e for e in range(-149, 128)] + [3.4028234663852886e38,
+                                                  1.1754942106924411e-38, 1.5, 12345.0]
+    for bits in range(1, 25):
+        vals += [v for v in sig_values(rng, 40, bits, -150, 127)
+                 if v != 0 and np.float32(v) == v]
+    for v in vals:
+        for x in (v, -v):
+            num, den = abs(x).as_integer_ratio()
+            low = (num & -num).bit_length() - 1 - (den.bit_length() - 1)
+            top = num.bit_length() - 1 - (den.bit_length() - 1)
+            out = np.empty(1, dtype=np.float32)
+            got = K.sig_stats_f32(np.array([x]), out)
+            assert got == (top - low + 1, low, top, low >= 0, 0, 0), (x, got)
+            assert out[0] == x
+    x = np.array(vals + [0.0, -0.0, np.inf, -np.inf, np.nan])
+    out = np.empty(x.size, dtype=np.float32)
+    got = K.sig_stats_f32(x, out)
+    assert got[:4] == tuple(K.sig_stats(x)) and got[4:] == (0, 3)
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+    bad = np.array([1.0, 1 + 2.0**-30, 1e300, 2.0**-160, 3 * 2.0**-150])
+    assert K.sig_stats_f32(bad, np.empty(5, dtype=np.float32))[4] == 4
+
+
+def test_binary16_step_detection():
+    """The binary16 register uses the hardware conversion exactly where the CPU has it
+    (x86-64 with F16C), so the float16-cast oracle above checks that step here."""
+    import os
+    import platform
+    from accsim.kernels._simd import HALF_NATIVE
+    if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo") \
+            and "NUMBA_CPU_NAME" not in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read().split()
+        assert HALF_NATIVE == ("f16c" in flags)
+    else:
+        assert isinstance(HALF_NATIVE, bool)

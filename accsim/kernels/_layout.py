@@ -7,43 +7,82 @@ copies and fancy indexing cost as much as a small selection's whole computation.
 """
 
 import numpy as np
-from numba import njit, int64, uint8
+from numba import njit, prange, int64, uint8
 
 from ._simd import transpose8
 
 JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 
-@njit(**JIT)
-def mask_csr(mask):
-    """(rows, ptr, cols) of the True entries of a 2-D boolean mask, in row-major order:
-    the nonempty rows, their row pointers (len(rows) + 1) and the column indices, int64."""
-    m, n = mask.shape
-    counts = np.zeros(m, dtype=np.int64)
+@njit(inline="always", **JIT)
+def _row_count(mask, i):
+    c = int64(0)
+    for j in range(mask.shape[1]):
+        c += int64(mask[i, j])
+    return c
+
+
+@njit(inline="always", **JIT)
+def _row_cols(mask, i, cols, e):
+    for j in range(mask.shape[1]):
+        if mask[i, j]:
+            cols[e] = j
+            e += 1
+
+
+@njit(inline="always", **JIT)
+def _csr_layout(counts):
+    """(rows, ptr, start) from the per-row counts: start[i] is row i's first slot."""
+    m = counts.shape[0]
     nrows = 0
     for i in range(m):
-        c = int64(0)
-        for j in range(n):
-            c += int64(mask[i, j])
-        counts[i] = c
-        nrows += int64(c > 0)
-    total = counts.sum()
+        nrows += int64(counts[i] > 0)
     rows = np.empty(nrows, dtype=np.int64)
     ptr = np.empty(nrows + 1, dtype=np.int64)
-    buf = np.empty(total + 1, dtype=np.int64)     # one spare slot: stores are unconditional
+    start = np.empty(m, dtype=np.int64)
     ptr[0] = 0
     r = 0
     e = int64(0)
     for i in range(m):
-        if counts[i] == 0:
-            continue
-        rows[r] = i
-        for j in range(n):
-            buf[e] = j
-            e += int64(mask[i, j])
-        r += 1
-        ptr[r] = e
-    return rows, ptr, buf[:total]
+        start[i] = e
+        if counts[i] > 0:
+            rows[r] = i
+            e += counts[i]
+            r += 1
+            ptr[r] = e
+    return rows, ptr, start
+
+
+@njit(parallel=True, **JIT)
+def mask_csr(mask):
+    """(rows, ptr, cols) of the True entries of a 2-D boolean mask, in row-major order:
+    the nonempty rows, their row pointers (len(rows) + 1) and the column indices, int64.
+    Rows are counted and filled on the numba threads (each row writes its own slots)."""
+    m = mask.shape[0]
+    counts = np.empty(m, dtype=np.int64)
+    for i in prange(m):
+        counts[i] = _row_count(mask, i)
+    rows, ptr, start = _csr_layout(counts)
+    cols = np.empty(ptr[-1], dtype=np.int64)
+    for i in prange(m):
+        if counts[i] > 0:
+            _row_cols(mask, i, cols, start[i])
+    return rows, ptr, cols
+
+
+@njit(**JIT)
+def mask_csr_serial(mask):
+    """:func:`mask_csr` on the calling thread (small masks)."""
+    m = mask.shape[0]
+    counts = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        counts[i] = _row_count(mask, i)
+    rows, ptr, start = _csr_layout(counts)
+    cols = np.empty(ptr[-1], dtype=np.int64)
+    for i in range(m):
+        if counts[i] > 0:
+            _row_cols(mask, i, cols, start[i])
+    return rows, ptr, cols
 
 
 @njit(**JIT)

@@ -119,3 +119,43 @@ def transpose8(typingctx, X, offs, k0, dst, d0, dstride):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _native_half_conversion():
+    """Does the code numba generates here convert float32 <-> IEEE binary16 in hardware
+    (x86-64 F16C: vcvtps2ph / vcvtph2ps)? Elsewhere LLVM would call a runtime library
+    function that numba does not link, so the binary16 step is then not used."""
+    try:
+        import llvmlite.binding as llvm
+        from numba.core import config
+        if not llvm.get_process_triple().startswith("x86_64"):
+            return False
+        if config.CPU_FEATURES is not None:          # NUMBA_CPU_FEATURES overrides the host
+            return "+f16c" in config.CPU_FEATURES.split(",")
+        if config.CPU_NAME is not None:              # NUMBA_CPU_NAME: features unknown
+            return False
+        return bool(llvm.get_host_cpu_features().get("f16c", False))
+    except Exception:  # noqa: BLE001  (any doubt: the general step)
+        return False
+
+
+HALF_NATIVE = _native_half_conversion()
+
+
+@intrinsic
+def round_half(typingctx, x):
+    """float32 x rounded to IEEE binary16 (round to nearest even, subnormals, overflow
+    to inf, NaN kept) and back to float32: LLVM ``fptrunc`` to ``half`` then ``fpext``,
+    the F16C instructions on x86-64 (exact IEEE conversions under the default MXCSR
+    rounding, which Python does not change). Only where :data:`HALF_NATIVE`; elsewhere
+    it returns x unchanged and must not be used."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        if not HALF_NATIVE:
+            return args[0]
+        h = builder.fptrunc(args[0], ir.HalfType())
+        return builder.fpext(h, ir.FloatType())
+
+    return types.float32(x), codegen
