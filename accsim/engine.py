@@ -209,30 +209,45 @@ def _sig_stats(X):
 
 class _Operand:
     """Statistics of a C-contiguous float64 operand X: ``stats`` (max significant bits,
-    min last-bit exponent, max leading exponent, all-integer), ``f32`` a float32 copy
-    when every entry is a float32 value and one was asked for (else None), and
-    ``finite`` (all entries finite; computed on first use)."""
+    min last-bit exponent, max leading exponent, all-integer), ``f32`` its float32 copy
+    when one was made and every entry is a float32 value (else None), and ``finite``
+    (all entries finite; computed on first use when not known)."""
 
-    def __init__(self, X, want32):
+    def __init__(self, X, stats=None, f32=None, finite=None):
         self.X = X
-        self.f32 = None
-        self._finite = None
-        if want32 and X.size:
-            x32 = np.empty(X.shape, dtype=np.float32)
-            s, lo, e, integer, nonrep, nonfin = _acc.sig_stats_f32(X.reshape(-1),
-                                                                    x32.reshape(-1))
-            if nonrep == 0:
-                self.stats = (s, lo, e, integer)
-                self.f32 = x32
-                self._finite = nonfin == 0
-                return
-        self.stats = _sig_stats(X)
+        self.stats = _sig_stats(X) if stats is None else stats
+        self.f32 = f32
+        self._finite = finite
 
     @property
     def finite(self):
         if self._finite is None:
             self._finite = bool(np.isfinite(self.X).all())
         return self._finite
+
+
+def _operands(A, B, want32):
+    """:class:`_Operand` of A and B. With ``want32`` both are copied to float32 with
+    their statistics in one pass each (both on the numba threads when large); an
+    operand that float32 would change gets the float64 statistics instead."""
+    if not (want32 and A.size and B.size):
+        return _Operand(A), _Operand(B)
+    A32 = np.empty(A.shape, dtype=np.float32)
+    B32 = np.empty(B.shape, dtype=np.float32)
+    if A.size + B.size >= 65536:
+        res = _acc.sig_stats_f32_pair(A.reshape(-1), A32.reshape(-1), B.reshape(-1),
+                                      B32.reshape(-1))
+    else:
+        res = [_acc.sig_stats_f32(X.reshape(-1), X32.reshape(-1))
+               for X, X32 in ((A, A32), (B, B32))]
+        res = [(s, lo, e, 0 if integer else 1, nr, nf) for s, lo, e, integer, nr, nf in res]
+    ops = []
+    for X, X32, (s, lo, e, nonint, nonrep, nonfin) in zip((A, B), (A32, B32), res):
+        if nonrep == 0:
+            ops.append(_Operand(X, (int(s), int(lo), int(e), nonint == 0), X32, nonfin == 0))
+        else:
+            ops.append(_Operand(X))
+    return ops[0], ops[1]
 
 
 def _native_fp64(fmt, mode):
@@ -362,7 +377,7 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     want32 = (isinstance(acc, FloatFormat) and structure in ("sequential", "chunked")
               and pkind == 0 and rounding != "sr" and acc.emin >= -126 and acc.emax <= 127
               and (acc.man_bits <= 21 or (acc.man_bits == 23 and rounding == "rne")))
-    opA, opB = _Operand(A, want32), _Operand(B, want32)
+    opA, opB = _operands(A, B, want32)
     sa, la, ea, inta = opA.stats
     sb, lb, eb, intb = opB.stats
     if A.size and B.size and sa > 0 and sb > 0:
@@ -432,13 +447,14 @@ def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
         return vals_e.reshape(m, n), Events(
             cov.reshape(m, n).sum(axis=1), csat.reshape(m, n).sum(axis=1),
             cinx.reshape(m, n).sum(axis=1), flags_e.reshape(m, n) & fmask)
-    values = np.full((m, n), fill)
-    flags = np.zeros((m, n), dtype=np.uint8)
-    ov = np.zeros(m, dtype=np.int64)
-    sat = np.zeros(m, dtype=np.int64)
-    inx = np.zeros(m, dtype=np.int64)
-    _layout.scatter_results(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask,
-                            values, flags, ov, sat, inx)
+    values = np.empty((m, n))
+    flags = np.empty((m, n), dtype=np.uint8)
+    ov = np.empty(m, dtype=np.int64)
+    sat = np.empty(m, dtype=np.int64)
+    inx = np.empty(m, dtype=np.int64)
+    scatter = _layout.scatter_results if m * n >= 65536 else _layout.scatter_results_serial
+    scatter(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, np.float64(fill),
+            values, flags, ov, sat, inx)
     return values, Events(ov, sat, inx, flags)
 
 
@@ -490,8 +506,7 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                 PW, np.int64(wmode), seed_u, srbits, wnative)
         if pairs:
             if ops32 is None:
-                Aop, Bt = A, np.empty((B.shape[1], B.shape[0]))
-                _layout.transpose_into(B, Bt)
+                Aop, Bt = A, _transposed(B, np.float64)
             else:
                 Aop, Bt = ops32
             rid = np.repeat(rows, np.diff(ptr))
@@ -517,6 +532,13 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                     bias is not None, skip0, out, oflags, cov, csat, cinx)
     values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
     return MatmulResult(values, events, selected=mask)
+
+
+def _transposed(X, dtype):
+    """X.T as a C-contiguous array of ``dtype`` (a float dtype holding X's values)."""
+    out = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
+    (_layout.transpose_into if X.size >= 65536 else _layout.transpose_into_serial)(X, out)
+    return out
 
 
 def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed=False,
@@ -555,9 +577,7 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed
         return None
     A32 = A.astype(np.float32) if A32 is None else A32
     if b_transposed:
-        Bt = np.empty((B.shape[1], B.shape[0]), dtype=np.float32)
-        _layout.transpose_into(B if B32 is None else B32, Bt)
-        return A32, Bt
+        return A32, _transposed(B if B32 is None else B32, np.float32)
     return A32, B.astype(np.float32) if B32 is None else B32
 
 

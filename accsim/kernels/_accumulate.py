@@ -1457,3 +1457,18 @@ def sig_stats_f32(x, out):
     smax, lmin, emx, nonint, nonrep, nonfin = _sig_range_f32(x, out, 0, x.shape[0])
     return smax, lmin, emx, nonint == 0, nonrep, nonfin
 
+
+@njit(parallel=True, **JIT)
+def sig_stats_f32_pair(x, ox, y, oy):
+    """:func:`sig_stats_f32` of two arrays at once, one per numba thread (about twice
+    as fast as one after the other on two cores). Returns a (2, 6) int64 array:
+    smax, lmin, emx, non-integer, not-float32, non-finite of x, then of y."""
+    res = np.empty((2, 6), dtype=np.int64)
+    for c in prange(2):
+        if c == 0:
+            r = _sig_range_f32(x, ox, 0, x.shape[0])
+        else:
+            r = _sig_range_f32(y, oy, 0, y.shape[0])
+        for q in range(6):
+            res[c, q] = r[q]
+    return res

@@ -85,15 +85,13 @@ def mask_csr_serial(mask):
     return rows, ptr, cols
 
 
-@njit(**JIT)
-def transpose_into(X, out):
-    """out[j, i] = X[i, j] (converted to out's float dtype), 8 x 8 blocks transposed in
-    vector registers. X and out C-contiguous."""
+@njit(inline="always", **JIT)
+def _transpose_rows(X, out, i0):
+    """out[:, i0:i0 + 8] = X[i0:i0 + 8, :].T (the last block may be shorter)."""
     m, n = X.shape
-    m8 = m // 8 * 8
     n8 = n // 8 * 8
-    offs = np.empty(8, dtype=np.int64)
-    for i0 in range(0, m8, 8):
+    if i0 + 8 <= m:
+        offs = np.empty(8, dtype=np.int64)
         for u in range(8):
             offs[u] = (i0 + u) * n
         for j0 in range(0, n8, 8):
@@ -101,21 +99,37 @@ def transpose_into(X, out):
         for i in range(i0, i0 + 8):
             for j in range(n8, n):
                 out[j, i] = X[i, j]
-    for i in range(m8, m):
-        for j in range(n):
-            out[j, i] = X[i, j]
+    else:
+        for i in range(i0, m):
+            for j in range(n):
+                out[j, i] = X[i, j]
+
+
+@njit(parallel=True, **JIT)
+def transpose_into(X, out):
+    """out[j, i] = X[i, j] (converted to out's float dtype), 8 x 8 blocks transposed in
+    vector registers, blocks of 8 rows on the numba threads. X and out C-contiguous."""
+    for b in prange((X.shape[0] + 7) // 8):
+        _transpose_rows(X, out, b * 8)
 
 
 @njit(**JIT)
-def scatter_results(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, values, flags,
-                    ov, sat, inx):
-    """Per-output results in CSR order into (m, n) ``values`` and ``flags`` (masked by
-    ``fmask``), event counts summed per output row into ``ov``, ``sat``, ``inx``."""
-    for r in range(rows.shape[0]):
-        i = rows[r]
-        so = int64(0)
-        ss = int64(0)
-        si = int64(0)
+def transpose_into_serial(X, out):
+    """:func:`transpose_into` on the calling thread (small arrays)."""
+    for b in range((X.shape[0] + 7) // 8):
+        _transpose_rows(X, out, b * 8)
+
+
+@njit(inline="always", **JIT)
+def _scatter_row(i, r, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, fill, values,
+                 flags, ov, sat, inx):
+    for j in range(values.shape[1]):
+        values[i, j] = fill
+        flags[i, j] = 0
+    so = int64(0)
+    ss = int64(0)
+    si = int64(0)
+    if r >= 0:
         for e in range(ptr[r], ptr[r + 1]):
             j = cols[e]
             values[i, j] = vals_e[e]
@@ -123,6 +137,37 @@ def scatter_results(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, va
             so += cov[e]
             ss += csat[e]
             si += cinx[e]
-        ov[i] += so
-        sat[i] += ss
-        inx[i] += si
+    ov[i] = so
+    sat[i] = ss
+    inx[i] = si
+
+
+@njit(inline="always", **JIT)
+def _row_positions(rows, m):
+    rpos = np.full(m, -1, dtype=np.int64)
+    for r in range(rows.shape[0]):
+        rpos[rows[r]] = r
+    return rpos
+
+
+@njit(parallel=True, **JIT)
+def scatter_results(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, fill, values,
+                    flags, ov, sat, inx):
+    """Per-output results in CSR order into (m, n) ``values`` (``fill`` elsewhere) and
+    ``flags`` (masked by ``fmask``, 0 elsewhere); event counts summed per output row
+    into ``ov``, ``sat``, ``inx`` (length m). Every entry of the outputs is written;
+    output rows on the numba threads."""
+    rpos = _row_positions(rows, values.shape[0])
+    for i in prange(values.shape[0]):
+        _scatter_row(i, rpos[i], ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, fill,
+                     values, flags, ov, sat, inx)
+
+
+@njit(**JIT)
+def scatter_results_serial(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, fill,
+                           values, flags, ov, sat, inx):
+    """:func:`scatter_results` on the calling thread (small results)."""
+    rpos = _row_positions(rows, values.shape[0])
+    for i in range(values.shape[0]):
+        _scatter_row(i, rpos[i], ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, fill,
+                     values, flags, ov, sat, inx)
