@@ -76,7 +76,10 @@ How it runs (results never depend on it)
     IEEE binary16 with rne, where the CPU converts float32 to binary16 in hardware (x86-64
     F16C), is a round-to-odd float32 sum converted to binary16 and back (correct by
     the double-rounding theorem; about 30 operations per 8 lanes instead of 57).
-    IEEE binary64 with rne is likewise the hardware float64 add. Steps that add exact zeros to
+    IEEE binary64 with rne is likewise the hardware float64 add. A selection with few
+    outputs per row runs blocks of 128 or 256 (row, col) registers side by side, their
+    exact products formed eight lanes by eight k at a time and transposed in vector
+    registers. Steps that add exact zeros to
     nonzero registers (a zero a[i, k] with every entry of B finite) are skipped, since
     they change neither values nor events. Integer operands are held as int32 where they
     fit.
