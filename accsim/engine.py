@@ -102,7 +102,9 @@ _STRUCT_CODE = {s: i for i, s in enumerate(STRUCTURES)}
 ALIGN_ROUNDINGS = ("rz", "rd", "rne")
 
 FLAG_INEXACT, FLAG_OVERFLOW, FLAG_SATURATE = 1, 2, 4
-_NO_PRODUCT_PARAMS = format_params(FloatFormat(8, 23))   # placeholder: products not rounded
+_FP32 = FloatFormat(8, 23)
+_FP64 = FloatFormat(11, 52)
+_NO_PRODUCT_PARAMS = format_params(_FP32)   # placeholder: products not rounded
 
 
 class Events:
@@ -254,7 +256,7 @@ def _operands(A, B, want32):
 
 
 def _native_fp64(fmt, mode):
-    return (isinstance(fmt, FloatFormat) and fmt == FloatFormat(11, 52) and mode == "rne")
+    return isinstance(fmt, FloatFormat) and fmt == _FP64 and mode == "rne"
 
 
 def _check_float_acc(fmt, mode, name):
@@ -566,7 +568,7 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed
         sta = _sig_stats(A)[:3]
         stb = _sig_stats(B)[:3]
     (sa, la, ea), (sb, lb, eb) = sta, stb
-    binary32 = acc == FloatFormat(8, 23) and rounding == "rne"
+    binary32 = acc == _FP32 and rounding == "rne"
     if (acc.man_bits > 21 and not binary32) or acc.emin < -126 or acc.emax > 127 \
             or A.size == 0 or B.size == 0:
         return None

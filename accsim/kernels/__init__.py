@@ -4,6 +4,8 @@ Formats reach the kernels as a tuple of int64 parameters (:func:`format_params`)
 compiled kernel serves every format.
 """
 
+import functools
+
 import numpy as np
 
 from ..formats import FloatFormat
@@ -11,7 +13,15 @@ from ._round import N_PARAMS
 
 
 def format_params(fmt):
-    """The kernel parameter tuple (int64 values) of a format; layout in ``_round``."""
+    """The kernel parameter tuple (int64 values) of a format; layout in ``_round``.
+    Formats are immutable values, so the tuples are kept (the last 256 formats)."""
+    try:
+        return _format_params_cached(fmt)
+    except TypeError:                   # an unhashable stand-in: compute it each time
+        return _format_params(fmt)
+
+
+def _format_params(fmt):
     p = [0] * N_PARAMS
     if isinstance(fmt, FloatFormat):
         p[0] = 0
@@ -31,3 +41,6 @@ def format_params(fmt):
         p[11] = fmt.frac_bits
         p[12] = int(fmt.signed)
     return tuple(np.int64(v) for v in p)
+
+
+_format_params_cached = functools.lru_cache(maxsize=256)(_format_params)
