@@ -336,8 +336,9 @@ class TestBinary32Register:
 def test_fp16_rne_step_against_numpy_float16_cast():
     """Every finite fp16 register value x, one step x + p with p half an ulp of x times
     multipliers that hit the tie exactly, one product-ulp either side, and a few ulps
-    away, with both signs, plus zero products: the register must hold numpy's float16
-    cast of the exact sum (x + p is exact in float64 here: its bits span under 40), and
+    away, and ties missed by less than float32 resolves, with both signs, plus zero
+    products: the register must hold numpy's float16 cast of the exact sum (x + p is
+    exact in float64 here: its bits span under 50), and
     count an inexact add exactly where that cast is inexact (independent oracle: numpy's
     correctly rounded float64 -> float16 conversion)."""
     x = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
@@ -346,8 +347,12 @@ def test_fp16_rne_step_against_numpy_float16_cast():
     rows_a = [np.exp2(ex), np.exp2(ex) * (1 + 2.0**-10), -np.exp2(ex) * (2 - 2.0**-10)]
     a = np.concatenate(rows_a)[:, None]                 # fp16 values
     xs = np.concatenate([x] * len(rows_a))
+    # 1 - 2^-10 with the row a = 2^e (1 + 2^-10): p = half an ulp times (1 - 2^-20), a
+    # tie missed by far less than float32 resolves (double-rounding hazards: x + p and
+    # x - p round to a float32 tie at binary16 precision)
     c = np.array([1.0, -1.0, 1 - 2.0**-11, -(1 - 2.0**-11), 1 + 2.0**-10, 3.0, -5.0,
-                  2.0, 0.0, -0.0, 2.0**-10, -(2 - 2.0**-10)])
+                  2.0, 0.0, -0.0, 2.0**-10, -(2 - 2.0**-10), 1 - 2.0**-10,
+                  -(1 - 2.0**-10)])
     b = (c * 2.0**-11)[None, :]                         # fp16 values
     assert np.array_equal(np.float16(a).astype(np.float64), a)
     assert np.array_equal(np.float16(b).astype(np.float64), b)
@@ -453,3 +458,22 @@ def test_binary16_step_detection():
         assert HALF_NATIVE == ("f16c" in flags)
     else:
         assert isinstance(HALF_NATIVE, bool)
+
+
+def test_fp16_oracle_without_hardware_conversion(tmp_path):
+    """Where the CPU has no binary16 conversion (here: numba told to target a generic
+    x86-64), the fp16 register takes the general float32 rne step; the float16-cast
+    oracle above must hold for it too (a separate process, kernels compiled afresh)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    code = ("import sys, test_engine_lanes as t\n"
+            "from accsim.kernels._simd import HALF_NATIVE\n"
+            "assert not HALF_NATIVE\n"
+            "t.test_fp16_rne_step_against_numpy_float16_cast()\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, cwd=os.path.dirname(__file__), timeout=900)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
