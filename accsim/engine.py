@@ -79,10 +79,9 @@ How it runs (results never depend on it)
     IEEE binary64 with rne is likewise the hardware float64 add. A selection with few
     outputs per row runs blocks of 128 or 256 (row, col) registers side by side, their
     exact products formed eight lanes by eight k at a time and transposed in vector
-    registers. Steps that add exact zeros to
-    nonzero registers (a zero a[i, k] with every entry of B finite) are skipped, since
-    they change neither values nor events. Integer operands are held as int32 where they
-    fit.
+    registers. Steps that add exact zeros to nonzero registers (a zero a[i, k] with
+    every entry of B finite) are skipped, since they change neither values nor events.
+    Integer operands are held as int32 where they fit.
 """
 
 from __future__ import annotations
@@ -245,11 +244,10 @@ def _operands(A, B, want32):
     else:
         res = [_acc.sig_stats_f32(X.reshape(-1), X32.reshape(-1))
                for X, X32 in ((A, A32), (B, B32))]
-        res = [(s, lo, e, 0 if integer else 1, nr, nf) for s, lo, e, integer, nr, nf in res]
     ops = []
-    for X, X32, (s, lo, e, nonint, nonrep, nonfin) in zip((A, B), (A32, B32), res):
+    for X, X32, (s, lo, e, integer, nonrep, nonfin) in zip((A, B), (A32, B32), res):
         if nonrep == 0:
-            ops.append(_Operand(X, (int(s), int(lo), int(e), nonint == 0), X32, nonfin == 0))
+            ops.append(_Operand(X, (int(s), int(lo), int(e), bool(integer)), X32, nonfin == 0))
         else:
             ops.append(_Operand(X))
     return ops[0], ops[1]
@@ -380,8 +378,7 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     # exactness of products in float64
     # float32 copies where the float32 lanes may run (checked in full later)
     want32 = (isinstance(acc, FloatFormat) and structure in ("sequential", "chunked")
-              and pkind == 0 and rounding != "sr" and acc.emin >= -126 and acc.emax <= 127
-              and (acc.man_bits <= 21 or (acc.man_bits == 23 and rounding == "rne")))
+              and pkind == 0 and rounding != "sr" and _lanes32_register(acc, rounding))
     opA, opB = _operands(A, B, want32)
     sa, la, ea, inta = opA.stats
     sb, lb, eb, intb = opB.stats
@@ -539,6 +536,14 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
     return MatmulResult(values, events, selected=mask)
 
 
+def _lanes32_register(acc, rounding):
+    """Can the float register ``acc`` with ``rounding`` run on float32 lanes? At most 22
+    significant bits (float32 round-to-odd keeps two more) or IEEE binary32 with rne
+    (the hardware add), and a normal range inside float32's."""
+    return ((acc.man_bits <= 21 or (acc == _FP32 and rounding == "rne"))
+            and acc.emin >= -126 and acc.emax <= 127)
+
+
 def _transposed(X, dtype):
     """X.T as a C-contiguous array of ``dtype`` (a float dtype holding X's values)."""
     out = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
@@ -568,9 +573,7 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed
         sta = _sig_stats(A)[:3]
         stb = _sig_stats(B)[:3]
     (sa, la, ea), (sb, lb, eb) = sta, stb
-    binary32 = acc == _FP32 and rounding == "rne"
-    if (acc.man_bits > 21 and not binary32) or acc.emin < -126 or acc.emax > 127 \
-            or A.size == 0 or B.size == 0:
+    if not _lanes32_register(acc, rounding) or A.size == 0 or B.size == 0:
         return None
     if sa == 0 or sb == 0:       # no finite nonzero entries: every product is 0, inf or NaN
         ok = (sa == 0 or (sa <= 24 and la >= -149 and ea <= 127)) and \

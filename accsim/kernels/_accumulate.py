@@ -1461,8 +1461,8 @@ def sig_stats_f32(x, out):
 @njit(parallel=True, **JIT)
 def sig_stats_f32_pair(x, ox, y, oy):
     """:func:`sig_stats_f32` of two arrays at once, one per numba thread (about twice
-    as fast as one after the other on two cores). Returns a (2, 6) int64 array:
-    smax, lmin, emx, non-integer, not-float32, non-finite of x, then of y."""
+    as fast as one after the other on two cores). Returns a (2, 6) int64 array: the
+    :func:`sig_stats_f32` results of x, then of y (all-integer as 1 or 0)."""
     res = np.empty((2, 6), dtype=np.int64)
     for c in prange(2):
         if c == 0:
@@ -1471,4 +1471,5 @@ def sig_stats_f32_pair(x, ox, y, oy):
             r = _sig_range_f32(y, oy, 0, y.shape[0])
         for q in range(6):
             res[c, q] = r[q]
+        res[c, 3] = int64(r[3] == 0)        # non-integer count -> all-integer
     return res
