@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 
 
 def capi_overheads(calls, repeats):
-    from accsim.capi import build
+    from accsim.interop.capi import build
     work = Path(tempfile.mkdtemp(prefix="accsim-bench-capi-"))
     try:
         build(work)
@@ -98,7 +98,7 @@ def median_time(fn, repeats):
 
 def cmodel_overheads(calls, repeats):
     import accsim
-    from accsim.cmodel import cmodel_matmul, compile_c_model
+    from accsim.interop.cmodel import cmodel_matmul, compile_c_model
     m = compile_c_model(ROOT / "examples" / "c" / "fp16_rne_step.c", "fp16_rne_step")
     rng = np.random.default_rng(0)
     acc = accsim.quantize(rng.standard_normal(calls), "fp16")

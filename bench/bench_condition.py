@@ -40,7 +40,7 @@ import dataclasses
 import statistics
 import time
 
-from accsim.network import _resolve_accelerator, simulate
+from accsim.network.simulation import resolve_accelerator, simulate
 
 CASES = (("mnist-mlp-relu", (0.05, 0.2)), ("mnist-mlp-tanh", (0.05, 0.2)),
          ("mnist-cnn", (0.05, 0.2)))
@@ -72,7 +72,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     # bf16 accumulator with round-toward-zero inside an fp16 -> fp32 accelerator: the
     # narrow accumulator of the tau-sweep example (it visibly costs agreement)
-    acc = dataclasses.replace(_resolve_accelerator("fp16-fp32acc", "bf16", "fp32"),
+    acc = dataclasses.replace(resolve_accelerator("fp16-fp32acc", "bf16", "fp32"),
                               narrow_rounding="rz")
     print(f"accelerator fp16 operands, narrow bf16 (rz), wide fp32; {args.limit} samples, "
           f"median of {args.repeats}; analyze=False; estimator {args.estimator}")

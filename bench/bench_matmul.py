@@ -1,9 +1,9 @@
-"""Simulated MACs per second of accsim.engine.matmul, against baselines measured in the
+"""Simulated MACs per second of accsim.numerics.engine.matmul, against baselines measured in the
 same run.
 
 For every case (operand format, accumulator, structure) at m = n = k = --size:
 
-* accsim      ``accsim.engine.matmul`` (values and events), all numba threads (or --threads).
+* accsim      ``accsim.numerics.engine.matmul`` (values and events), all numba threads (or --threads).
 * numpy f64   ``A @ B`` in float64 (no simulation: the ceiling). Ratio = accsim time / it.
 * numpy loop  a loop over k, vectorised over the m x n outputs, rounding the running sum
               after every add with an independent numpy rounding (float16 cast, or rint on
@@ -193,7 +193,7 @@ def main(argv=None):
 
     import numba
 
-    from accsim.engine import matmul
+    from accsim.numerics.engine import matmul
     if args.threads:
         numba.set_num_threads(args.threads)
     n = m = k = args.size

@@ -2,7 +2,7 @@
 
 The bundled 784-512-512-10 MNIST MLP (``traces/mnist-mlp-relu``) on its whole test split:
 ``accsim.simulate`` with an accelerator's narrow accumulator (default fp16-fp16acc: fp16
-operands, fp16 accumulator, rne after every add) against ``accsim.ops.forward64`` (plain
+operands, fp16 accumulator, rne after every add) against ``accsim.network.ops.forward64`` (plain
 numpy float64, BLAS matrix products). Medians of ``--repeats`` interleaved runs after a
 warm-up (numba compiles on the first call; that time is reported separately). The
 headline is ``simulate(analyze=False)``: everything issue 4 asks of a simulation
@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from accsim.network import resolve_trace, simulate
-from accsim.ops import forward64
+from accsim.network.ops import forward64
 
 
 def main(argv=None):

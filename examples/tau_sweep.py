@@ -20,7 +20,7 @@ one fp32 (rne). Policies per τ:
 Columns: re-issued fraction (components not on the narrow rung), agreement (argmax equal
 to the float64 reference's) and accuracy on the simulated samples, and the energy of the
 run over the all-fp32 baseline (``horowitz-45nm``, estimator and re-fetch included; see
-:mod:`accsim.cost`).
+:mod:`accsim.hardware.cost`).
 
     python examples/tau_sweep.py                  # 400 samples per trace, ~2 min
     python examples/tau_sweep.py --limit 2000 --taus 2,1,0.5,0.2,0.1
@@ -32,8 +32,8 @@ import argparse
 import dataclasses
 import time
 
-from accsim.cost import price_simulation
-from accsim.network import _resolve_accelerator, simulate
+from accsim.hardware.cost import price_simulation
+from accsim.network.simulation import resolve_accelerator, simulate
 
 TRACES = ("mnist-mlp-relu", "mnist-mlp-tanh", "mnist-cnn")
 LADDER = ["bf16:rz", "fp16", "fp32"]
@@ -61,7 +61,7 @@ def main(argv=None):
     ap.add_argument("--traces", default=",".join(TRACES))
     args = ap.parse_args(argv)
     taus = [float(t) for t in args.taus.split(",")]
-    acc = dataclasses.replace(_resolve_accelerator("fp16-fp32acc", "bf16", "fp32"),
+    acc = dataclasses.replace(resolve_accelerator("fp16-fp32acc", "bf16", "fp32"),
                               narrow_rounding="rz")
     t0 = time.perf_counter()
     print(f"fp16 operands, narrow bf16 (rz), wide fp32; {args.limit} samples per trace "

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct references for :func:`accsim.engine.matmul`.
+"""Slow, obviously-correct references for :func:`accsim.numerics.engine.matmul`.
 
 One Python loop per output and one step per rounded add, exactly as the engine's module
 docstring describes the hardware. The arithmetic comes from three independent places:
@@ -89,7 +89,7 @@ class IntSpec:
 
 def _load(fmt):
     if isinstance(fmt, str):
-        from accsim.config import (
+        from accsim.numerics.config import (
             load_format,  # YAML -> spec value; no rounding involved
         )
         return load_format(fmt)
@@ -537,7 +537,7 @@ def _int_output(a_row, b_col, bias, acc, mode, structure, chunk_size, wide, wide
 def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact",
            product_rounding=None, chunk_size=None, wide=None, wide_rounding=None, terms=4,
            guard_bits=3, align_rounding="rz", bias=None, outputs=None) -> NaiveResult:
-    """Step-by-step reference of ``accsim.engine.matmul`` (deterministic modes only).
+    """Step-by-step reference of ``accsim.numerics.engine.matmul`` (deterministic modes only).
 
     ``outputs``: optional iterable of (i, j) to compute; others are NaN.
     """

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from accsim import load_format
-from accsim.accelerator import Accelerator, list_accelerators, load_accelerator
+from accsim.hardware.accelerator import Accelerator, list_accelerators, load_accelerator
 from accsim.cli import main
-from accsim.formats import FloatFormat, IntFormat
+from accsim.numerics.formats import FloatFormat, IntFormat
 
 BUILTINS = [
     "bf16-fp32acc", "fp16-fp16acc", "fp16-fp32acc", "fp8-e4m3-fp16acc", "fp8-hopper",
@@ -81,7 +81,7 @@ def test_builtin_loads_and_describe_round_trips(name, tmp_path):
 
 
 def test_builtin_files_start_with_a_source_comment():
-    from accsim.config import builtin_dir
+    from accsim.numerics.config import builtin_dir
     for name in BUILTINS:
         text = (builtin_dir() / "accelerators" / f"{name}.yaml").read_text()
         assert text.startswith("#"), name

@@ -1,4 +1,4 @@
-"""accsim.analysis: condition numbers and the componentwise error bounds.
+"""accsim.precision.analysis: condition numbers and the componentwise error bounds.
 
 Oracle for the bounds: the engine's bit-exact result against the float64 product of the
 same operands (its own error is accounted for by ``check_bound``'s slack). The bound must
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accsim import analysis as an
+from accsim.precision import analysis as an
 from accsim import load_accelerator, quantize
-from accsim.engine import matmul
-from accsim.network import _resolve_accelerator, simulate
+from accsim.numerics.engine import matmul
+from accsim.network.simulation import resolve_accelerator, simulate
 
 BUNDLED = ("digits-mlp-relu", "mnist-mlp-relu", "mnist-mlp-tanh", "mnist-cnn")
 
@@ -89,7 +89,7 @@ def _accelerators():
                 out.append(dataclasses.replace(acc, structure="tree"))
                 out.append(dataclasses.replace(acc, narrow_rounding="ru",
                                                structure="chunked", chunk_size=7))
-    fp16 = _resolve_accelerator("fp16-fp32acc", "fp8_e5m2", None)     # tiny accumulator
+    fp16 = resolve_accelerator("fp16-fp32acc", "fp8_e5m2", None)     # tiny accumulator
     out.append(fp16)
     out.append(dataclasses.replace(fp16, narrow_rounding="rd"))
     return out
@@ -193,7 +193,7 @@ TRACE_ACCS = [("fp16-fp16acc", None, None), ("fp8-hopper", None, None),
 @pytest.mark.parametrize("accspec", TRACE_ACCS, ids=lambda s: "-".join(str(x) for x in s))
 def test_zero_bound_violations_on_bundled_traces(trace, accspec):
     name, narrow, rnd = accspec
-    acc = _resolve_accelerator(name, narrow, None)
+    acc = resolve_accelerator(name, narrow, None)
     if rnd:
         acc = dataclasses.replace(acc, narrow_rounding=rnd)
     r = simulate(trace, acc, limit=200)
@@ -206,7 +206,7 @@ def test_zero_bound_violations_on_bundled_traces(trace, accspec):
 
 def test_zero_bound_violations_with_reissue():
     """Re-issued components are checked against the wide accumulator's bound."""
-    acc = _resolve_accelerator("fp16-fp32acc", "fp8_e5m2", None)
+    acc = resolve_accelerator("fp16-fp32acc", "fp8_e5m2", None)
     r = simulate("digits-mlp-relu", acc, limit=200, policy="random", fraction=0.5, seed=3)
     assert r.bound_violations == 0
     assert 0.4 < r.recomputed_fraction < 0.6

@@ -16,8 +16,8 @@ import pytest
 
 import accsim
 from accsim import cli
-from accsim.capi import build
-from accsim.cmodel import reference_round, reference_step, round_cases, step_cases
+from accsim.interop.capi import build
+from accsim.interop.cmodel import reference_round, reference_step, round_cases, step_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTBENCH = ROOT / "examples" / "c" / "testbench.c"
@@ -166,9 +166,9 @@ def test_errors_are_strings(capi):
 
 
 def test_cli_capi_build(tmp_path, monkeypatch, capsys):
-    if "accsim.cli_capi" not in cli._SUBCOMMAND_MODULES:
+    if "accsim.cli.capi" not in cli._SUBCOMMAND_MODULES:
         monkeypatch.setattr(cli, "_SUBCOMMAND_MODULES",
-                            cli._SUBCOMMAND_MODULES + ("accsim.cli_capi",))
+                            cli._SUBCOMMAND_MODULES + ("accsim.cli.capi",))
     rc = cli.main(["capi", "build", "--out", str(tmp_path / "lib")])
     out, err = capsys.readouterr()
     assert rc == 0, err
@@ -180,7 +180,7 @@ def test_cli_capi_build(tmp_path, monkeypatch, capsys):
 def test_c_string_literal_round_trip(tmp_path):
     """Paths baked into the library (PYTHONPATH set at load time, before the embedded
     interpreter starts) survive quotes, backslashes, '?' (trigraphs) and non-ASCII."""
-    from accsim.capi import _c_string
+    from accsim.interop.capi import _c_string
     text = 'a"b\\c??=d/é/ü:x'
     src = tmp_path / "lit.c"
     src.write_text('#include <stdio.h>\nint main(void){fputs(' + _c_string(text) +

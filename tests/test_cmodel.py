@@ -12,7 +12,7 @@ import pytest
 
 import accsim
 from accsim import cli
-from accsim.cmodel import (
+from accsim.interop.cmodel import (
     CModel,
     cmodel_matmul,
     compile_c_model,
@@ -179,9 +179,9 @@ def test_compile_is_cached(good):
 
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
-    if "accsim.cli_capi" not in cli._SUBCOMMAND_MODULES:
+    if "accsim.cli.capi" not in cli._SUBCOMMAND_MODULES:
         monkeypatch.setattr(cli, "_SUBCOMMAND_MODULES",
-                            cli._SUBCOMMAND_MODULES + ("accsim.cli_capi",))
+                            cli._SUBCOMMAND_MODULES + ("accsim.cli.capi",))
 
     def run(*argv):
         rc = cli.main(list(argv))
@@ -241,7 +241,7 @@ def test_c_model_as_matmul_accumulator():
     import numpy as np
 
     import accsim
-    from accsim.cmodel import compile_c_model
+    from accsim.interop.cmodel import compile_c_model
     src = Path(__file__).resolve().parent.parent / "examples" / "c" / "fp16_rne_step.c"
     model = compile_c_model(src, "fp16_rne_step", kind="step")
     rng = np.random.default_rng(3)

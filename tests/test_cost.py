@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 import accsim
-from accsim import cost
+from accsim.hardware import cost
 from accsim.cli import main
-from accsim.cost import (
+from accsim.hardware.cost import (
     ESTIMATORS,
     break_even_fraction,
     export_accelergy,

@@ -1,4 +1,4 @@
-"""accsim.engine.matmul with floating-point accumulators, against tests/naive.py.
+"""accsim.numerics.engine.matmul with floating-point accumulators, against tests/naive.py.
 
 Oracle: ``naive.matmul`` (MPFR for rne/rz/ru/rd, exact Fractions for rna/ro and the fused
 adder's alignment), one Python step per rounded add. Operands are drawn from the values
@@ -35,7 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accsim import FloatFormat
-from accsim.engine import matmul
+from accsim.numerics.engine import matmul
 
 FP32 = FloatFormat(8, 23, name="fp32")
 TF32 = FloatFormat(8, 10, name="tf32")

@@ -1,4 +1,4 @@
-"""accsim.engine.matmul with integer and fixed-point accumulators, against Python ints.
+"""accsim.numerics.engine.matmul with integer and fixed-point accumulators, against Python ints.
 
 Oracle: ``naive.matmul`` keeps the register as a Python int (units of 2**-frac_bits).
 Each product is rounded to the accumulator's grid (resolution only: the contract says
@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accsim import FixedFormat, IntFormat
-from accsim.engine import matmul
+from accsim.numerics.engine import matmul
 
 INT_ACCS = {
     "int8": IntFormat(8), "int8_sat": IntFormat(8, overflow="saturate"),
@@ -352,7 +352,7 @@ def test_zero_operands_skipped_exactly():
     as Python integers, with saturation before and after the zeros."""
     import numpy as np
     from accsim import IntFormat
-    from accsim.engine import matmul
+    from accsim.numerics.engine import matmul
     rng = np.random.default_rng(11)
     a = rng.integers(-128, 128, (5, 300)).astype(np.float64)
     a[:, 100:200] = 0
@@ -383,7 +383,7 @@ def test_wrap_fast_path_values_and_int_values():
     Python integers: values, int_values and events, for narrow and wide registers."""
     import numpy as np
     from accsim import IntFormat
-    from accsim.engine import matmul
+    from accsim.numerics.engine import matmul
     rng = np.random.default_rng(21)
     a = rng.integers(-128, 128, (7, 90)).astype(np.float64)
     b = rng.integers(-128, 128, (90, 5)).astype(np.float64)

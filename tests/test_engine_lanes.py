@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from accsim import FloatFormat
-from accsim.engine import _float32_operands, matmul
+from accsim.numerics.engine import _float32_operands, matmul
 
 FP16 = FloatFormat(5, 10, name="fp16")
 BF16 = FloatFormat(8, 7, name="bf16")
@@ -378,7 +378,7 @@ def test_operand_statistics_against_python():
     """The operand statistics that decide exactness (max significant bits, lowest and
     highest bit exponents, all-integer) equal a Python computation from
     ``float.as_integer_ratio`` (subnormals, +-0, inf, NaN)."""
-    from accsim.kernels import _accumulate as K
+    from accsim.numerics.kernels import _accumulate as K
     rng = np.random.default_rng(11)
     x = sig_values(rng, 300_000, 24, -60, 60)
     x[::5] = np.round(x[::5])
@@ -399,7 +399,7 @@ def test_operand_statistics_against_python():
 def test_operand_statistics_per_entry():
     """Each entry's statistics alone (powers of two, the largest and smallest normals
     and subnormals, odd significands of every width) equal the Python computation."""
-    from accsim.kernels import _accumulate as K
+    from accsim.numerics.kernels import _accumulate as K
     rng = np.random.default_rng(12)
     vals = [2.0**e for e in range(-1074, 1024, 7)] + [5e-324, 2.0**-1022, 2.0**1023,
                                                        1.7976931348623157e308,
@@ -420,7 +420,7 @@ def test_float32_operand_statistics():
     """The statistics computed from float32 copies (fp16/bf16-style operands) equal the
     Python computation entry by entry and over a whole array; entries float32 would
     change are counted (then the float64 statistics are used), as are inf and NaN."""
-    from accsim.kernels import _accumulate as K
+    from accsim.numerics.kernels import _accumulate as K
     rng = np.random.default_rng(13)
     vals = [2.0**e for e in range(-149, 128)] + [3.4028234663852886e38,
                                                   1.1754942106924411e-38, 1.5, 12345.0]
@@ -450,7 +450,7 @@ def test_binary16_step_detection():
     (x86-64 with F16C), so the float16-cast oracle above checks that step here."""
     import os
     import platform
-    from accsim.kernels._simd import HALF_NATIVE
+    from accsim.numerics.kernels._simd import HALF_NATIVE
     if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo") \
             and "NUMBA_CPU_NAME" not in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
         with open("/proc/cpuinfo") as f:
@@ -470,7 +470,7 @@ def test_fp16_oracle_without_hardware_conversion(tmp_path):
     env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
     env.pop("NUMBA_CPU_FEATURES", None)
     code = ("import sys, test_engine_lanes as t\n"
-            "from accsim.kernels._simd import HALF_NATIVE\n"
+            "from accsim.numerics.kernels._simd import HALF_NATIVE\n"
             "assert not HALF_NATIVE\n"
             "t.test_fp16_rne_step_against_numpy_float16_cast()\n"
             "print('ok')\n")

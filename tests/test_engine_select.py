@@ -1,4 +1,4 @@
-"""accsim.engine.matmul(select=...): only the chosen outputs are computed.
+"""accsim.numerics.engine.matmul(select=...): only the chosen outputs are computed.
 
 A boolean (m, n) mask and a (rows, cols) pair of index arrays must both give exactly the
 values of the full product at the selected positions (bit for bit, stochastic rounding
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from accsim import FixedFormat, FloatFormat, IntFormat
-from accsim.engine import matmul
+from accsim.numerics.engine import matmul
 
 FP16 = FloatFormat(5, 10, name="fp16")
 FP32 = FloatFormat(8, 23, name="fp32")

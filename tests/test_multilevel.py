@@ -14,7 +14,7 @@ import pytest
 
 from accsim import FloatFormat
 from accsim.cli import main
-from accsim.cost import (
+from accsim.hardware.cost import (
     add_cost,
     load_technology,
     mac_cost,
@@ -23,10 +23,10 @@ from accsim.cost import (
     price_simulation,
     register_cost,
 )
-from accsim.engine import matmul
-from accsim.network import _resolve_accelerator, simulate
-from accsim.scheduler import default_ladder, resolve_ladder
-from accsim.trace import sequential
+from accsim.numerics.engine import matmul
+from accsim.network.simulation import resolve_accelerator, simulate
+from accsim.precision.scheduler import default_ladder, resolve_ladder
+from accsim.network.trace import sequential
 
 TRACE = "mnist-mlp-tanh"
 LIMIT = 120
@@ -37,7 +37,7 @@ LADDER = ["bf16", "fp16", "fp32", "fp64"]
 @pytest.fixture(scope="module")
 def acc():
     """bf16 round-toward-zero narrow accumulator (it costs agreement), fp64 wide."""
-    return dataclasses.replace(_resolve_accelerator("fp16-fp32acc", "bf16", None),
+    return dataclasses.replace(resolve_accelerator("fp16-fp32acc", "bf16", None),
                                narrow_rounding="rz")
 
 
@@ -160,7 +160,7 @@ def test_default_ladder_run(acc):
 def test_integer_ladder():
     """Integer registers: the cheapest one whose overflow bound fits; no overflow, so the
     values equal the all-wide run's (integer adds are exact)."""
-    acc = _resolve_accelerator("int8-int16acc-wrap", None, None)
+    acc = resolve_accelerator("int8-int16acc-wrap", None, None)
     ladder = ["int16", "int18", "int20", "int24", "int32"]
     rw = simulate("mnist-mlp-relu", acc, limit=40, policy="uniform-wide", analyze=False)
     r0 = simulate("mnist-mlp-relu", acc, limit=40, policy="multi-level", tau=0.0,
@@ -248,7 +248,7 @@ def test_cli_bad_ladder(capsys, ladder, msg):
 def test_reissue_block_path_equals_selected_path(acc, monkeypatch):
     """Re-issue on a dense block (rows x cols around the selection) or through the
     engine's selected-output path: the same values, bit for bit."""
-    from accsim import network
+    from accsim.network import simulation as network
     out = {}
     for cost in (0.0, 1e9):
         monkeypatch.setattr(network, "_SELECT_COST", cost)

@@ -14,8 +14,8 @@ import pytest
 
 from accsim import Accelerator, FloatFormat, load_accelerator, quantize
 from accsim.cli import main
-from accsim.engine import matmul
-from accsim.network import (
+from accsim.numerics.engine import matmul
+from accsim.network.simulation import (
     _ErrorStats,
     compare,
     list_traces,
@@ -23,8 +23,8 @@ from accsim.network import (
     resolve_trace,
     simulate,
 )
-from accsim.ops import forward64
-from accsim.trace import save_trace, sequential
+from accsim.network.ops import forward64
+from accsim.network.trace import save_trace, sequential
 
 FP16 = FloatFormat(5, 10)
 FP32 = FloatFormat(8, 23)

@@ -10,9 +10,9 @@ import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper
 
 from accsim.cli import main
-from accsim.onnx_import import import_onnx
-from accsim.ops import forward64
-from accsim.trace import load_trace
+from accsim.network.onnx_import import import_onnx
+from accsim.network.ops import forward64
+from accsim.network.trace import load_trace
 
 RNG = np.random.default_rng(1234)
 

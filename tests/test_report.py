@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from accsim.cli import main
-from accsim.report import load_results, pareto
-from accsim.sweep import load_spec
+from accsim.experiments.report import load_results, pareto
+from accsim.experiments.sweep import load_spec
 
 SPEC = """\
 kind: sweep
@@ -25,7 +25,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _fake_metrics(params, layers):
-    """Plausible metrics in the schema of accsim.sweep.point_metrics (real sweeps feed the
+    """Plausible metrics in the schema of accsim.experiments.sweep.point_metrics (real sweeps feed the
     report in tests/test_sweep.py): more mantissa bits and more re-issued outputs agree
     better and cost more."""
     pol, tau, frac = params["policy"], params["tau"], params["fraction"]

@@ -1,4 +1,4 @@
-"""accsim.scheduler policies through network.simulate and ``accsim simulate --policy``."""
+"""accsim.precision.scheduler policies through network.simulate and ``accsim simulate --policy``."""
 
 import dataclasses
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from accsim import scheduler
+from accsim.precision import scheduler
 from accsim.cli import main
-from accsim.network import _resolve_accelerator, simulate
+from accsim.network.simulation import resolve_accelerator, simulate
 
 TRACE = "mnist-mlp-tanh"
 LIMIT = 300
@@ -17,7 +17,7 @@ LIMIT = 300
 @pytest.fixture(scope="module")
 def acc():
     """A narrow accumulator that costs agreement: bf16 with round-toward-zero."""
-    return dataclasses.replace(_resolve_accelerator("fp16-fp32acc", "bf16", None),
+    return dataclasses.replace(resolve_accelerator("fp16-fp32acc", "bf16", None),
                                narrow_rounding="rz")
 
 
@@ -90,7 +90,7 @@ def test_estimators_bound_exact():
 
 
 def test_overflow_policy_integer():
-    acc = _resolve_accelerator("int8-int16acc-wrap", None, None)
+    acc = resolve_accelerator("int8-int16acc-wrap", None, None)
     rn = simulate("mnist-mlp-relu", acc, limit=50, analyze=False)
     ro = simulate("mnist-mlp-relu", acc, limit=50, policy="overflow")
     rw = simulate("mnist-mlp-relu", acc, limit=50, policy="uniform-wide", analyze=False)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from accsim.accelerator import load_accelerator
+from accsim.hardware.accelerator import load_accelerator
 from accsim.cli import main
-from accsim.cost import mac_cost, price_run
+from accsim.hardware.cost import mac_cost, price_run
 
 
 def _run(capsys, *args):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from accsim.cli import main
-from accsim.cost import price_simulation
-from accsim.engine import matmul
-from accsim.network import _resolve_accelerator, resolve_trace, simulate
-from accsim.trace import sequential
+from accsim.hardware.cost import price_simulation
+from accsim.numerics.engine import matmul
+from accsim.network.simulation import resolve_accelerator, resolve_trace, simulate
+from accsim.network.trace import sequential
 
 TRACE = "mnist-mlp-tanh"
 LIMIT, CAL = 100, 40
@@ -25,7 +25,7 @@ TECH = "horowitz-45nm"
 
 @pytest.fixture(scope="module")
 def acc():
-    return dataclasses.replace(_resolve_accelerator("fp16-fp32acc", "bf16", None),
+    return dataclasses.replace(resolve_accelerator("fp16-fp32acc", "bf16", None),
                                narrow_rounding="rz")
 
 

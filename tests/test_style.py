@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import accsim
-from accsim.config import builtin_dir
+from accsim.numerics.config import builtin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +34,9 @@ def test_builtin_yaml_found_and_all_load():
 
 
 def test_wheel_includes_builtin_formats():
-    """The wheel maps the repository's formats/ into the package (accsim/formats)."""
+    """The wheel maps the repository's formats/ and traces/ into the package (accsim/_data/)."""
     text = (ROOT / "pyproject.toml").read_text()
-    assert re.search(r'^"formats"\s*=\s*"accsim/formats"', text, re.M)
+    assert re.search(r'^"formats"\s*=\s*"accsim/_data/formats"', text, re.M)
 
 
 def test_public_surface():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from accsim.cli import main
-from accsim.sweep import load_spec, point_id, read_results, run_sweep
+from accsim.experiments.sweep import load_spec, point_id, read_results, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ limit: 10
 
 
 def test_policies_needing_a_budget_get_only_accepted_budgets(tmp_path):
-    from accsim.scheduler import POLICIES
+    from accsim.precision.scheduler import POLICIES
     spec = _write(tmp_path, SMALL.replace("taus: [0.3, 1.0]", "fractions: [0.25]"))
     s = load_spec(spec)
     pts = {(p.params["policy"], p.params["tau"], p.params["fraction"]) for p in s.points}
@@ -260,7 +260,7 @@ def test_sweep_on_a_running_dask_scheduler(tmp_path, capsys):
 
 
 def test_workers_run_one_numba_thread(tmp_path):
-    from accsim.sweep import _iter_dask, _iter_processes
+    from accsim.experiments.sweep import _iter_dask, _iter_processes
     spec = load_spec(_write(tmp_path, SMALL))
     one = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     before = {k: os.environ.get(k) for k in one}
@@ -323,7 +323,7 @@ def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
 
 
 def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
-    from accsim.sweep import _Writer
+    from accsim.experiments.sweep import _Writer
     spec = load_spec(_write(tmp_path, SMALL))
     out = tmp_path / "o"
     out.mkdir()

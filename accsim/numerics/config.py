@@ -20,16 +20,17 @@ import yaml
 
 from .formats import FloatFormat, FixedFormat, IntFormat
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent   # the accsim package folder
 
 
 def package_data_dir(name: str) -> Path:
-    """A data folder shipped with accsim: ``accsim/NAME`` inside an installed wheel, or the
-    repository's top-level ``NAME/`` for an editable install."""
-    inside = _HERE / name
+    """A data folder shipped with accsim: ``accsim/_data/NAME`` inside an installed wheel
+    (pyproject.toml force-includes it), or the repository's top-level ``NAME/`` for an
+    editable install."""
+    inside = _PACKAGE / "_data" / name
     if inside.is_dir():
         return inside
-    return _HERE.parent / name
+    return _PACKAGE.parent / name
 
 
 def builtin_dir() -> Path:
@@ -188,7 +189,9 @@ _SPEC = re.compile(r"^e(\d+)m(\d+)(fnuz|fn)?$")
 _INT = re.compile(r"^(u?)int(\d+)$")
 
 
-def _builtin_files(kind_dir: str):
+def builtin_files(kind_dir: str) -> dict:
+    """The built-in YAML files of one kind (``numbers``, ``accelerators``, ``technology``):
+    {stem: path}, sorted by name."""
     return dict(_builtin_files_cached(kind_dir))
 
 
@@ -208,7 +211,7 @@ def _builtin_format(name: str):
 
 def list_formats():
     """Names of the built-in number formats, sorted."""
-    return sorted(_builtin_files("numbers"))
+    return sorted(builtin_files("numbers"))
 
 
 def load_format(name_or_path):

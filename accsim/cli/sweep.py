@@ -100,7 +100,7 @@ def _hms(seconds):
 
 
 def _cmd_sweep(args, usage_error):
-    from .sweep import PointError, check_scheduler, load_spec, run_sweep
+    from ..experiments.sweep import PointError, check_scheduler, load_spec, run_sweep
     workers = _parse_workers(args.workers)
     check_scheduler(args.scheduler)
     spec = load_spec(args.spec)
@@ -121,7 +121,7 @@ def _cmd_sweep(args, usage_error):
 
 
 def _cmd_report(args, usage_error):
-    from .report import load_results, pareto_json, write_report
+    from ..experiments.report import load_results, pareto_json, write_report
     records = load_results(args.dir)
     if args.json:
         print(json.dumps(pareto_json(records)))

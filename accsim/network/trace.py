@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .config import ConfigError, Doc, header, read_yaml
+from ..numerics.config import ConfigError, Doc, header, read_yaml
 
 ACTIVATION_KINDS = ("relu", "tanh", "sigmoid", "gelu", "softmax", "identity")
 KINDS = ("linear", "conv2d", "flatten", "reshape", "maxpool", "avgpool", "globalavgpool",
@@ -210,7 +210,7 @@ class Trace:
 def _check_quant(q, src):
     if q is None:
         return
-    from .config import load_format
+    from ..numerics.config import load_format
     if not isinstance(q, dict):
         raise ValueError(f"{src}: quant: expected a mapping with 'input' and 'weight'")  # noqa: TRY004
     for key in q:

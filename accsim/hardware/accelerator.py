@@ -44,14 +44,17 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .config import ConfigError, Doc, _builtin_files, format_from_doc, header, load_format, \
+import numpy as np
+
+from ..numerics.config import ConfigError, Doc, builtin_files, format_from_doc, header, load_format, \
     read_yaml
-from .formats import (FLOAT_OVERFLOW, INT_OVERFLOW, ROUNDING_MODES, FixedFormat, FloatFormat,
+from ..numerics.datapath import ALIGN_ROUNDINGS, STRUCTURES, Datapath
+from ..numerics.engine import matmul
+from ..numerics.rounding import quantize
+from ..numerics.formats import (FLOAT_OVERFLOW, INT_OVERFLOW, ROUNDING_MODES, FixedFormat, FloatFormat,
                       Format, IntFormat)
 
 PRODUCT_MODES = ("exact", "fused", "rounded")
-STRUCTURES = ("sequential", "chunked", "tree", "fused")
-ALIGN_ROUNDINGS = ("rz", "rd", "rne")
 DATAFLOWS = ("os", "ws", "is")
 # structures the engine supports for integer / fixed-point accumulators
 _INTEGER_STRUCTURES = ("sequential", "chunked")
@@ -70,16 +73,6 @@ def _is_float(fmt):
     return isinstance(fmt, FloatFormat)
 
 
-def _fmt_label(fmt):
-    if fmt.name:
-        return fmt.name
-    if isinstance(fmt, FloatFormat):
-        return f"e{fmt.exp_bits}m{fmt.man_bits}"
-    if isinstance(fmt, IntFormat):
-        return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
-    return f"fixed{fmt.bits}.{fmt.frac_bits}"
-
-
 def _positive_int(name, v, hi):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= hi:
         raise ValueError(f"{name}: expected a positive integer (at most {hi}), got {v!r}")
@@ -94,20 +87,20 @@ def _narrower(wide, narrow):
     """Why ``wide`` cannot hold every value of ``narrow`` (None if it can)."""
     if _is_float(narrow) != _is_float(wide):
         kind = "a floating-point" if _is_float(narrow) else "an integer/fixed-point"
-        return f"expected {kind} format like the narrow accumulator, got {_fmt_label(wide)}"
+        return f"expected {kind} format like the narrow accumulator, got {wide.label}"
     if _is_float(narrow):
         if wide.man_bits < narrow.man_bits:
-            return (f"{_fmt_label(wide)} has fewer fraction bits ({wide.man_bits}) than the "
-                    f"narrow accumulator {_fmt_label(narrow)} ({narrow.man_bits})")
+            return (f"{wide.label} has fewer fraction bits ({wide.man_bits}) than the "
+                    f"narrow accumulator {narrow.label} ({narrow.man_bits})")
         if wide.emax < narrow.emax or wide.min_positive > narrow.min_positive:
-            return (f"{_fmt_label(wide)} has a smaller exponent range than the narrow "
-                    f"accumulator {_fmt_label(narrow)}")
+            return (f"{wide.label} has a smaller exponent range than the narrow "
+                    f"accumulator {narrow.label}")
         return None
     # integer / fixed point: integer bits and fraction bits must both be at least as many
     wi, ni = wide.bits - wide.frac_bits, narrow.bits - narrow.frac_bits
     if wi < ni or wide.frac_bits < narrow.frac_bits or (narrow.signed and not wide.signed):
-        return (f"{_fmt_label(wide)} cannot hold every value of the narrow accumulator "
-                f"{_fmt_label(narrow)}")
+        return (f"{wide.label} cannot hold every value of the narrow accumulator "
+                f"{narrow.label}")
     return None
 
 
@@ -185,12 +178,12 @@ class Accelerator:
                 if _is_float(op):
                     raise ValueError(
                         f"{f}: an integer/fixed-point accumulator "
-                        f"({_fmt_label(self.narrow)}) needs integer or fixed-point operands, "
-                        f"got {_fmt_label(op)}")
+                        f"({self.narrow.label}) needs integer or fixed-point operands, "
+                        f"got {op.label}")
                 if isinstance(self.narrow, IntFormat) and op.frac_bits > 0:
                     raise ValueError(
-                        f"{f}: an integer accumulator ({_fmt_label(self.narrow)}) needs "
-                        f"integer operands, got {_fmt_label(op)} with {op.frac_bits} "
+                        f"{f}: an integer accumulator ({self.narrow.label}) needs "
+                        f"integer operands, got {op.label} with {op.frac_bits} "
                         "fraction bits")
         why = _narrower(self.wide, self.narrow)
         if why:
@@ -201,7 +194,7 @@ class Accelerator:
         if self.product == "rounded":
             if not _is_float(self.narrow):
                 raise ValueError(
-                    f"product: an integer/fixed-point accumulator ({_fmt_label(self.narrow)}) "
+                    f"product: an integer/fixed-point accumulator ({self.narrow.label}) "
                     "takes exact products (each rounded to its grid); expected exact or fused")
             if self.product_format is None:
                 raise ValueError("product_format: missing (required by product mode 'rounded')")
@@ -273,6 +266,19 @@ class Accelerator:
         return self.product_rounding or self.narrow_rounding
 
     # ---- engine ---------------------------------------------------------------------
+    def datapath(self, which: str = "narrow") -> Datapath:
+        """The :class:`~accsim.numerics.datapath.Datapath` of one accumulator.
+
+        ``which="narrow"``: the narrow accumulator with this accelerator's product mode
+        and structure (chunked promotes into ``wide``). ``which="wide"``: the wide
+        accumulator (re-issued outputs), exact products, sequential. Both carry the
+        operand formats.
+        """
+        if which not in ("narrow", "wide"):
+            raise ValueError(f"which: expected 'narrow' or 'wide', got {which!r}")
+        kw = self.matmul_kwargs(which)
+        return Datapath(kw.pop("acc"), input=self.input, weight=self.weight, **kw)
+
     def matmul_kwargs(self, which: str = "narrow") -> dict:
         """Keyword arguments of :func:`accsim.engine.matmul` for one datapath.
 
@@ -315,16 +321,9 @@ class Accelerator:
         weight format (quantize them first); ``bias``, ``select`` and ``seed`` are passed
         to :func:`accsim.engine.matmul`, whose result is returned.
         """
-        kw = self.matmul_kwargs(which)
+        dp = self.datapath(which)
         a, b = self.check_operands(a, b)
-        from .engine import matmul as _matmul
-        if bias is not None:
-            kw["bias"] = bias
-        if select is not None:
-            kw["select"] = select
-        if seed is not None:
-            kw["seed"] = seed
-        return _matmul(a, b, **kw)
+        return matmul(a, b, dp, bias=bias, select=select, seed=seed)
 
     # ---- display --------------------------------------------------------------------
     def describe(self) -> dict:
@@ -360,14 +359,11 @@ class Accelerator:
 
 
 def _check_operand(arg, x, fmt, role):
-    import numpy as np
-
-    from .rounding import quantize
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{arg}: expected numbers convertible to float64 ({exc})") from None
-    label = _fmt_label(fmt)
+    label = fmt.label
     try:
         q = quantize(arr, fmt)
     except ValueError as exc:
@@ -482,12 +478,12 @@ def _accumulator_at(doc: Doc, key: str, base: Path):
     rounding = _rounding_at(sub)
     policies = FLOAT_OVERFLOW if _is_float(fmt) else INT_OVERFLOW
     ov = sub.get("overflow", str, default=None, check=lambda o: o in policies,
-                 expected=f"one of {', '.join(policies)} for format {_fmt_label(fmt)}")
+                 expected=f"one of {', '.join(policies)} for format {fmt.label}")
     sub.finish()
     if ov is not None and ov != fmt.overflow:
         suffix = {"saturate": "sat"}.get(ov, ov)
         try:
-            fmt = dataclasses.replace(fmt, overflow=ov, name=f"{_fmt_label(fmt)}_{suffix}")
+            fmt = dataclasses.replace(fmt, overflow=ov, name=f"{fmt.label}_{suffix}")
         except ValueError as exc:
             msg = str(exc)
             raise sub.error("overflow", msg.partition(": ")[2] or msg) from None
@@ -591,7 +587,7 @@ def _load_file(path: Path) -> Accelerator:
 
 def list_accelerators():
     """Names of the built-in accelerators, sorted."""
-    return sorted(_builtin_files("accelerators"))
+    return sorted(builtin_files("accelerators"))
 
 
 def load_accelerator(name_or_path) -> Accelerator:
@@ -608,7 +604,7 @@ def load_accelerator(name_or_path) -> Accelerator:
     if isinstance(name_or_path, Path) or s.endswith((".yaml", ".yml")) or "/" in s \
             or p.is_file():
         return _load_file(p)
-    files = _builtin_files("accelerators")
+    files = builtin_files("accelerators")
     if s in files:
         return _load_file(files[s])
     raise ValueError(

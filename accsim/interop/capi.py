@@ -48,6 +48,15 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from ..hardware.accelerator import Accelerator, load_accelerator
+from ..numerics.config import load_format
+from ..numerics.engine import matmul, scalar_step
+from ..numerics.formats import rounding_code
+from ..numerics.rounding import quantize_flags
+from .cmodel import FLAG_MASK, captured_fds, reference_step
+
 MODULE = "_accsim_capi"
 LIBNAME = "libaccsim"
 
@@ -98,8 +107,8 @@ for _p in reversed({paths!r}):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 from {module} import ffi
-import accsim.capi
-accsim.capi._install(ffi)
+import accsim.interop.capi
+accsim.interop.capi._install(ffi)
 """
 
 
@@ -151,7 +160,6 @@ def build(out_dir) -> tuple[Path, Path]:
     """
     import cffi
 
-    from .cmodel import _captured_fds
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +174,7 @@ def build(out_dir) -> tuple[Path, Path]:
     ffi.embedding_init_code(_INIT.format(paths=paths, module=MODULE))
     work = tempfile.mkdtemp(prefix="accsim-capi-")
     try:
-        with _captured_fds() as text:
+        with captured_fds() as text:
             try:
                 so = ffi.compile(tmpdir=work, target=f"{LIBNAME}.*", verbose=False)
                 err = None
@@ -197,20 +205,8 @@ class _State:
 
 def _install(ffi):
     """Define the C API functions (called by the library's init code)."""
-    import numpy as np
-
-    from .accelerator import Accelerator, load_accelerator
-    from .cmodel import FLAG_MASK, reference_step
-    from .config import load_format
-    from .engine import _check_float_acc, matmul
-    from .formats import FloatFormat, rounding_code
-    from .kernels import _accumulate as _acc
-    from .kernels import _round as _r
-    from .kernels import format_params
-
     st = _State()
     st.err = ffi.new("char[]", b"")
-    zero_seed, zero_bits = np.uint64(0), np.int64(0)
 
     def fail(exc):
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
@@ -233,42 +229,13 @@ def _install(ffi):
             raise ValueError(f"handle: {h} is not a live accsim handle") from None
 
     def fmt_mode(h, rounding):
-        obj = get(h)
-        if isinstance(obj["value"], Accelerator):
-            return obj["value"].narrow, obj["params"], text(rounding, obj["value"].narrow_rounding)
-        return obj["value"], obj["params"], text(rounding, "rne")
+        obj = get(h)["value"]
+        if isinstance(obj, Accelerator):
+            return obj.narrow, text(rounding, obj.narrow_rounding)
+        return obj, text(rounding, "rne")
 
     def wrap(value):
-        fmt = value.narrow if isinstance(value, Accelerator) else value
-        return {"value": value, "params": format_params(fmt)}
-
-    native_of = {}
-
-    def fast_step(fmt, P, mode, acc, a, b):
-        """round(acc + a*b) with the engine's scalar add (``fadd``) when the product is
-        exact in float64 and far from its overflow; None: use the 1x1 matmul."""
-        if not isinstance(fmt, FloatFormat) or not (
-                math.isfinite(acc) and math.isfinite(a) and math.isfinite(b)):
-            return None
-        p = a * b
-        if not abs(p) < 2.0**1019:
-            return None
-        if p != 0.0 or (a != 0.0 and b != 0.0):
-            na, da = a.as_integer_ratio()
-            nb, db = b.as_integer_ratio()
-            npp, dp = p.as_integer_ratio()
-            if na * nb * dp != npp * da * db:  # the product is not exact: refuse there
-                return None
-        key = (fmt, mode)
-        if key not in native_of:
-            native_of[key] = _check_float_acc(fmt, mode, "format")
-        code = np.int64(rounding_code(mode))
-        # per-call buffers: the kernels release the GIL, so C threads may overlap
-        xbuf, obuf, fbuf = np.array([acc]), np.empty(1), np.empty(1, dtype=np.uint8)
-        # a register holds format values: acc is rounded in first
-        _r.quantize_kernel_serial(xbuf, obuf, P, code, zero_seed, zero_bits, fbuf)
-        v, f = _acc.fadd(float(obuf[0]), p, P, code, zero_seed, zero_bits, native_of[key])
-        return float(v), int(f) & FLAG_MASK
+        return {"value": value}
 
     @ffi.def_extern()
     def accsim_last_error():
@@ -300,20 +267,17 @@ def _install(ffi):
     @ffi.def_extern()
     def accsim_round(h, rounding, x, out, flags):
         try:
-            _, P, mode = fmt_mode(h, rounding)
+            fmt, mode = fmt_mode(h, rounding)
             if mode == "sr":
                 raise ValueError("rounding: 'sr' is not available per call; use accsim_dot")
-            xbuf, obuf, fbuf = np.array([x]), np.empty(1), np.empty(1, dtype=np.uint8)
-            _r.quantize_kernel_serial(xbuf, obuf, P, rounding_code(mode), zero_seed,
-                                      zero_bits, fbuf)
-            f = int(fbuf[0])
-            if f & _r.F_INVALID:
-                raise ValueError(f"x: {x!r} has no representation in the format")
-            if f & _r.F_UNREPR:
+            v, f, ok = quantize_flags(np.array([x]), fmt, mode)
+            if not ok[0]:
+                if not math.isfinite(x):
+                    raise ValueError(f"x: {x!r} has no representation in the format")
                 raise ValueError(f"x: the result for {x!r} has more than 53 significant bits")
-            out[0] = float(obuf[0])
+            out[0] = float(v[0])
             if flags != ffi.NULL:
-                flags[0] = f & FLAG_MASK
+                flags[0] = int(f[0])
             return 0
         except Exception as exc:  # noqa: BLE001
             return fail(exc)
@@ -321,10 +285,11 @@ def _install(ffi):
     @ffi.def_extern()
     def accsim_step(h, rounding, acc, a, b, out, flags):
         try:
-            fmt, P, mode = fmt_mode(h, rounding)
+            fmt, mode = fmt_mode(h, rounding)
             if mode == "sr":
                 raise ValueError("rounding: 'sr' is not available per call; use accsim_dot")
-            fast = fast_step(fmt, P, mode, acc, a, b)
+            rounding_code(mode)
+            fast = scalar_step(fmt, mode, acc, a, b)
             if fast is not None:
                 out[0], fl = fast
                 if flags != ffi.NULL:

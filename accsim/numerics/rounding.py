@@ -82,10 +82,10 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
             if bad[i] & _r.F_INVALID:
                 what = "NaN" if np.isnan(v) else "infinity"
                 raise ValueError(
-                    f"x: {what} at index {i} has no representation in {_label(fmt)} "
+                    f"x: {what} at index {i} has no representation in {fmt.label} "
                     f"(overflow={fmt.overflow!r})")
             raise ValueError(
-                f"x: the result for {v!r} (index {i}) in {_label(fmt)} has more than 53 "
+                f"x: the result for {v!r} (index {i}) in {fmt.label} has more than 53 "
                 "significant bits and cannot be returned exactly as float64")
     out = out.reshape(arr.shape)
     if scalar:
@@ -93,5 +93,23 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     return out
 
 
-def _label(fmt):
-    return fmt.name or repr(fmt)
+def quantize_flags(x, fmt, rounding="rne"):
+    """Round the 1-D ``x`` like :func:`quantize` without raising: (values, flags, valid).
+
+    ``flags`` (uint8) per entry: bit 0 inexact, bit 1 overflow (the exact value lies
+    beyond the largest finite value or the integer range), bit 2 saturated (clamped to
+    the largest magnitude); the engine's FLAG_INEXACT/OVERFLOW/SATURATE. ``valid`` is
+    False where :func:`quantize` would refuse the entry (NaN in a format without NaN,
+    inf with wrap, an integer result beyond 53 significant bits); its value is then
+    meaningless. Stochastic rounding is not accepted (no single reference value).
+    """
+    if rounding == "sr":
+        raise ValueError("rounding: stochastic rounding has no single reference value")
+    check_format(fmt)
+    x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    out = np.empty_like(x)
+    flags = np.zeros(x.shape[0], dtype=np.uint8)
+    _r.quantize_kernel_serial(x, out, format_params(fmt), rounding_code(rounding),
+                              np.uint64(0), np.int64(0), flags)
+    valid = (flags & np.uint8(_r.F_INVALID | _r.F_UNREPR)) == 0
+    return out, flags & np.uint8(_r.F_INEXACT | _r.F_OVERFLOW | _r.F_SATURATE), valid

@@ -90,15 +90,15 @@ import math
 import numbers
 import numpy as np
 
+from .datapath import ALIGN_ROUNDINGS, STRUCTURES, Datapath
 from .formats import FixedFormat, FloatFormat, IntFormat, rounding_code
 from .kernels import format_params
 from .kernels import _accumulate as _acc
 from .kernels import _layout
+from .kernels import _round
 from .rounding import quantize, sr_settings
 
-STRUCTURES = ("sequential", "chunked", "tree", "fused")
 _STRUCT_CODE = {s: i for i, s in enumerate(STRUCTURES)}
-ALIGN_ROUNDINGS = ("rz", "rd", "rne")
 
 FLAG_INEXACT, FLAG_OVERFLOW, FLAG_SATURATE = 1, 2, 4
 _FP32 = FloatFormat(8, 23)
@@ -172,18 +172,6 @@ class MatmulResult:
 
     def __repr__(self):
         return f"MatmulResult(shape={self.int_values.shape if self.int_values is not None else self._values.shape})"
-
-
-def _resolve_format(f, name):
-    if isinstance(f, (FloatFormat, FixedFormat, IntFormat)):
-        return f
-    if isinstance(f, str):
-        from .config import load_format
-        try:
-            return load_format(f)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-    raise ValueError(f"{name}: expected a format or a format name, got {f!r}")
 
 
 def _as_matrix(x, name):
@@ -331,9 +319,12 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     Parameters
     ----------
     a, b : (m, k) and (k, n) arrays of values representable in the operand formats.
-    acc : FloatFormat | IntFormat | FixedFormat | str | accsim.cmodel.CModel
-        The accumulator register's format (or a user's compiled C step function, which
-        then is the register: sequential, exact products, ``bias`` as initial value).
+    acc : Datapath | FloatFormat | IntFormat | FixedFormat | str | CModel
+        A whole :class:`~accsim.numerics.datapath.Datapath` (then the datapath keywords
+        below must be left at their defaults), the accumulator register's format (the
+        keywords below complete the datapath), or a register that runs its own loop: any
+        object with a ``drive_matmul(a, b, init)`` method, such as a user's compiled C
+        step function (sequential, exact products, ``bias`` as initial value).
     rounding : rounding mode of the register ("rne", "rna", "rz", "ru", "rd", "ro", "sr").
     structure : "sequential" | "chunked" | "tree" | "fused".
     product : "exact" | "fused" | a format (multiply-round-add with ``product_rounding``).
@@ -347,16 +338,42 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
         float format rounded stochastically (the bits that stay exact in the float64
         round-to-odd intermediate).
     """
-    if type(acc).__name__ == "CModel":  # a user's C accumulator (accsim.cmodel)
+    drive = getattr(acc, "drive_matmul", None)
+    if callable(drive):  # a register that runs its own loop (accsim.interop.cmodel.CModel)
         if structure != "sequential" or product not in ("exact", "fused") or select is not None:
             raise ValueError("acc: a C model accumulator runs structure 'sequential' with exact "
                              "products on all outputs")
-        from .cmodel import cmodel_matmul
-        return cmodel_matmul(a, b, acc, init=bias)
-    acc = _resolve_format(acc, "acc")
-    rounding_code(rounding)
-    if structure not in STRUCTURES:
-        raise ValueError(f"structure: expected one of {', '.join(STRUCTURES)}, got {structure!r}")
+        return drive(a, b, init=bias)
+    if isinstance(acc, Datapath):
+        given = {k: v for k, v in dict(
+            rounding=rounding, structure=structure, product=product,
+            product_rounding=product_rounding, chunk_size=chunk_size, wide=wide,
+            wide_rounding=wide_rounding, terms=terms, guard_bits=guard_bits,
+            align_rounding=align_rounding).items() if v != _MATMUL_DEFAULTS[k]}
+        if given:
+            raise ValueError(f"{', '.join(given)}: part of the Datapath given as acc; "
+                             "not accepted beside it")
+        dp = acc
+    else:
+        dp = Datapath.of(acc, rounding=rounding, structure=structure, product=product,
+                         product_rounding=product_rounding, chunk_size=chunk_size,
+                         wide=wide, wide_rounding=wide_rounding, terms=terms,
+                         guard_bits=guard_bits, align_rounding=align_rounding)
+    return _run(dp, a, b, bias=bias, select=select, seed=seed, sr_bits=sr_bits)
+
+
+_MATMUL_DEFAULTS = dict(rounding="rne", structure="sequential", product="exact",
+                        product_rounding=None, chunk_size=None, wide=None, wide_rounding=None,
+                        terms=4, guard_bits=3, align_rounding="rz")
+
+
+def _run(dp, a, b, *, bias, select, seed, sr_bits):
+    """The product on the validated datapath ``dp``."""
+    acc, rounding, structure = dp.acc, dp.rounding, dp.structure
+    chunk_size, wide, wide_rounding = dp.chunk_size, dp.wide, dp.wide_rounding
+    # the kernels take every parameter; those of another structure are unused
+    terms, guard_bits = dp.terms or 0, dp.guard_bits or 0
+    align_rounding = dp.align_rounding or "rz"
     A = _as_matrix(a, "a")
     B = _as_matrix(b, "b")
     m, K = A.shape
@@ -365,15 +382,11 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
     n = B.shape[1]
 
     # product handling
-    if isinstance(product, str) and product in ("exact", "fused"):
-        pkind, PP, pround, pfmt = 0, _NO_PRODUCT_PARAMS, "rne", None
-    else:
-        pfmt = _resolve_format(product, "product")
-        pround = product_rounding or rounding
-        rounding_code(pround)
+    if dp.rounded_product:
+        pfmt, pround = dp.product, dp.product_rounding
         pkind, PP = 1, format_params(pfmt)
-    if product_rounding is not None and pkind == 0:
-        raise ValueError("product_rounding: only meaningful with a product format")
+    else:
+        pkind, PP, pround, pfmt = 0, _NO_PRODUCT_PARAMS, "rne", None
 
     # exactness of products in float64
     # float32 copies where the float32 lanes may run (checked in full later)
@@ -397,25 +410,6 @@ def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact"
 
     rows, ptr, cols, mask = _csr(select, m, n)
     code = _STRUCT_CODE[structure]
-
-    if structure == "chunked":
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-            raise ValueError(f"chunk_size: expected a positive integer for structure 'chunked', got {chunk_size!r}")
-        if wide is None:
-            raise ValueError("wide: structure 'chunked' needs the wide (promotion) format")
-        wide = _resolve_format(wide, "wide")
-        wide_rounding = wide_rounding or rounding
-        rounding_code(wide_rounding)
-    else:
-        if chunk_size is not None:
-            raise ValueError(f"chunk_size: only meaningful with structure 'chunked', not {structure!r}")
-    if structure == "fused":
-        if isinstance(terms, bool) or not isinstance(terms, numbers.Integral) or terms < 1:
-            raise ValueError(f"terms: expected a positive integer, got {terms!r}")
-        if isinstance(guard_bits, bool) or not isinstance(guard_bits, numbers.Integral) or guard_bits < 0:
-            raise ValueError(f"guard_bits: expected a non-negative integer, got {guard_bits!r}")
-        if align_rounding not in ALIGN_ROUNDINGS:
-            raise ValueError(f"align_rounding: expected one of rz, rd, rne, got {align_rounding!r}")
 
     if isinstance(acc, FloatFormat):
         return _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size,
@@ -534,6 +528,35 @@ def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size
                     bias is not None, skip0, out, oflags, cov, csat, cinx)
     values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
     return MatmulResult(values, events, selected=mask)
+
+
+def scalar_step(fmt, rounding, acc, a, b):
+    """One register step round(acc + a*b) of a float register, on the engine's scalar
+    add: (value, flags) with flags the OR of FLAG_INEXACT/OVERFLOW/SATURATE, or None when
+    this fast path does not apply (not a float format, a non-finite input, a product that
+    is not exact in float64 or is near its overflow); then use a 1x1 :func:`matmul`.
+    ``acc`` is first rounded into ``fmt`` (a register holds format values); that rounding
+    is not counted in the flags."""
+    if not isinstance(fmt, FloatFormat) or not (
+            math.isfinite(acc) and math.isfinite(a) and math.isfinite(b)):
+        return None
+    p = a * b
+    if not abs(p) < 2.0**1019:
+        return None
+    if p != 0.0 or (a != 0.0 and b != 0.0):
+        na, da = a.as_integer_ratio()
+        nb, db = b.as_integer_ratio()
+        npp, dp = p.as_integer_ratio()
+        if na * nb * dp != npp * da * db:  # the product is not exact: refuse there
+            return None
+    native = _check_float_acc(fmt, rounding, "format")
+    P = format_params(fmt)
+    code = np.int64(rounding_code(rounding))
+    # per-call buffers: the kernels release the GIL, so callers' threads may overlap
+    xbuf, obuf, fbuf = np.array([acc], dtype=np.float64), np.empty(1), np.empty(1, np.uint8)
+    _round.quantize_kernel_serial(xbuf, obuf, P, code, np.uint64(0), np.int64(0), fbuf)
+    v, f = _acc.fadd(float(obuf[0]), p, P, code, np.uint64(0), np.int64(0), native)
+    return float(v), int(f) & (FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
 
 
 def _lanes32_register(acc, rounding):

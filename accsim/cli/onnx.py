@@ -32,10 +32,10 @@ def register(subparsers, usage_error):
                    default=None, help="scaling of integer weight formats (default per-channel)")
 
     def run(args):
-        from .config import load_format
-        from .formats import IntFormat
-        from .onnx_import import import_onnx
-        from .trace import save_trace
+        from ..numerics.config import load_format
+        from ..numerics.formats import IntFormat
+        from ..network.onnx_import import import_onnx
+        from ..network.trace import save_trace
         x = _load_npy(args.inputs, "--inputs", usage_error)
         y = _load_npy(args.labels, "--labels", usage_error) if args.labels else None
         quant = None

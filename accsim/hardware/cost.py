@@ -136,8 +136,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .config import ConfigError, Doc, _builtin_files, header, read_yaml
-from .formats import FloatFormat
+from ..numerics.config import ConfigError, Doc, builtin_files, header, read_yaml
+from ..numerics.formats import FloatFormat
 
 ESTIMATORS = ("none", "exact", "norm", "exponent")
 REFETCH = ("buffer", "pe", "none")
@@ -328,7 +328,7 @@ def technology_from_doc(doc: Doc, default_name=None, path=None) -> Technology:
 
 def list_technologies():
     """Names of the built-in technology tables, sorted."""
-    return sorted(_builtin_files("technology"))
+    return sorted(builtin_files("technology"))
 
 
 def load_technology(name_or_path) -> Technology:
@@ -343,7 +343,7 @@ def load_technology(name_or_path) -> Technology:
             or p.is_file():
         return technology_from_doc(Doc(read_yaml(p), str(p)), default_name=p.stem,
                                    path=str(p))
-    files = _builtin_files("technology")
+    files = builtin_files("technology")
     if s in files:
         f = files[s]
         return technology_from_doc(Doc(read_yaml(f), str(f)), default_name=f.stem,
@@ -460,14 +460,6 @@ def register_cost(tech, bits, need=None) -> Cost:
 
 def _is_float(fmt):
     return isinstance(fmt, FloatFormat)
-
-
-def _label(fmt):
-    if fmt.name:
-        return fmt.name
-    if _is_float(fmt):
-        return f"e{fmt.exp_bits}m{fmt.man_bits}"
-    return f"int{fmt.bits}"
 
 
 def _sig_width(fmt):
@@ -669,7 +661,7 @@ def _ladder_accelerator(acc, ladder):
         return acc, None
     from dataclasses import replace
 
-    from .config import load_format
+    from ..numerics.config import load_format
     if not isinstance(ladder, (list, tuple)) or len(ladder) < 2:
         raise ValueError(f"ladder: expected a list of at least 2 formats, got {ladder!r}")
     fmts = []

@@ -119,17 +119,19 @@ class FloatFormat:
         # fit in float64
         if self.emax > 1023:
             raise ValueError(
-                f"{self._label()}: largest finite value 2^{self.emax} does not fit in float64 "
+                f"{self.label}: largest finite value 2^{self.emax} does not fit in float64 "
                 "(emax must be <= 1023)")
         lowest = self.emin - self.man_bits if self.subnormals else self.emin
         if lowest < -1074 or self.emin < -1022 - 52:
             raise ValueError(
-                f"{self._label()}: smallest positive value 2^{lowest} does not fit in float64 "
+                f"{self.label}: smallest positive value 2^{lowest} does not fit in float64 "
                 "(must be >= 2^-1074)")
         if self.emax < self.emin:
-            raise ValueError(f"{self._label()}: no normal numbers (emax < emin)")
+            raise ValueError(f"{self.label}: no normal numbers (emax < emin)")
 
-    def _label(self):
+    @property
+    def label(self) -> str:
+        """The name, or the spec ``eXmY`` (X exponent bits, Y stored fraction bits)."""
         return self.name or f"e{self.exp_bits}m{self.man_bits}"
 
     # equality by content: name is display only
@@ -287,6 +289,16 @@ class _IntegerLike:
 
     def _key(self):
         return (self.bits, self.frac_bits, self.signed, self.overflow)
+
+    @property
+    def label(self) -> str:
+        """The name, or the spec: ``intN`` / ``uintN`` (N bits including the sign bit) for
+        integers, ``fixedN.F`` (F fraction bits) for fixed point."""
+        if self.name:
+            return self.name
+        if self.frac_bits == 0 and type(self).__name__ == "IntFormat":
+            return f"{'' if self.signed else 'u'}int{self.bits}"
+        return f"{'' if self.signed else 'u'}fixed{self.bits}.{self.frac_bits}"
 
     def _repr_tail(self):
         parts = []

@@ -59,7 +59,7 @@ def _no_action(usage_error):
 
 
 def _cmd_ops(args):
-    from .cost import load_technology, ops_table
+    from ..hardware.cost import load_technology, ops_table
     tech = load_technology(args.technology)
     table = ops_table(tech, args.op)
     if args.json:
@@ -79,8 +79,8 @@ def _positive(usage_error, name, v, allow_zero=False):
 
 
 def _cmd_mac(args, usage_error):
-    from .accelerator import load_accelerator
-    from .cost import break_even_fraction, load_technology, mac_cost
+    from ..hardware.accelerator import load_accelerator
+    from ..hardware.cost import break_even_fraction, load_technology, mac_cost
     _positive(usage_error, "k", args.k)
     acc = load_accelerator(args.accelerator)
     tech = load_technology(args.technology)
@@ -106,13 +106,12 @@ def _cmd_mac(args, usage_error):
 
 
 def _name(fmt):
-    from .cost import _label
-    return _label(fmt)
+    return fmt.label
 
 
 def _cmd_export(args, usage_error):
-    from .accelerator import load_accelerator
-    from .cost import export_accelergy, load_technology
+    from ..hardware.accelerator import load_accelerator
+    from ..hardware.cost import export_accelergy, load_technology
     for nm in ("m", "n", "k"):
         _positive(usage_error, nm, getattr(args, nm))
     _positive(usage_error, "recomputed", args.recomputed, allow_zero=True)

@@ -95,7 +95,6 @@ import math
 import numpy as np
 from numba import njit
 
-from .accelerator import _fmt_label as _label
 from .analysis import abs_sum, kappa_phi, unit_roundoff
 
 POLICIES = ("uniform-narrow", "uniform-wide", "condition", "random", "oracle", "overflow",
@@ -306,7 +305,7 @@ def select(policy, *, zhat, A, B, b, acc_kwargs, flags=None, act="identity",
 # ---------------------------------------------------------------------------------------
 def _parse_rung(spec, i):
     """(format, rounding or None) of one ladder entry (module doc)."""
-    from .config import load_format
+    from ..numerics.config import load_format
     rounding = None
     if isinstance(spec, tuple) and len(spec) == 2:
         spec, rounding = spec
@@ -326,7 +325,7 @@ def _parse_rung(spec, i):
 
 def default_ladder(narrow, wide):
     """The default 3-rung ladder (narrow, intermediate, wide) of the module doc."""
-    from .formats import FloatFormat, IntFormat
+    from ..numerics.formats import FloatFormat, IntFormat
     if _is_float(narrow) and _is_float(wide):
         m = (narrow.man_bits + wide.man_bits) // 2
         e = max(narrow.exp_bits, min(wide.exp_bits, 8))
@@ -337,8 +336,8 @@ def default_ladder(narrow, wide):
         b = (narrow.bits + wide.bits) // 2 // 8 * 8
         if narrow.bits < b < wide.bits:
             return [narrow, IntFormat(b, signed=narrow.signed, overflow=narrow.overflow), wide]
-    raise ValueError(f"ladder: no default intermediate format between {_label(narrow)} and "
-                     f"{_label(wide)}; pass a ladder")
+    raise ValueError(f"ladder: no default intermediate format between {narrow.label} and "
+                     f"{wide.label}; pass a ladder")
 
 
 def resolve_ladder(ladder, narrow_rounding="rne", wide_rounding="rne"):
@@ -373,8 +372,8 @@ def resolve_ladder(ladder, narrow_rounding="rne", wide_rounding="rne"):
                   and f1.signed == f0.signed)
             why = "more bits (same fraction bits and signedness) than"
         if not ok:
-            raise ValueError(f"ladder: rung {i} ({_label(f1)}:{r1}) must have {why} rung "
-                             f"{i - 1} ({_label(f0)}:{r0}): cheapest first, precision "
+            raise ValueError(f"ladder: rung {i} ({f1.label}:{r1}) must have {why} rung "
+                             f"{i - 1} ({f0.label}:{r0}): cheapest first, precision "
                              f"strictly increasing")
     return rungs
 

@@ -99,7 +99,7 @@ def _sci(v):
 def _cmd_simulate(args, usage_error):
     import dataclasses
 
-    from .network import _resolve_accelerator, resolve_trace, simulate
+    from ..network.simulation import resolve_accelerator, resolve_trace, simulate
     limit = _parse_limit(args.limit)
     if args.seed < 0:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
@@ -107,7 +107,7 @@ def _cmd_simulate(args, usage_error):
     fraction = _parse_float(args.fraction, "--fraction")
     if fraction is not None and not 0 <= fraction <= 1:
         raise ValueError(f"--fraction: expected a number in [0, 1], got {args.fraction!r}")
-    from .scheduler import check_policy
+    from ..precision.scheduler import check_policy
     try:
         check_policy(args.policy, tau, fraction, args.estimator)
     except ValueError as exc:
@@ -128,7 +128,7 @@ def _cmd_simulate(args, usage_error):
     if quantile is not None:
         extra["quantile"] = quantile
     trace = resolve_trace(args.trace)
-    acc = _resolve_accelerator(args.accelerator, args.narrow, args.wide)
+    acc = resolve_accelerator(args.accelerator, args.narrow, args.wide)
     tty = sys.stderr.isatty()
     try:
         narrow = simulate(trace, acc, limit=limit, seed=args.seed,
@@ -185,7 +185,7 @@ def _priced(acc, technology, result, estimator="none"):
     """Energy, area and cycles of the run (every output on the narrow datapath, the
     policy's re-issued outputs again on the wide one, the estimator's actions), against
     the all-wide baseline (:func:`accsim.cost.price_simulation`)."""
-    from .cost import price_simulation
+    from ..hardware.cost import price_simulation
     out = price_simulation(acc, technology, result, estimator)
     out.pop("layers")
     out["technology"] = technology

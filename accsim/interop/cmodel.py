@@ -35,7 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import FixedFormat, FloatFormat, IntFormat, rounding_code
+from ..numerics.config import load_format
+from ..numerics.engine import Events, MatmulResult, matmul
+from ..numerics.formats import FixedFormat, FloatFormat, IntFormat, rounding_code
+from ..numerics.rounding import quantize_flags
 
 KINDS = ("step", "round")
 _SIGNATURES = {
@@ -89,7 +92,7 @@ def _glue(function, kind):
 
 
 @contextlib.contextmanager
-def _captured_fds():
+def captured_fds():
     """Redirect the process's stdout/stderr file descriptors into a temporary file (the
     compiler is a subprocess writing to them); yields a callable returning the text."""
     sys.stdout.flush()
@@ -147,6 +150,11 @@ class CModel:
 
     def __repr__(self):
         return f"CModel({self.label!r}, function={self.function!r}, kind={self.kind!r})"
+
+    def drive_matmul(self, a, b, init=None):
+        """The engine's hook for a register that runs its own loop: ``accsim.matmul(a, b,
+        model, bias=init)`` calls this (see :func:`cmodel_matmul`)."""
+        return cmodel_matmul(a, b, self, init)
 
     def step(self, acc, a, b):
         """New register value and event flags after one accumulator step."""
@@ -255,7 +263,7 @@ def _build(full, modname, function, kind, cache, label):
     work = tempfile.mkdtemp(prefix="build-", dir=cache)
     old_lc = os.environ.get("LC_ALL")
     os.environ["LC_ALL"] = "C"  # plain ASCII quotes in compiler messages
-    with _captured_fds() as text:
+    with captured_fds() as text:
         try:
             so = ffi.compile(tmpdir=work, verbose=False)
             err = None
@@ -299,38 +307,19 @@ def _import(modname, path, label):
 def _resolve(fmt):
     if isinstance(fmt, (FloatFormat, FixedFormat, IntFormat)):
         return fmt
-    from .config import load_format
     return load_format(fmt)
-
-
-def _quantize_flags(x, fmt, rounding):
-    """quantize with the kernel's flags (uint8); entries with no representation are
-    flagged F_INVALID / F_UNREPR instead of raising."""
-    from .kernels import _round as _r
-    from .kernels import format_params
-    x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
-    out = np.empty_like(x)
-    flags = np.zeros(x.shape[0], dtype=np.uint8)
-    _r.quantize_kernel_serial(x, out, format_params(fmt), rounding_code(rounding),
-                              np.uint64(0), np.int64(0), flags)
-    return out, flags
 
 
 def reference_round(x, fmt, rounding="rne"):
     """accsim's rounding of ``x`` (1-D): (values, flags, valid) — ``valid`` is False
     where accsim refuses the input (NaN without NaN, a result beyond 53 bits)."""
-    from .kernels import _round as _r
-    fmt = _resolve(fmt)
-    out, fl = _quantize_flags(x, fmt, rounding)
-    valid = (fl & np.uint8(_r.F_INVALID | _r.F_UNREPR)) == 0
-    return out, (fl & FLAG_MASK).astype(np.intc), valid
+    out, fl, valid = quantize_flags(x, _resolve(fmt), rounding)
+    return out, fl.astype(np.intc), valid
 
 
 def reference_step(acc, a, b, fmt, rounding="rne", block=256):
     """accsim's accumulator step round(acc + a*b) (one rounding of the exact value) for
     1-D arrays: (values, flags, valid)."""
-    from .engine import matmul
-    from .kernels import _round as _r
     fmt = _resolve(fmt)
     if rounding == "sr":
         raise ValueError("rounding: stochastic rounding has no single reference value")
@@ -368,10 +357,7 @@ def reference_step(acc, a, b, fmt, rounding="rne", block=256):
     if rest.size:
         with np.errstate(all="ignore"):
             x = acc[rest] + a[rest] * b[rest]
-        v, fl = _quantize_flags(x, fmt, rounding)
-        out[rest] = v
-        flags[rest] = fl & FLAG_MASK
-        valid[rest] = (fl & np.uint8(_r.F_INVALID | _r.F_UNREPR)) == 0
+        out[rest], flags[rest], valid[rest] = quantize_flags(x, fmt, rounding)
     return out, flags, valid
 
 
@@ -395,7 +381,7 @@ def _anchors(fmt):
         v += [sub, 2 * sub, 3 * sub, mn - sub]
     out = []
     for x in v:
-        q = float(_quantize_flags(np.array([x]), fmt, "rz")[0][0])
+        q = float(quantize_flags(np.array([x]), fmt, "rz")[0][0])
         if math.isfinite(q):
             out += [q, -q]
     return sorted(set(out), key=lambda t: (abs(t), t))
@@ -457,16 +443,16 @@ def step_cases(fmt, cases=2000, seed=0):
         lo_e = max(fmt.emin - fmt.man_bits, -400)
         hi_e = min(fmt.emax, 400)
         mags = np.ldexp(rng.uniform(1, 2, nrand), rng.integers(lo_e, hi_e + 1, nrand))
-        acc_r = _quantize_flags(mags * rng.choice([-1.0, 1.0], nrand), fmt, "rne")[0]
+        acc_r = quantize_flags(mags * rng.choice([-1.0, 1.0], nrand), fmt, "rne")[0]
         acc_r = np.where(np.isfinite(acc_r), acc_r, fmt.max_finite)
         op = FloatFormat(11, 23)
         ea = rng.integers(lo_e // 2 - 2, hi_e // 2 + 1, nrand)
         eb = rng.integers(lo_e // 2 - 2, hi_e // 2 + 1, nrand)
-        ra = _quantize_flags(np.ldexp(rng.standard_normal(nrand), ea), op, "rne")[0]
-        rb = _quantize_flags(np.ldexp(rng.standard_normal(nrand), eb), op, "rne")[0]
+        ra = quantize_flags(np.ldexp(rng.standard_normal(nrand), ea), op, "rne")[0]
+        rb = quantize_flags(np.ldexp(rng.standard_normal(nrand), eb), op, "rne")[0]
         # a third of the cases: acc near -a*b (cancellation)
         canc = rng.random(nrand) < 0.33
-        near = _quantize_flags(-(ra * rb), fmt, "rne")[0]
+        near = quantize_flags(-(ra * rb), fmt, "rne")[0]
         acc_r = np.where(canc & np.isfinite(near), near, acc_r)
         acc += acc_r.tolist()
         a += ra.tolist()
@@ -588,7 +574,6 @@ def cmodel_matmul(a, b, model, init=None):
     ``round(r + a*b)`` in float64 (two roundings: only exact when float64 is). Returns
     an :class:`accsim.MatmulResult` whose events count the model's flags.
     """
-    from .engine import Events, MatmulResult
     if not isinstance(model, CModel):
         raise ValueError(f"model: expected a CModel from compile_c_model, got {model!r}")
     A = np.ascontiguousarray(a, dtype=np.float64)

@@ -34,7 +34,7 @@ def _fmt_value(v):
 
 
 def _cmd_formats(args):
-    from .config import list_formats, load_format
+    from ..numerics.config import list_formats, load_format
     if args.action == "list":
         for name in list_formats():
             print(name)
@@ -63,8 +63,8 @@ def _parse_number(text):
 
 
 def _cmd_quantize(args):
-    from .config import load_format
-    from .rounding import quantize
+    from ..numerics.config import load_format
+    from ..numerics.rounding import quantize
     fmt = load_format(args.format)
     vals = [_parse_number(v) for v in args.values]
     out = quantize(vals, fmt, args.rounding, seed=args.seed, sr_bits=args.sr_bits)
@@ -74,7 +74,7 @@ def _cmd_quantize(args):
 
 
 def _cmd_accelerators(args):
-    from .accelerator import list_accelerators, load_accelerator
+    from ..hardware.accelerator import list_accelerators, load_accelerator
     if args.action == "list":
         for name in list_accelerators():
             print(name)
@@ -103,8 +103,8 @@ def _random_operands(fmt, shape, rng):
     """Random operands representable in ``fmt``: normal draws (uniform integers for
     integer formats) quantized with rne."""
     import numpy as np
-    from .formats import FloatFormat
-    from .rounding import quantize
+    from ..numerics.formats import FloatFormat
+    from ..numerics.rounding import quantize
     if isinstance(fmt, FloatFormat):
         x = rng.standard_normal(shape) * min(1.0, fmt.max_finite / 8)
         return quantize(x, fmt)
@@ -116,7 +116,7 @@ def _cmd_matmul(args):
     """Random GEMM on an accelerator's narrow and wide datapaths vs float64."""
     import time
     import numpy as np
-    from .accelerator import load_accelerator
+    from ..hardware.accelerator import load_accelerator
     for nm in ("m", "k", "n"):
         if getattr(args, nm) < 1:
             raise _UsageError(f"accsim matmul: --{nm} must be a positive integer")
@@ -160,7 +160,7 @@ def _cmd_matmul(args):
 
 def build_parser():
     p = _Parser(prog="accsim", description="Bit-accurate simulation of hardware accumulators.")
-    from . import __version__
+    from .. import __version__
     p.add_argument("--version", action="version", version=f"accsim {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -211,8 +211,8 @@ def build_parser():
     return p
 
 
-_SUBCOMMAND_MODULES = ("accsim.cli_simulate", "accsim.cli_onnx", "accsim.cli_cost",
-                       "accsim.cli_capi", "accsim.cli_sweep")
+_SUBCOMMAND_MODULES = ("accsim.cli.simulate", "accsim.cli.onnx", "accsim.cli.cost",
+                       "accsim.cli.capi", "accsim.cli.sweep")
 
 
 def main(argv=None) -> int:

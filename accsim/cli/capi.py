@@ -15,8 +15,8 @@ def _fmt(v):
 def _cmd_crosscheck(args):
     from pathlib import Path
 
-    from .cmodel import compile_c_model, crosscheck
-    from .config import load_format
+    from ..interop.cmodel import compile_c_model, crosscheck
+    from ..numerics.config import load_format
     if args.cases < 1:
         raise args._usage("accsim crosscheck: --cases must be a positive integer")
     path = Path(args.c_model)
@@ -40,7 +40,7 @@ def _cmd_crosscheck(args):
 
 
 def _cmd_capi(args):
-    from .capi import build
+    from ..interop.capi import build
     lib, header = build(args.out)
     print(lib)
     print(header)

@@ -91,7 +91,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, Doc, header, read_yaml
+from ..numerics.config import ConfigError, Doc, header, read_yaml
 
 RESULTS = "results.jsonl"
 SPEC_COPY = "spec.yaml"
@@ -220,7 +220,7 @@ def _finite(x):
 
 
 def _simulate_keywords():
-    from .network import simulate
+    from ..network.simulation import simulate
     return [n for n, p in inspect.signature(simulate).parameters.items()
             if p.kind == p.KEYWORD_ONLY and n not in _RESERVED and not n.startswith("_")]
 
@@ -253,11 +253,11 @@ def _options(doc: Doc, key):
 def load_spec(path) -> Spec:
     """Read, validate and expand a sweep spec (see the module doc). Every error is a
     one-line ``ValueError`` naming the file and key path; nothing runs before it passes."""
-    from .accelerator import load_accelerator
-    from .config import load_format
-    from .cost import load_technology
-    from .network import _resolve_accelerator, resolve_trace
-    from .scheduler import ESTIMATORS, POLICIES, check_policy
+    from ..hardware.accelerator import load_accelerator
+    from ..numerics.config import load_format
+    from ..hardware.cost import load_technology
+    from ..network.simulation import resolve_accelerator, resolve_trace
+    from ..precision.scheduler import ESTIMATORS, POLICIES, check_policy
 
     path = Path(path)
     raw = read_yaml(path)
@@ -366,7 +366,7 @@ def load_spec(path) -> Spec:
     for i, a in enumerate(accs):
         for n in narrows:
             for w in wides:
-                wrap(grid, f"accelerators[{i}]", _resolve_accelerator, run_accs[a],
+                wrap(grid, f"accelerators[{i}]", resolve_accelerator, run_accs[a],
                      run_fmt.get(n), run_fmt.get(w))
 
     points, seen = [], set()
@@ -467,15 +467,15 @@ def run_point(run: dict) -> tuple:
     Runs in whichever process the executor chose; metrics depend only on ``run``.
     """
     t0 = time.perf_counter()
-    from .cost import price_simulation
-    from .network import _resolve_accelerator, resolve_trace, simulate
+    from ..hardware.cost import price_simulation
+    from ..network.simulation import resolve_accelerator, resolve_trace, simulate
     key = run["trace"]
     trace = _TRACE_CACHE.get(key)
     if trace is None:
         if len(_TRACE_CACHE) > 4:
             _TRACE_CACHE.clear()
         trace = _TRACE_CACHE[key] = resolve_trace(key)
-    acc = _resolve_accelerator(run["accelerator"], run["narrow"], run["wide"])
+    acc = resolve_accelerator(run["accelerator"], run["narrow"], run["wide"])
     est = run["estimator"] or "exact"
     result = simulate(trace, acc, limit=run["limit"], seed=run["seed"], policy=run["policy"],
                       tau=run["tau"], fraction=run["fraction"], estimator=est,
@@ -560,7 +560,8 @@ def write_atomic(path, write):
         raise
 
 
-def _write_text_atomic(path, text: str):
+def write_text_atomic(path, text: str):
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_atomic`)."""
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
@@ -806,8 +807,8 @@ def run_sweep(spec, out, *, scheduler="inprocess", workers=None, progress=None,
         total = len(spec.points)
         todo = [p for p in spec.points if p.id not in done_ids]
         skipped = total - len(todo)
-        _write_text_atomic(out / SPEC_COPY, spec.text)
-        from . import __version__
+        write_text_atomic(out / SPEC_COPY, spec.text)
+        from .. import __version__
         log = log or (lambda msg: None)
         pool = "" if scheduler == "inprocess" else \
             f", {min(workers, max(len(todo), 1))} workers"

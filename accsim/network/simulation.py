@@ -56,8 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .accelerator import _fmt_label, load_accelerator
-from .formats import FixedFormat, FloatFormat, IntFormat
+from ..hardware.accelerator import load_accelerator
+from ..numerics.formats import FixedFormat, FloatFormat, IntFormat
 
 MATMUL_KINDS = ("linear", "conv2d")
 DEFAULT_BATCH = 256
@@ -327,7 +327,7 @@ def _operand_specs(trace, acc):
     accelerator's operand format (an fp16 model on fp8 or int8 hardware); the trace's
     scale granularity, by default none for float and per-tensor activations /
     per-channel weights for integer formats."""
-    from .config import load_format
+    from ..numerics.config import load_format
     q = getattr(trace, "quant", None) or {}
     specs = []
     for role, hw in (("input", acc.input), ("weight", acc.weight)):
@@ -353,7 +353,7 @@ def _operand_specs(trace, acc):
 
 def _quantize_scaled(v, fmt, s):
     """round_rne(clip(v / s)) on the format's grid (s scalar or broadcastable)."""
-    from .rounding import quantize
+    from ..numerics.rounding import quantize
     x = v / s
     np.clip(x, _qmin(fmt), _qmax(fmt), out=x)
     return np.asarray(quantize(x, fmt, "rne"), dtype=np.float64)
@@ -368,8 +368,10 @@ def _scale_from_amax(amax, fmt):
 # ---------------------------------------------------------------------------------------
 # the network
 # ---------------------------------------------------------------------------------------
-def _resolve_accelerator(accelerator, narrow, wide):
-    from .config import load_format
+def resolve_accelerator(accelerator, narrow, wide):
+    """The accelerator (name, YAML path or value) with its ``narrow`` and ``wide`` register
+    formats replaced where given (format names, paths or values; None keeps them)."""
+    from ..numerics.config import load_format
     acc = load_accelerator(accelerator)
     changes = {}
     for key, v in (("wide", wide), ("narrow", narrow)):
@@ -431,7 +433,7 @@ class _Prepared:
         self.ifmt = ispec.fmt
         self.scaled_x = ispec.scale != "none"
         if wspec.scale == "none":
-            from .rounding import quantize
+            from ..numerics.rounding import quantize
             self.Bq = np.asarray(quantize(B, wspec.fmt, "rne"), dtype=np.float64)
         else:
             self.Bq = _quantize_scaled(B, wspec.fmt, s_w)
@@ -454,7 +456,7 @@ class _Prepared:
     def quantize_x(self, x):
         if self.scaled_x:
             return _quantize_scaled(x, self.ifmt, self.s_x)
-        from .rounding import quantize
+        from ..numerics.rounding import quantize
         return np.asarray(quantize(x, self.ifmt, "rne"), dtype=np.float64)
 
 
@@ -462,7 +464,7 @@ def _check_representable(q, fmt, role, layer, qfmt):
     """Values quantized to the trace's format must be values of the accelerator's."""
     if qfmt == fmt:
         return
-    from .rounding import quantize
+    from ..numerics.rounding import quantize
     fin = q[np.isfinite(q)]
     try:
         back = np.asarray(quantize(fin, fmt, "rne"), dtype=np.float64)
@@ -470,8 +472,8 @@ def _check_representable(q, fmt, role, layer, qfmt):
         back = None
     if back is None or not np.array_equal(back, fin):
         raise ValueError(
-            f"layer {layer.name}: the trace quantizes {role}s to {_fmt_label(qfmt)}, whose "
-            f"values the accelerator's {role} format {_fmt_label(fmt)} cannot hold")
+            f"layer {layer.name}: the trace quantizes {role}s to {qfmt.label}, whose "
+            f"values the accelerator's {role} format {fmt.label} cannot hold")
 
 
 _AT = [None, None]      # (weak reference to A, A.T contiguous): the last transpose made
@@ -610,7 +612,8 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
     to rungs r ≥ 1 were replaced by those rungs' values (the engine's selected-output
     path; its full path when a rung takes every component).
     """
-    from . import analysis, scheduler
+    from ..precision import analysis
+    from ..precision import scheduler
     policy = ctx["policy"]
     analyze = ctx["analyze"]
     collect = ctx.get("collect")
@@ -708,7 +711,7 @@ def _schedule_and_check(matmul, A, p, res, z, rungs, ctx, r, rng, seed):
 def _ladder_for(policy, ladder, acc):
     """(accelerator with narrow / wide set to the ladder's ends, rungs as
     ``[(format, rounding)]``) for the ladder policies; ``(acc, None)`` otherwise."""
-    from . import scheduler
+    from ..precision import scheduler
     if policy not in scheduler.LADDER_POLICIES:
         if ladder is not None:
             raise ValueError(f"ladder: only the {' and '.join(scheduler.LADDER_POLICIES)} "
@@ -737,7 +740,7 @@ def _simulate_static(trace, acc, X, labels, *, calibration, quantile, rungs, tau
                      **kw):
     """``static``: per-neuron rungs from a uniform-narrow pass over the first
     ``calibration`` samples, then the fixed assignment on the remaining samples."""
-    from . import scheduler
+    from ..precision import scheduler
     n = X.shape[0]
     if calibration is None:
         calibration = _default_calibration(n)
@@ -829,11 +832,11 @@ def _simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limi
         the wide accumulator's bound.
     """
     from . import ops
-    from .engine import matmul as _matmul
+    from ..numerics.engine import matmul as _matmul
 
     if not hasattr(trace, "layers"):
         trace = resolve_trace(trace)
-    acc = _resolve_accelerator(accelerator, narrow, wide)
+    acc = resolve_accelerator(accelerator, narrow, wide)
     X = np.asarray(trace.inputs)
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
@@ -851,7 +854,7 @@ def _simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limi
     if labels is not None:
         labels = np.asarray(labels)[:n]
 
-    from .scheduler import check_policy
+    from ..precision.scheduler import check_policy
     check_policy(policy, tau, fraction, estimator)
     if policy == "static" and ladder is not None and fraction is not None:
         raise ValueError("fraction: the 'static' policy takes --fraction only without a "
@@ -875,13 +878,13 @@ def _simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limi
     akw.setdefault("wide_rounding", acc.wide_rounding)
     if _rungs is None:
         rungs = [akw, wkw]
-        rung_labels = [_fmt_label(acc.narrow), _fmt_label(acc.wide)]
+        rung_labels = [acc.narrow.label, acc.wide.label]
         rung_formats = [acc.narrow, acc.wide]
     else:
         rungs = [akw] + [{"acc": f, "rounding": rnd, "structure": "sequential",
                           "product": "exact"} for f, rnd in _rungs[1:-1]] + [wkw]
-        rung_labels = [f"{_fmt_label(f)}:{rnd}" if isinstance(f, FloatFormat)
-                       else _fmt_label(f) for f, rnd in _rungs]
+        rung_labels = [f"{f.label}:{rnd}" if isinstance(f, FloatFormat)
+                       else f.label for f, rnd in _rungs]
         rung_formats = [f for f, _ in _rungs]
     layers = list(trace.layers)
     mm_index = [i for i, L in enumerate(layers) if L.kind in MATMUL_KINDS]
@@ -983,7 +986,7 @@ def _simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limi
         ref_acc = float(np.mean(pred_ref == labels))
     else:
         accuracy = ref_acc = None
-    from .analysis import spearman
+    from ..precision.analysis import spearman
     for i in mm_index:
         results[i].error = stats[i].summary()
         smp = results[i]._bound_sample
@@ -993,9 +996,9 @@ def _simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limi
             results[i]._bound_sample = []
     rec = getattr(trace, "reference_accuracy", None)
     return SimulationResult(
-        trace=trace.name, accelerator=acc.name, narrow=_fmt_label(acc.narrow),
-        wide=_fmt_label(acc.wide), input_format=_fmt_label(ispec.fmt),
-        weight_format=_fmt_label(wspec.fmt), n_samples=n, accuracy=accuracy,
+        trace=trace.name, accelerator=acc.name, narrow=acc.narrow.label,
+        wide=acc.wide.label, input_format=ispec.fmt.label,
+        weight_format=wspec.fmt.label, n_samples=n, accuracy=accuracy,
         reference_accuracy=ref_acc,
         recorded_reference_accuracy=None if rec is None else float(rec),
         agreement=agreement, layers=[results[i] for i in mm_index],
@@ -1034,7 +1037,7 @@ def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=
     accumulator replaced by the wide one (format and rounding). Returns both results."""
     if not hasattr(trace, "layers"):
         trace = resolve_trace(trace)
-    acc = _resolve_accelerator(accelerator, narrow, wide)
+    acc = resolve_accelerator(accelerator, narrow, wide)
     r_narrow = simulate(trace, acc, limit=limit, seed=seed, progress=progress,
                         batch_size=batch_size)
     wide_acc = dataclasses.replace(acc, narrow=acc.wide, narrow_rounding=acc.wide_rounding)
@@ -1048,7 +1051,7 @@ def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=
 # ---------------------------------------------------------------------------------------
 def traces_dir() -> Path:
     """Folder of the bundled traces (traces/): inside the wheel, or the repository's."""
-    from .config import package_data_dir
+    from ..numerics.config import package_data_dir
     return package_data_dir("traces")
 
 

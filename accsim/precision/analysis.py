@@ -260,7 +260,7 @@ def bound_coefficients(acc, K):
     if rounded:
         pfmt = product
         if isinstance(pfmt, str):
-            from .config import load_format
+            from ..numerics.config import load_format
             pfmt = load_format(pfmt)
         prnd = kw.get("product_rounding") or rnd
         u = max(u, unit_roundoff(pfmt, prnd))
@@ -269,7 +269,7 @@ def bound_coefficients(acc, K):
         L, c = n_eff(K, "chunked", chunk_size=kw["chunk_size"], rounded_products=rounded)
         wfmt = kw["wide"]
         if isinstance(wfmt, str):
-            from .config import load_format
+            from ..numerics.config import load_format
             wfmt = load_format(wfmt)
         wr = kw.get("wide_rounding") or rnd
         gn = gamma(L, u)

@@ -391,7 +391,7 @@ _PARAM_KEYS = ("accelerator", "narrow", "wide", "estimator", "seed", "limit", "t
 
 
 def _markdown(records, source, figures) -> str:
-    from . import __version__
+    from .. import __version__
     versions = sorted({str(r.get("accsim_version")) for r in records})
     lines = ["# accsim sweep report", "",
              f"Source: `{source}`: {len(records)} points; accsim {', '.join(versions)}.",
@@ -483,7 +483,7 @@ def _markdown(records, source, figures) -> str:
 def write_report(records, out, *, source=None) -> list:
     """Write ``report.md`` and the PNG plots (module doc) into ``out``; returns the paths
     written. Every file is written to a temporary name and renamed."""
-    from .sweep import _write_text_atomic
+    from .sweep import write_text_atomic
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} exists and is not a folder")
@@ -512,6 +512,6 @@ def write_report(records, out, *, source=None) -> list:
             figs.append(("re-issued fraction per layer", p.name))
         figures[trace] = figs
     md = out / "report.md"
-    _write_text_atomic(md, _markdown(records, source or str(out), figures) + "\n")
+    write_text_atomic(md, _markdown(records, source or str(out), figures) + "\n")
     written.insert(0, md)
     return written

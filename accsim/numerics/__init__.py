@@ -1,0 +1,7 @@
+"""Layer 1, the lowest: number formats, rounding, the bit-exact matrix-product engine.
+
+Owns: :mod:`.formats` (FloatFormat, IntFormat, FixedFormat), :mod:`.config` (YAML
+documents and built-in format names), :mod:`.rounding` (:func:`quantize`),
+:mod:`.datapath` (the frozen :class:`Datapath` value), :mod:`.engine` (:func:`matmul`)
+and the private numba kernels in :mod:`.kernels`. Imports nothing else from accsim.
+"""

@@ -1,0 +1,83 @@
+"""The package layout: old import paths, and the Datapath value the engine takes."""
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+
+import accsim
+from accsim import FloatFormat, load_accelerator, matmul, quantize
+from accsim.numerics.datapath import Datapath
+
+
+@pytest.mark.parametrize("old, new", [("accsim.engine", "accsim.numerics.engine"),
+                                      ("accsim.formats", "accsim.numerics.formats"),
+                                      ("accsim.cost", "accsim.hardware.cost"),
+                                      ("accsim.sweep", "accsim.experiments.sweep")])
+def test_old_import_paths_warn_and_give_the_new_module(old, new):
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"import {new} instead"):
+        mod = importlib.import_module(old)
+    assert mod is importlib.import_module(new)
+    assert mod.__spec__.name == new
+
+
+def test_old_network_module_names_still_import():
+    from accsim.network import resolve_trace, simulate
+    assert simulate is accsim.simulate
+    assert resolve_trace("mnist-mlp-relu").name == "mnist-mlp-relu"
+
+
+def _operands(rng, m, k, n):
+    a = quantize(rng.standard_normal((m, k)), "fp16")
+    b = quantize(rng.standard_normal((k, n)), "fp16")
+    return a, b
+
+
+def test_datapath_gives_the_same_bits_as_keywords():
+    rng = np.random.default_rng(5)
+    a, b = _operands(rng, 7, 300, 5)
+    for kw in (dict(rounding="rz"), dict(structure="chunked", chunk_size=32, wide="fp32"),
+               dict(structure="fused", terms=8, guard_bits=2, align_rounding="rd"),
+               dict(structure="tree"), dict(product="bf16", product_rounding="rz")):
+        via_kw = matmul(a, b, "e6m5", **kw)
+        via_dp = matmul(a, b, Datapath("e6m5", **kw))
+        np.testing.assert_array_equal(via_kw.values, via_dp.values)
+        np.testing.assert_array_equal(via_kw.events.flags, via_dp.events.flags)
+
+
+def test_accelerator_datapath_is_what_its_matmul_runs():
+    acc = load_accelerator("fp16-fp16acc")
+    dp = acc.datapath("narrow")
+    assert dp.acc == acc.narrow and dp.input == acc.input and dp.weight == acc.weight
+    assert acc.datapath("wide").acc == acc.wide
+    rng = np.random.default_rng(1)
+    a, b = _operands(rng, 4, 64, 3)
+    np.testing.assert_array_equal(acc.matmul(a, b).values, matmul(a, b, dp).values)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(chunk_size=4), "chunk_size: only meaningful with structure 'chunked'"),
+    (dict(structure="chunked", chunk_size=4), "wide: structure 'chunked' needs"),
+    (dict(terms=8), "terms: only meaningful with structure 'fused'"),
+    (dict(structure="fused", align_rounding="ru"), "align_rounding: expected one of"),
+    (dict(product_rounding="rz"), "product_rounding: only meaningful with a product format"),
+    (dict(structure="diagonal"), "structure: expected one of"),
+    (dict(rounding="nearest"), "rounding"),
+])
+def test_datapath_refuses_what_does_not_apply(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Datapath(FloatFormat(5, 10), **kw)
+
+
+def test_matmul_refuses_keywords_beside_a_datapath():
+    a = np.ones((2, 3))
+    b = np.ones((3, 2))
+    with pytest.raises(ValueError, match="rounding: part of the Datapath"):
+        matmul(a, b, Datapath("fp16"), rounding="rz")
+
+def test_datapath_is_frozen():
+    import dataclasses
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Datapath("fp16").rounding = "rz"
