@@ -2,8 +2,8 @@
 
 Oracles: the published tables (Horowitz ISSCC 2014, Jouppi ISCA 2021, Accelergy/Aladdin
 register cost) typed in here from the papers (the built-in tables in formats/technology/
-must agree), arithmetic by hand on those numbers, SCALE-Sim's fold formula written out, and the rule "every user error is one
-line on stderr and exit code 2".
+must agree), arithmetic by hand on those numbers, SCALE-Sim's fold formula written out,
+and the rule "every user error is one line on stderr and exit code 2".
 """
 
 from __future__ import annotations
