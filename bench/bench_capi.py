@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+import accsim
+from accsim.interop.capi import build
+from accsim.interop.cmodel import cmodel_matmul, compile_c_model
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _DRIVER = r"""
@@ -66,7 +70,6 @@ int main(int argc, char **argv)
 
 
 def capi_overheads(calls, repeats):
-    from accsim.interop.capi import build
     work = Path(tempfile.mkdtemp(prefix="accsim-bench-capi-"))
     try:
         build(work)
@@ -97,8 +100,6 @@ def median_time(fn, repeats):
 
 
 def cmodel_overheads(calls, repeats):
-    import accsim
-    from accsim.interop.cmodel import cmodel_matmul, compile_c_model
     m = compile_c_model(ROOT / "examples" / "c" / "fp16_rne_step.c", "fp16_rne_step")
     rng = np.random.default_rng(0)
     acc = accsim.quantize(rng.standard_normal(calls), "fp16")

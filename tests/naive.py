@@ -18,7 +18,8 @@ docstring describes the hardware. The arithmetic comes from three independent pl
 
 Nothing here calls accsim's rounding. The accsim format objects are read only for their
 fields (``exp_bits``, ``man_bits``, ``bias``, ``specials``, ...); every derived constant
-(``emin``, ``emax``, largest finite value) is recomputed here from those fields.
+(``emin``, ``emax``, largest finite value) is recomputed from those fields by the
+oracles' ``FloatSpec`` (tests/oracles.py).
 
 Event conventions (the engine docstring's "Events"): every rounding into the accumulator
 (and into the wide register of ``chunked``, every tree node, every fused step, every
@@ -43,6 +44,9 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpfr
 
+from accsim.numerics.config import load_format  # YAML -> format value; no rounding
+from oracles import FloatSpec
+
 F_INEXACT = 1
 F_OVERFLOW = 2
 F_SATURATE = 4
@@ -56,20 +60,7 @@ _EXACT_PREC = 3400  # float64 span 2**-2148 (product of subnormals) .. 2**1024, 
 
 
 # ------------------------------------------------------------------------------------
-# format specs, re-derived from the fields
-
-@dataclass(frozen=True)
-class FloatSpec:
-    p: int            # significant bits, hidden bit included
-    emin: int         # exponent of the smallest normal
-    emax: int         # exponent of the largest finite value
-    maxf: Fraction    # largest finite value
-    subnormals: bool
-    has_inf: bool
-    has_nan: bool
-    negzero: bool     # -0 exists (not fnuz)
-    saturate: bool
-
+# format specs, re-derived from the fields (floats: FloatSpec of tests/oracles.py)
 
 @dataclass(frozen=True)
 class IntSpec:
@@ -88,31 +79,16 @@ class IntSpec:
 
 
 def _load(fmt):
-    if isinstance(fmt, str):
-        from accsim.numerics.config import (
-            load_format,  # YAML -> spec value; no rounding involved
-        )
-        return load_format(fmt)
-    return fmt
+    return load_format(fmt) if isinstance(fmt, str) else fmt
 
 
 def spec_of(fmt):
-    """FloatSpec or IntSpec of an accsim format (or format name), from its fields only."""
+    """FloatSpec or IntSpec of an accsim format (or format name), from its fields only
+    (FloatSpec derives emin, emax and the largest finite value itself)."""
     fmt = _load(fmt)
     if hasattr(fmt, "exp_bits"):
-        e, m, sp = fmt.exp_bits, fmt.man_bits, fmt.specials
-        bias = fmt.bias
-        if bias is None:
-            bias = (1 << (e - 1)) - 1 + (1 if sp == "fnuz" else 0)
-        top = (1 << e) - 1
-        if sp == "ieee" or (sp == "fn" and m == 0):
-            top -= 1
-        emax = top - bias
-        maxsig = (1 << (m + 1)) - 1 - (1 if (sp == "fn" and m > 0) else 0)
-        return FloatSpec(
-            p=m + 1, emin=1 - bias, emax=emax, maxf=Fraction(maxsig) * _pow2(emax - m),
-            subnormals=fmt.subnormals, has_inf=(sp == "ieee"), has_nan=(sp != "none"),
-            negzero=(sp != "fnuz"), saturate=(fmt.overflow == "saturate"))
+        return FloatSpec(fmt.exp_bits, fmt.man_bits, subnormals=fmt.subnormals,
+                         specials=fmt.specials, overflow=fmt.overflow, bias=fmt.bias)
     return IntSpec(bits=fmt.bits, frac=getattr(fmt, "frac_bits", 0), signed=fmt.signed,
                    saturate=(fmt.overflow == "saturate"))
 
@@ -180,7 +156,7 @@ def round_to_multiple(x: Fraction, quantum: Fraction, mode: str) -> Fraction:
 # float rounding: overflow, zero and flush rules shared by both oracles
 
 def _signed_zero(neg, spec):
-    return -0.0 if (neg and spec.negzero) else 0.0
+    return -0.0 if (neg and spec.has_negative_zero) else 0.0
 
 
 def _overflow(neg, spec, mode):

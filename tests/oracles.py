@@ -45,7 +45,8 @@ _INF = float("inf")
 
 @dataclass(frozen=True)
 class FloatSpec:
-    """A float format as the oracles see it (independent of accsim.FloatFormat).
+    """A float format as the oracles see it (independent of accsim.FloatFormat); also
+    the float spec of tests/naive.py's matmul oracle (:func:`naive.spec_of`).
 
     Encoding of a pattern ``sign | E (exp_bits) | F (man_bits)``:
 
@@ -98,7 +99,8 @@ class FloatSpec:
         return full
 
     @cached_property
-    def max_exact(self) -> Fraction:
+    def maxf(self) -> Fraction:
+        """The largest finite value, exactly."""
         return Fraction(self.max_significand) * Fraction(2) ** (self.emax - self.man_bits)
 
     @cached_property
@@ -124,6 +126,11 @@ class FloatSpec:
     @cached_property
     def has_negative_zero(self) -> bool:
         return self.specials != "fnuz"
+
+    @cached_property
+    def saturate(self) -> bool:
+        """Overflow clamps to the largest finite value (instead of inf or NaN)."""
+        return self.overflow == "saturate"
 
     @cached_property
     def default_bias(self) -> int:
@@ -328,7 +335,7 @@ def round_float_fraction(x: float, spec: FloatSpec, mode: str) -> float:
     r = k * q
     if r == 0:
         return _zero(neg, spec)
-    if r > spec.max_exact:
+    if r > spec.maxf:
         return _overflow(neg, mode, spec)
     if not spec.subnormals and r < Fraction(2) ** spec.emin:
         return _zero(neg, spec)

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from accsim import load_format
-from accsim.hardware.accelerator import Accelerator, list_accelerators, load_accelerator
 from accsim.cli import main
+from accsim.hardware.accelerator import Accelerator, list_accelerators, load_accelerator
+from accsim.numerics.config import builtin_dir
+from accsim.numerics.datapath import Datapath
 from accsim.numerics.formats import FloatFormat, IntFormat
 
 BUILTINS = [
@@ -81,7 +83,6 @@ def test_builtin_loads_and_describe_round_trips(name, tmp_path):
 
 
 def test_builtin_files_start_with_a_source_comment():
-    from accsim.numerics.config import builtin_dir
     for name in BUILTINS:
         text = (builtin_dir() / "accelerators" / f"{name}.yaml").read_text()
         assert text.startswith("#"), name
@@ -131,6 +132,18 @@ def test_matmul_kwargs():
     assert kw["product"] == load_format("fp16") and kw["product_rounding"] == "rne"
     with pytest.raises(ValueError, match="which"):
         t.matmul_kwargs("medium")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_matmul_kwargs_describe_the_datapath(name):
+    """matmul_kwargs is derived from datapath: the keywords give the same datapath (less
+    the operand formats, which keywords do not carry)."""
+    acc = load_accelerator(name)
+    for which in ("narrow", "wide"):
+        dp = acc.datapath(which)
+        assert (dp.input, dp.weight) == (acc.input, acc.weight)
+        assert Datapath.of(**acc.matmul_kwargs(which)) == dataclasses.replace(
+            dp, input=None, weight=None)
 
 
 def test_inline_formats_overrides_and_defaults(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 import accsim
 from accsim import cli
-from accsim.interop.capi import build
+from accsim.interop.capi import build, c_string_literal
 from accsim.interop.cmodel import reference_round, reference_step, round_cases, step_cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,10 +180,9 @@ def test_cli_capi_build(tmp_path, monkeypatch, capsys):
 def test_c_string_literal_round_trip(tmp_path):
     """Paths baked into the library (PYTHONPATH set at load time, before the embedded
     interpreter starts) survive quotes, backslashes, '?' (trigraphs) and non-ASCII."""
-    from accsim.interop.capi import _c_string
     text = 'a"b\\c??=d/é/ü:x'
     src = tmp_path / "lit.c"
-    src.write_text('#include <stdio.h>\nint main(void){fputs(' + _c_string(text) +
+    src.write_text('#include <stdio.h>\nint main(void){fputs(' + c_string_literal(text) +
                    ', stdout); return 0;}\n')
     exe = tmp_path / "lit"
     cc = shutil.which("cc") or shutil.which("gcc")

@@ -1,13 +1,15 @@
 """Cost model: technology tables, scaling rules, per-MAC cost, mixed-precision pricing.
 
 Oracles: the published tables (Horowitz ISSCC 2014, Jouppi ISCA 2021, Accelergy/Aladdin
-register cost) typed in here from REFERENCE.md sec. 4, arithmetic by hand on those
-numbers, SCALE-Sim's fold formula written out, and the rule "every user error is one
-line on stderr and exit code 2".
+register cost) typed in here from the papers (the built-in tables in formats/technology/
+must agree), arithmetic by hand on those numbers, SCALE-Sim's fold formula written out,
+and the rule "every user error is one line on stderr and exit code 2".
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import math
 import textwrap
@@ -16,8 +18,8 @@ import pytest
 import yaml
 
 import accsim
-from accsim.hardware import cost
 from accsim.cli import main
+from accsim.hardware import accelergy, cost, pricing, technology
 from accsim.hardware.cost import (
     ESTIMATORS,
     break_even_fraction,
@@ -29,7 +31,7 @@ from accsim.hardware.cost import (
     price_run,
 )
 
-# REFERENCE.md sec. 4: Horowitz ISSCC 2014, 45 nm, (energy pj, area um2)
+# Horowitz ISSCC 2014, 45 nm, (energy pj, area um2)
 HOROWITZ = {
     "int8_add": (0.03, 36), "int16_add": (0.05, 67), "int32_add": (0.1, 137),
     "fp16_add": (0.4, 1360), "fp32_add": (0.9, 4184),
@@ -172,7 +174,7 @@ def test_int_add_linear_and_fp_mul_by_significand_product(h45):
 
 
 # ---------------------------------------------------------------------------------------
-# per-MAC cost: the derived example of REFERENCE.md sec. 4, by hand from the table
+# per-MAC cost, by hand from the table
 
 def test_int8_mac_int16_vs_int32_by_hand(h45):
     # int8 x int8 multiplier + accumulator adder + accumulator register (bits x per-bit)
@@ -186,13 +188,13 @@ def test_int8_mac_int16_vs_int32_by_hand(h45):
     n, w = mac_cost(acc, h45, "narrow"), mac_cost(acc, h45, "wide")
     assert n.energy_pj == pytest.approx(e16) and n.area_um2 == pytest.approx(a16)
     assert w.energy_pj == pytest.approx(e32) and w.area_um2 == pytest.approx(a32)
-    assert 1 - e16 / e32 == pytest.approx(0.33, abs=0.005)   # REFERENCE: -33 % E
-    assert 1 - a16 / a32 == pytest.approx(0.27, abs=0.005)   # REFERENCE: -27 % A
+    assert 1 - e16 / e32 == pytest.approx(0.33, abs=0.005)   # -33 % energy
+    assert 1 - a16 / a32 == pytest.approx(0.27, abs=0.005)   # -27 % area
 
 
 def test_fp16_mac_and_structures(h45):
     # fp16 x fp16 into fp32 (sequential): fp16 mul + fp32 add + 32-bit register.
-    # (REFERENCE's 2.0 pJ / 5824 um2 is the same without the register.)
+    # (2.0 pJ / 5824 um2 without the register.)
     acc = accsim.load_accelerator("fp16-fp32acc")
     n = mac_cost(acc, h45, "narrow")
     assert n.energy_pj == pytest.approx(1.1 + 0.9 + 32 * 0.009)
@@ -226,7 +228,7 @@ def test_cli_mac_json(capsys):
     d = json.loads(out)
     assert d["narrow"]["energy_pj"] == pytest.approx(0.394)
     assert d["wide"]["energy_pj"] == pytest.approx(0.588)
-    # REFERENCE.md: re-reading operands from an 8 KB SRAM breaks even at ~6 % (K=512)
+    # re-reading operands from an 8 KB SRAM (Horowitz) breaks even at ~6 % (K=512)
     assert d["break_even_fraction"] == pytest.approx(0.194 / (0.588 + 16 / 32 * 5))
     assert round(d["break_even_fraction"], 2) == 0.06
     rc, out, err = run(capsys, "cost", "mac", "-a", "int8-int16acc-sat", "--refetch", "pe",
@@ -342,17 +344,32 @@ def test_export_accelergy(tmp_path, h45, capsys):
     assert rc == 0 and err == "" and "ERT" in yaml.safe_load(f.read_text())
 
 
-def test_cost_does_not_import_engine():
-    import ast
-    import inspect
-    tree = ast.parse(inspect.getsource(cost))
+@pytest.mark.parametrize("module", [cost, technology, pricing, accelergy])
+def test_cost_does_not_import_engine(module):
+    tree = ast.parse(inspect.getsource(module))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             names.add(node.module or "")
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-    assert not any(x.split(".")[-1] in ("engine", "network", "kernels") for x in names)
+    assert not any(x.split(".")[-1] in ("engine", "network", "kernels", "accelerator")
+                   for x in names)
+
+
+def test_cost_exports_its_parts():
+    """accsim.hardware.cost (the old accsim.cost) keeps every public name it had before
+    the split into technology, pricing and accelergy."""
+    before = ["Cost", "ESTIMATORS", "OPS", "Primitive", "REFETCH", "STANDARD_OPS", "STATUSES",
+              "Technology", "ZERO", "action_counts", "add_cost", "array_area",
+              "break_even_fraction", "energy_table", "estimator_costs", "export_accelergy",
+              "gemm_cycles", "list_technologies", "load_technology", "mac_cost", "mul_cost",
+              "op_cost", "ops_table", "parse_op", "price_run", "price_simulation",
+              "refetch_energy_per_term", "register_cost", "technology_from_doc"]
+    assert sorted(cost.__all__) == before
+    for name in before:
+        assert any(getattr(m, name, None) is getattr(cost, name)
+                   for m in (technology, pricing, accelergy)), name
 
 
 # ---------------------------------------------------------------------------------------

@@ -42,17 +42,30 @@ import numbers
 import re
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import numpy as np
 
-from ..numerics.config import ConfigError, Doc, builtin_files, format_from_doc, header, load_format, \
-    read_yaml
+from ..numerics.config import (
+    ConfigError,
+    Doc,
+    builtin_files,
+    format_from_doc,
+    header,
+    load_format,
+    read_yaml,
+)
 from ..numerics.datapath import ALIGN_ROUNDINGS, STRUCTURES, Datapath
 from ..numerics.engine import matmul
+from ..numerics.formats import (
+    FLOAT_OVERFLOW,
+    INT_OVERFLOW,
+    ROUNDING_MODES,
+    FloatFormat,
+    Format,
+    IntFormat,
+)
 from ..numerics.rounding import quantize
-from ..numerics.formats import (FLOAT_OVERFLOW, INT_OVERFLOW, ROUNDING_MODES, FixedFormat, FloatFormat,
-                      Format, IntFormat)
 
 PRODUCT_MODES = ("exact", "fused", "rounded")
 DATAFLOWS = ("os", "ws", "is")
@@ -66,11 +79,8 @@ _MAX_ARRAY = 1 << 20
 
 
 def _is_format(v):
-    return isinstance(v, (FloatFormat, FixedFormat, IntFormat))
-
-
-def _is_float(fmt):
-    return isinstance(fmt, FloatFormat)
+    """True for a value of one of the format classes (FloatFormat, IntFormat, FixedFormat)."""
+    return isinstance(v, get_args(Format))
 
 
 def _positive_int(name, v, hi):
@@ -85,10 +95,10 @@ def _choice(name, v, choices):
 
 def _narrower(wide, narrow):
     """Why ``wide`` cannot hold every value of ``narrow`` (None if it can)."""
-    if _is_float(narrow) != _is_float(wide):
-        kind = "a floating-point" if _is_float(narrow) else "an integer/fixed-point"
+    if isinstance(narrow, FloatFormat) != isinstance(wide, FloatFormat):
+        kind = "a floating-point" if isinstance(narrow, FloatFormat) else "an integer/fixed-point"
         return f"expected {kind} format like the narrow accumulator, got {wide.label}"
-    if _is_float(narrow):
+    if isinstance(narrow, FloatFormat):
         if wide.man_bits < narrow.man_bits:
             return (f"{wide.label} has fewer fraction bits ({wide.man_bits}) than the "
                     f"narrow accumulator {narrow.label} ({narrow.man_bits})")
@@ -124,7 +134,7 @@ class Accelerator:
         "exact"/"fused": the adder sees the exact product; "rounded": the product is first
         rounded to ``product_format`` with ``product_rounding`` (None: ``narrow_rounding``).
     structure : {"sequential", "chunked", "tree", "fused"}
-        See :mod:`accsim.engine`. ``chunk_size`` is required by (and only allowed with)
+        See :mod:`accsim.numerics.engine`. ``chunk_size`` is required by (and only allowed with)
         "chunked"; ``terms`` and ``guard_bits`` by "fused", whose ``align_rounding``
         defaults to "rz". Integer/fixed accumulators support "sequential" and "chunked".
     rows, cols, dataflow, clock_ghz
@@ -159,6 +169,13 @@ class Accelerator:
     source: Optional[str] = field(default=None, compare=False)
 
     def __post_init__(self):
+        self._check_formats()
+        self._check_product()
+        self._check_structure()
+        self._check_array()
+
+    def _check_formats(self):
+        """Formats and roundings; the operands an accumulator takes; wide holds narrow."""
         for f in ("input", "weight", "narrow", "wide"):
             v = getattr(self, f)
             if not _is_format(v):
@@ -172,10 +189,10 @@ class Accelerator:
         _choice("wide_rounding", self.wide_rounding, ROUNDING_MODES)
 
         # integer / fixed-point accumulators take integer / fixed-point operands
-        if not _is_float(self.narrow):
+        if not isinstance(self.narrow, FloatFormat):
             for f in ("input", "weight"):
                 op = getattr(self, f)
-                if _is_float(op):
+                if isinstance(op, FloatFormat):
                     raise ValueError(
                         f"{f}: an integer/fixed-point accumulator "
                         f"({self.narrow.label}) needs integer or fixed-point operands, "
@@ -189,10 +206,10 @@ class Accelerator:
         if why:
             raise ValueError(f"wide: {why}")
 
-        # products
+    def _check_product(self):
         _choice("product", self.product, PRODUCT_MODES)
         if self.product == "rounded":
-            if not _is_float(self.narrow):
+            if not isinstance(self.narrow, FloatFormat):
                 raise ValueError(
                     f"product: an integer/fixed-point accumulator ({self.narrow.label}) "
                     "takes exact products (each rounded to its grid); expected exact or fused")
@@ -209,9 +226,10 @@ class Accelerator:
                     raise ValueError(f"{f}: only used by product mode 'rounded' "
                                      f"(product mode is {self.product!r})")
 
-        # structure
+    def _check_structure(self):
+        """The structure and its parameters (sets ``align_rounding``'s default "rz")."""
         _choice("structure", self.structure, STRUCTURES)
-        if not _is_float(self.narrow) and self.structure not in _INTEGER_STRUCTURES:
+        if not isinstance(self.narrow, FloatFormat) and self.structure not in _INTEGER_STRUCTURES:
             raise ValueError(
                 f"structure: an integer/fixed-point accumulator supports "
                 f"{' or '.join(_INTEGER_STRUCTURES)}, got {self.structure!r}")
@@ -242,7 +260,8 @@ class Accelerator:
                     raise ValueError(f"{f}: only used by structure 'fused' "
                                      f"(structure is {self.structure!r})")
 
-        # array
+    def _check_array(self):
+        """Array geometry (stores ``clock_ghz`` as a float)."""
         _positive_int("rows", self.rows, _MAX_ARRAY)
         _positive_int("cols", self.cols, _MAX_ARRAY)
         _choice("dataflow", self.dataflow, DATAFLOWS)
@@ -267,46 +286,50 @@ class Accelerator:
 
     # ---- engine ---------------------------------------------------------------------
     def datapath(self, which: str = "narrow") -> Datapath:
-        """The :class:`~accsim.numerics.datapath.Datapath` of one accumulator.
+        """The :class:`~accsim.numerics.datapath.Datapath` of one accumulator: what
+        :func:`accsim.numerics.engine.matmul` takes as ``acc``.
 
         ``which="narrow"``: the narrow accumulator with this accelerator's product mode
         and structure (chunked promotes into ``wide``). ``which="wide"``: the wide
         accumulator (re-issued outputs), exact products, sequential. Both carry the
         operand formats.
         """
-        if which not in ("narrow", "wide"):
+        if which == "wide":
+            return Datapath(self.wide, rounding=self.wide_rounding, input=self.input,
+                            weight=self.weight)
+        if which != "narrow":
             raise ValueError(f"which: expected 'narrow' or 'wide', got {which!r}")
-        kw = self.matmul_kwargs(which)
-        return Datapath(kw.pop("acc"), input=self.input, weight=self.weight, **kw)
+        chunked = self.structure == "chunked"
+        return Datapath(
+            self.narrow, rounding=self.narrow_rounding,
+            product=self.product_format if self.product == "rounded" else self.product,
+            product_rounding=self.effective_product_rounding, structure=self.structure,
+            chunk_size=self.chunk_size, wide=self.wide if chunked else None,
+            wide_rounding=self.wide_rounding if chunked else None, terms=self.terms,
+            guard_bits=self.guard_bits, align_rounding=self.align_rounding,
+            input=self.input, weight=self.weight)
 
     def matmul_kwargs(self, which: str = "narrow") -> dict:
-        """Keyword arguments of :func:`accsim.engine.matmul` for one datapath.
+        """Keyword arguments of :func:`accsim.numerics.engine.matmul` for one datapath.
 
-        ``which="narrow"``: the narrow accumulator with this accelerator's product mode and
-        structure (chunked promotes into ``wide``). ``which="wide"``: the wide accumulator,
-        exact products, sequential. Only the arguments that apply are included.
+        Kept for compatibility: derived from :meth:`datapath` (the primary description,
+        which ``matmul`` takes whole as ``acc``). The accumulator format is under
+        ``"acc"``; ``"product"`` is the mode, or the product format (then with
+        ``"product_rounding"``); the chunked and fused parameters appear only for those
+        structures. ``which="wide"`` gives acc, rounding, structure "sequential" and
+        product "exact".
         """
-        if which == "narrow":
-            kw = {"acc": self.narrow, "rounding": self.narrow_rounding,
-                  "structure": self.structure}
-            if self.product == "rounded":
-                kw["product"] = self.product_format
-                kw["product_rounding"] = self.effective_product_rounding
-            else:
-                kw["product"] = self.product
-            if self.structure == "chunked":
-                kw["chunk_size"] = self.chunk_size
-                kw["wide"] = self.wide
-                kw["wide_rounding"] = self.wide_rounding
-            elif self.structure == "fused":
-                kw["terms"] = self.terms
-                kw["guard_bits"] = self.guard_bits
-                kw["align_rounding"] = self.align_rounding
-            return kw
-        if which == "wide":
-            return {"acc": self.wide, "rounding": self.wide_rounding,
-                    "structure": "sequential", "product": "exact"}
-        raise ValueError(f"which: expected 'narrow' or 'wide', got {which!r}")
+        dp = self.datapath(which)
+        kw = {"acc": dp.acc, "rounding": dp.rounding, "structure": dp.structure,
+              "product": dp.product}
+        if dp.rounded_product:
+            kw["product_rounding"] = dp.product_rounding
+        if dp.structure == "chunked":
+            kw.update(chunk_size=dp.chunk_size, wide=dp.wide, wide_rounding=dp.wide_rounding)
+        elif dp.structure == "fused":
+            kw.update(terms=dp.terms, guard_bits=dp.guard_bits,
+                      align_rounding=dp.align_rounding)
+        return kw
 
     def check_operands(self, a, b):
         """Raise ValueError unless every entry of ``a`` is a value of ``input`` and every
@@ -319,7 +342,7 @@ class Accelerator:
 
         ``a`` (m, k) must hold values of the input format and ``b`` (k, n) values of the
         weight format (quantize them first); ``bias``, ``select`` and ``seed`` are passed
-        to :func:`accsim.engine.matmul`, whose result is returned.
+        to :func:`accsim.numerics.engine.matmul`, whose result is returned.
         """
         dp = self.datapath(which)
         a, b = self.check_operands(a, b)
@@ -476,7 +499,7 @@ def _accumulator_at(doc: Doc, key: str, base: Path):
     _only(sub, ("format", "rounding", "overflow"))
     fmt = _format_at(sub, "format", base)
     rounding = _rounding_at(sub)
-    policies = FLOAT_OVERFLOW if _is_float(fmt) else INT_OVERFLOW
+    policies = FLOAT_OVERFLOW if isinstance(fmt, FloatFormat) else INT_OVERFLOW
     ov = sub.get("overflow", str, default=None, check=lambda o: o in policies,
                  expected=f"one of {', '.join(policies)} for format {fmt.label}")
     sub.finish()
@@ -488,6 +511,73 @@ def _accumulator_at(doc: Doc, key: str, base: Path):
             msg = str(exc)
             raise sub.error("overflow", msg.partition(": ")[2] or msg) from None
     return fmt, rounding
+
+
+def _product_at(doc: Doc, base: Path):
+    """``product``: (mode, format, rounding); format and rounding only for 'rounded'."""
+    prod = doc.sub("product", default=None)
+    product, product_format, product_rounding = "exact", None, None
+    if prod is None:
+        return product, product_format, product_rounding
+    _only(prod, ("mode", "format", "rounding"))
+    product = prod.get("mode", str, check=lambda m: m in PRODUCT_MODES,
+                       expected="one of " + ", ".join(PRODUCT_MODES))
+    if product == "rounded":
+        product_format = _format_at(prod, "format", base)
+        product_rounding = _rounding_at(prod, default=None)
+    else:
+        for k in ("format", "rounding"):
+            if prod.has(k):
+                raise prod.error(k, f"only used by product mode 'rounded' "
+                                    f"(mode is {product!r})")
+    prod.finish()
+    return product, product_format, product_rounding
+
+
+def _structure_at(doc: Doc):
+    """``structure``: (kind, {its parameters as Accelerator fields})."""
+    st = doc.sub("structure", default=None)
+    structure = "sequential"
+    extra = {}
+    if st is None:
+        return structure, extra
+    _only(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding"))
+    structure = st.get("kind", str, check=lambda s: s in STRUCTURES,
+                       expected="one of " + ", ".join(STRUCTURES))
+    allowed = {"chunked": ("chunk_size",),
+               "fused": ("terms", "guard_bits", "align_rounding")}.get(structure, ())
+    for k in ("chunk_size", "terms", "guard_bits", "align_rounding"):
+        if st.has(k) and k not in allowed:
+            user = "chunked" if k == "chunk_size" else "fused"
+            raise st.error(k, f"only used by structure kind '{user}' "
+                              f"(kind is {structure!r})")
+    if structure == "chunked":
+        extra["chunk_size"] = st.get("chunk_size", int, check=_is_pos_int,
+                                     expected="a positive integer")
+    elif structure == "fused":
+        extra["terms"] = st.get("terms", int, check=_is_pos_int,
+                                expected="a positive integer")
+        extra["guard_bits"] = st.get("guard_bits", int, check=lambda g: g >= 0,
+                                     expected="a non-negative integer")
+        extra["align_rounding"] = st.get(
+            "align_rounding", str, default="rz", check=lambda r: r in ALIGN_ROUNDINGS,
+            expected="one of " + ", ".join(ALIGN_ROUNDINGS))
+    st.finish()
+    return structure, extra
+
+
+def _array_at(doc: Doc):
+    """``array``: {rows, cols, dataflow, clock_ghz}."""
+    arr = doc.sub("array")
+    _only(arr, ("rows", "cols", "dataflow", "clock_ghz"))
+    rows = arr.get("rows", int, check=_is_pos_int, expected="a positive integer")
+    cols = arr.get("cols", int, check=_is_pos_int, expected="a positive integer")
+    dataflow = arr.get("dataflow", str, check=lambda d: d in DATAFLOWS,
+                       expected="one of " + ", ".join(DATAFLOWS))
+    clock = arr.get("clock_ghz", (int, float), check=lambda c: math.isfinite(c) and c > 0,
+                    expected="a positive number")
+    arr.finish()
+    return {"rows": rows, "cols": cols, "dataflow": dataflow, "clock_ghz": clock}
 
 
 def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -> Accelerator:
@@ -506,59 +596,9 @@ def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -
 
     narrow, narrow_rounding = _accumulator_at(doc, "narrow", base)
     wide, wide_rounding = _accumulator_at(doc, "wide", base)
-
-    prod = doc.sub("product", default=None)
-    product, product_format, product_rounding = "exact", None, None
-    if prod is not None:
-        _only(prod, ("mode", "format", "rounding"))
-        product = prod.get("mode", str, check=lambda m: m in PRODUCT_MODES,
-                           expected="one of " + ", ".join(PRODUCT_MODES))
-        if product == "rounded":
-            product_format = _format_at(prod, "format", base)
-            product_rounding = _rounding_at(prod, default=None)
-        else:
-            for k in ("format", "rounding"):
-                if prod.has(k):
-                    raise prod.error(k, f"only used by product mode 'rounded' "
-                                        f"(mode is {product!r})")
-        prod.finish()
-
-    st = doc.sub("structure", default=None)
-    structure = "sequential"
-    extra = {}
-    if st is not None:
-        _only(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding"))
-        structure = st.get("kind", str, check=lambda s: s in STRUCTURES,
-                           expected="one of " + ", ".join(STRUCTURES))
-        allowed = {"chunked": ("chunk_size",),
-                   "fused": ("terms", "guard_bits", "align_rounding")}.get(structure, ())
-        for k in ("chunk_size", "terms", "guard_bits", "align_rounding"):
-            if st.has(k) and k not in allowed:
-                user = "chunked" if k == "chunk_size" else "fused"
-                raise st.error(k, f"only used by structure kind '{user}' "
-                                  f"(kind is {structure!r})")
-        if structure == "chunked":
-            extra["chunk_size"] = st.get("chunk_size", int, check=_is_pos_int,
-                                         expected="a positive integer")
-        elif structure == "fused":
-            extra["terms"] = st.get("terms", int, check=_is_pos_int,
-                                    expected="a positive integer")
-            extra["guard_bits"] = st.get("guard_bits", int, check=lambda g: g >= 0,
-                                         expected="a non-negative integer")
-            extra["align_rounding"] = st.get(
-                "align_rounding", str, default="rz", check=lambda r: r in ALIGN_ROUNDINGS,
-                expected="one of " + ", ".join(ALIGN_ROUNDINGS))
-        st.finish()
-
-    arr = doc.sub("array")
-    _only(arr, ("rows", "cols", "dataflow", "clock_ghz"))
-    rows = arr.get("rows", int, check=_is_pos_int, expected="a positive integer")
-    cols = arr.get("cols", int, check=_is_pos_int, expected="a positive integer")
-    dataflow = arr.get("dataflow", str, check=lambda d: d in DATAFLOWS,
-                       expected="one of " + ", ".join(DATAFLOWS))
-    clock = arr.get("clock_ghz", (int, float), check=lambda c: math.isfinite(c) and c > 0,
-                    expected="a positive number")
-    arr.finish()
+    product, product_format, product_rounding = _product_at(doc, base)
+    structure, extra = _structure_at(doc)
+    array = _array_at(doc)
     doc.finish()
 
     try:
@@ -566,9 +606,8 @@ def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -
             inp, wgt, narrow, wide, name=name, description=description,
             narrow_rounding=narrow_rounding, wide_rounding=wide_rounding,
             product=product, product_format=product_format,
-            product_rounding=product_rounding, structure=structure,
-            rows=rows, cols=cols, dataflow=dataflow, clock_ghz=clock, source=source,
-            **extra)
+            product_rounding=product_rounding, structure=structure, source=source,
+            **array, **extra)
     except ConfigError:
         raise
     except ValueError as exc:

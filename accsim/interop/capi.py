@@ -108,11 +108,11 @@ for _p in reversed({paths!r}):
         sys.path.insert(0, _p)
 from {module} import ffi
 import accsim.interop.capi
-accsim.interop.capi._install(ffi)
+accsim.interop.capi.install(ffi)
 """
 
 
-def _c_string(text: str) -> str:
+def c_string_literal(text: str) -> str:
     """A C string literal of ``text`` (UTF-8 bytes; octal escapes outside printable ASCII)."""
     out = []
     for byte in text.encode("utf-8"):
@@ -130,7 +130,7 @@ def _pythonpath_constructor(paths) -> str:
     ``PYTHONPATH``. Without it the embedded interpreter starts from the base
     installation's site-packages and may import a different ``_cffi_backend`` (or numpy)
     than the environment accsim was built in."""
-    joined = _c_string(os.pathsep.join(paths))
+    joined = c_string_literal(os.pathsep.join(paths))
     return f"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,144 +196,155 @@ def build(out_dir) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------------------
 # the embedded side: runs inside the C program's Python
 
-class _State:
-    def __init__(self):
+def _round_one(fmt, mode, x):
+    """``accsim_round``: ``x`` rounded to ``fmt`` with ``mode``: (value, flags)."""
+    if mode == "sr":
+        raise ValueError("rounding: 'sr' is not available per call; use accsim_dot")
+    v, f, ok = quantize_flags(np.array([x]), fmt, mode)
+    if not ok[0]:
+        if not math.isfinite(x):
+            raise ValueError(f"x: {x!r} has no representation in the format")
+        raise ValueError(f"x: the result for {x!r} has more than 53 significant bits")
+    return float(v[0]), int(f[0])
+
+
+def _step_one(fmt, mode, acc, a, b):
+    """``accsim_step``: ``round(acc + a*b)`` in ``fmt``, rounded once: (value, flags)."""
+    if mode == "sr":
+        raise ValueError("rounding: 'sr' is not available per call; use accsim_dot")
+    rounding_code(mode)
+    fast = scalar_step(fmt, mode, acc, a, b)
+    if fast is not None:
+        return fast
+    v, f, ok = reference_step(np.array([acc]), np.array([a]), np.array([b]), fmt, mode)
+    if not ok[0]:
+        raise ValueError(f"step: accsim cannot simulate round({acc!r} + {a!r}*{b!r}) "
+                         "exactly (product beyond 53 bits or out of range)")
+    return float(v[0]), int(f[0])
+
+
+def _dot_one(obj, structure, rounding, a, b, bias):
+    """``accsim_dot``: the 1x1 product of ``a`` (1, n) and ``b`` (n, 1) on a format or an
+    accelerator (``structure``/``rounding`` None: the handle's defaults): (value, flags)."""
+    if isinstance(obj, Accelerator):
+        which = "wide" if structure == "wide" else "narrow"
+        # keywords, not the Datapath: a structure given here replaces the accelerator's
+        kw = obj.matmul_kwargs(which)
+        a, b = obj.check_operands(a, b)
+        if structure not in (None, "", "narrow", "wide"):
+            kw["structure"] = structure
+        if rounding is not None:
+            kw["rounding"] = rounding
+        res = matmul(a, b, bias=bias, seed=0, **kw)
+    else:
+        res = matmul(a, b, obj, rounding=rounding or "rne",
+                     structure=structure or "sequential", bias=bias, seed=0)
+    return float(res.values[0, 0]), int(res.events.flags[0, 0]) & FLAG_MASK
+
+
+class _Session:
+    """The embedded library's state: live handles (formats and accelerators) and the
+    message of the last failure, as cffi values for the C side."""
+
+    def __init__(self, ffi):
+        self.ffi = ffi
         self.handles = {}
         self.next = 1
-        self.err = None
+        self.err = ffi.new("char[]", b"")
 
-
-def _install(ffi):
-    """Define the C API functions (called by the library's init code)."""
-    st = _State()
-    st.err = ffi.new("char[]", b"")
-
-    def fail(exc):
+    def fail(self, exc):
+        """Record ``exc`` as the last error (one line); the C return value -1."""
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        st.err = ffi.new("char[]", msg.encode("utf-8", "replace"))
+        self.err = self.ffi.new("char[]", msg.encode("utf-8", "replace"))
         return -1
 
-    def text(p, default):
-        return default if p == ffi.NULL else ffi.string(p).decode("utf-8")
+    def text(self, p, default):
+        """A C string argument as str (``default`` for NULL)."""
+        return default if p == self.ffi.NULL else self.ffi.string(p).decode("utf-8")
 
-    def new_handle(obj):
-        h = st.next
-        st.next += 1
-        st.handles[h] = obj
+    def add(self, obj):
+        """A new handle (> 0) for ``obj``."""
+        h = self.next
+        self.next += 1
+        self.handles[h] = obj
         return h
 
-    def get(h):
+    def get(self, h):
         try:
-            return st.handles[h]
+            return self.handles[h]
         except KeyError:
             raise ValueError(f"handle: {h} is not a live accsim handle") from None
 
-    def fmt_mode(h, rounding):
-        obj = get(h)["value"]
+    def release(self, h):
+        self.get(h)
+        del self.handles[h]
+        return 0
+
+    def fmt_mode(self, h, rounding):
+        """The format and rounding a per-value call uses: an accelerator's narrow
+        accumulator (and its rounding by default), or the format (default "rne")."""
+        obj = self.get(h)
         if isinstance(obj, Accelerator):
-            return obj.narrow, text(rounding, obj.narrow_rounding)
-        return obj, text(rounding, "rne")
+            return obj.narrow, self.text(rounding, obj.narrow_rounding)
+        return obj, self.text(rounding, "rne")
 
-    def wrap(value):
-        return {"value": value}
+    def answer(self, out, flags, result):
+        """Write a (value, flags) result through the C pointers (flags may be NULL)."""
+        out[0], fl = result
+        if flags != self.ffi.NULL:
+            flags[0] = fl
+        return 0
 
-    @ffi.def_extern()
-    def accsim_last_error():
-        return st.err
+    def operands(self, n, a, b, init):
+        """The C arrays of ``accsim_dot`` as numpy: a (1, n), b (n, 1), bias or None."""
+        if n < 0:
+            raise ValueError(f"n: expected a non-negative count, got {n}")
+        ffi = self.ffi
+        A = np.frombuffer(ffi.buffer(a, 8 * n), dtype=np.float64).reshape(1, n).copy() \
+            if n else np.zeros((1, 0))
+        B = np.frombuffer(ffi.buffer(b, 8 * n), dtype=np.float64).reshape(n, 1).copy() \
+            if n else np.zeros((0, 1))
+        bias = None if init == ffi.NULL else np.array([[init[0]]])
+        return A, B, bias
 
-    @ffi.def_extern()
-    def accsim_load_format(name):
+
+def _guarded(session, fn):
+    """``fn`` for the C side: any exception becomes -1 and the last error message."""
+    def entry(*args):
         try:
-            return new_handle(wrap(load_format(text(name, ""))))
+            return fn(*args)
         except Exception as exc:  # noqa: BLE001 - every failure is an error string
-            return fail(exc)
+            return session.fail(exc)
+    return entry
 
-    @ffi.def_extern()
-    def accsim_load_accelerator(name):
-        try:
-            return new_handle(wrap(load_accelerator(text(name, ""))))
-        except Exception as exc:  # noqa: BLE001
-            return fail(exc)
 
-    @ffi.def_extern()
-    def accsim_release(h):
-        try:
-            get(h)
-            del st.handles[h]
-            return 0
-        except Exception as exc:  # noqa: BLE001
-            return fail(exc)
+def install(ffi):
+    """Define the C API functions (called by the library's init code)."""
+    st = _Session(ffi)
 
-    @ffi.def_extern()
-    def accsim_round(h, rounding, x, out, flags):
-        try:
-            fmt, mode = fmt_mode(h, rounding)
-            if mode == "sr":
-                raise ValueError("rounding: 'sr' is not available per call; use accsim_dot")
-            v, f, ok = quantize_flags(np.array([x]), fmt, mode)
-            if not ok[0]:
-                if not math.isfinite(x):
-                    raise ValueError(f"x: {x!r} has no representation in the format")
-                raise ValueError(f"x: the result for {x!r} has more than 53 significant bits")
-            out[0] = float(v[0])
-            if flags != ffi.NULL:
-                flags[0] = int(f[0])
-            return 0
-        except Exception as exc:  # noqa: BLE001
-            return fail(exc)
+    def load_format_(name):
+        return st.add(load_format(st.text(name, "")))
 
-    @ffi.def_extern()
-    def accsim_step(h, rounding, acc, a, b, out, flags):
-        try:
-            fmt, mode = fmt_mode(h, rounding)
-            if mode == "sr":
-                raise ValueError("rounding: 'sr' is not available per call; use accsim_dot")
-            rounding_code(mode)
-            fast = scalar_step(fmt, mode, acc, a, b)
-            if fast is not None:
-                out[0], fl = fast
-                if flags != ffi.NULL:
-                    flags[0] = fl
-                return 0
-            v, f, ok = reference_step(np.array([acc]), np.array([a]), np.array([b]), fmt, mode)
-            if not ok[0]:
-                raise ValueError(f"step: accsim cannot simulate round({acc!r} + {a!r}*{b!r}) "
-                                 "exactly (product beyond 53 bits or out of range)")
-            out[0] = float(v[0])
-            if flags != ffi.NULL:
-                flags[0] = int(f[0])
-            return 0
-        except Exception as exc:  # noqa: BLE001
-            return fail(exc)
+    def load_accelerator_(name):
+        return st.add(load_accelerator(st.text(name, "")))
 
-    @ffi.def_extern()
-    def accsim_dot(h, structure, rounding, n, a, b, init, out, flags):
-        try:
-            obj = get(h)["value"]
-            if n < 0:
-                raise ValueError(f"n: expected a non-negative count, got {n}")
-            A = np.frombuffer(ffi.buffer(a, 8 * n), dtype=np.float64).reshape(1, n).copy() \
-                if n else np.zeros((1, 0))
-            B = np.frombuffer(ffi.buffer(b, 8 * n), dtype=np.float64).reshape(n, 1).copy() \
-                if n else np.zeros((0, 1))
-            bias = None if init == ffi.NULL else np.array([[init[0]]])
-            s = text(structure, None)
-            r = text(rounding, None)
-            if isinstance(obj, Accelerator):
-                which = "wide" if s == "wide" else "narrow"
-                kw = obj.matmul_kwargs(which)
-                A, B = obj.check_operands(A, B)
-                if s not in (None, "", "narrow", "wide"):
-                    kw["structure"] = s
-                if r is not None:
-                    kw["rounding"] = r
-                res = matmul(A, B, bias=bias, seed=0, **kw)
-            else:
-                res = matmul(A, B, obj, rounding=r or "rne", structure=s or "sequential",
-                             bias=bias, seed=0)
-            out[0] = float(res.values[0, 0])
-            if flags != ffi.NULL:
-                flags[0] = int(res.events.flags[0, 0]) & FLAG_MASK
-            return 0
-        except Exception as exc:  # noqa: BLE001
-            return fail(exc)
+    def round_(h, rounding, x, out, flags):
+        fmt, mode = st.fmt_mode(h, rounding)
+        return st.answer(out, flags, _round_one(fmt, mode, x))
+
+    def step_(h, rounding, acc, a, b, out, flags):
+        fmt, mode = st.fmt_mode(h, rounding)
+        return st.answer(out, flags, _step_one(fmt, mode, acc, a, b))
+
+    def dot_(h, structure, rounding, n, a, b, init, out, flags):
+        obj = st.get(h)
+        A, B, bias = st.operands(n, a, b, init)
+        result = _dot_one(obj, st.text(structure, None), st.text(rounding, None), A, B, bias)
+        return st.answer(out, flags, result)
+
+    ffi.def_extern(name="accsim_last_error")(lambda: st.err)
+    for name, fn in (("accsim_load_format", load_format_),
+                     ("accsim_load_accelerator", load_accelerator_),
+                     ("accsim_release", st.release), ("accsim_round", round_),
+                     ("accsim_step", step_), ("accsim_dot", dot_)):
+        ffi.def_extern(name=name)(_guarded(st, fn))

@@ -9,7 +9,7 @@ system C compiler)::
                   x rounded to the format
 
 ``*flags`` (zeroed before each call) takes the OR of 1 (inexact), 2 (overflow) and
-4 (saturate), the event flags of :mod:`accsim.engine`.
+4 (saturate), the event flags of :mod:`accsim.numerics.engine`.
 
 accsim's reference for a step is one rounding of the *exact* ``acc + a*b`` into the
 format: :func:`accsim.matmul` on 1x1 products with ``acc`` as the bias (``acc`` is first
@@ -32,12 +32,13 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from ..numerics.config import load_format
 from ..numerics.engine import Events, MatmulResult, matmul
-from ..numerics.formats import FixedFormat, FloatFormat, IntFormat, rounding_code
+from ..numerics.formats import FloatFormat, Format, rounding_code
 from ..numerics.rounding import quantize_flags
 
 KINDS = ("step", "round")
@@ -137,16 +138,21 @@ def _first_error(transcript, label, function, kind):
 
 
 class CModel:
-    """A compiled C model: ``step(acc, a, b)`` or ``round(x)`` -> (value, flags)."""
+    """A compiled C model: ``step(acc, a, b)`` or ``round(x)`` -> (value, flags).
+
+    ``ffi`` and ``lib`` are the compiled cffi module's (``lib`` holds the model function
+    and the C loops that drive it); ``function``, ``kind`` and ``label`` (the source file,
+    or ``<c-model>``) describe it.
+    """
 
     def __init__(self, module, function, kind, label):
-        self._ffi = module.ffi
-        self._lib = module.lib
+        self.ffi = module.ffi
+        self.lib = module.lib
         self.function = function
         self.kind = kind
         self.label = label
         self._fn = getattr(module.lib, function)
-        self._flag = self._ffi.new("int *")
+        self._flag = self.ffi.new("int *")
 
     def __repr__(self):
         return f"CModel({self.label!r}, function={self.function!r}, kind={self.kind!r})"
@@ -181,11 +187,11 @@ class CModel:
         n = flat[0].shape[0]
         out = np.empty(n)
         flags = np.zeros(n, dtype=np.intc)
-        ffi = self._ffi
+        ffi = self.ffi
         ptr = [ffi.cast("const double *", ffi.from_buffer(x)) for x in flat]
         if len(ptr) == 1:
             ptr = ptr * 3
-        self._lib._accsim_step_many(*ptr, ffi.cast("double *", ffi.from_buffer(out)),
+        self.lib._accsim_step_many(*ptr, ffi.cast("double *", ffi.from_buffer(out)),
                                     ffi.cast("int *", ffi.from_buffer(flags)), n)
         return out.reshape(shape), flags.reshape(shape)
 
@@ -305,7 +311,7 @@ def _import(modname, path, label):
 # accsim's reference model
 
 def _resolve(fmt):
-    if isinstance(fmt, (FloatFormat, FixedFormat, IntFormat)):
+    if isinstance(fmt, get_args(Format)):
         return fmt
     return load_format(fmt)
 
@@ -584,7 +590,7 @@ def cmodel_matmul(a, b, model, init=None):
     if B.shape[0] != k:
         raise ValueError(f"b: expected {k} rows to match a's {k} columns, got shape {B.shape}")
     n = B.shape[1]
-    ffi = model._ffi
+    ffi = model.ffi
     if init is None:
         ip = ffi.NULL
     else:
@@ -599,7 +605,7 @@ def cmodel_matmul(a, b, model, init=None):
 
     def p(x, t):
         return ffi.cast(t, ffi.from_buffer(x))
-    model._lib._accsim_matmul(m, k, n, p(A, "const double *"), p(B, "const double *"), ip,
+    model.lib._accsim_matmul(m, k, n, p(A, "const double *"), p(B, "const double *"), ip,
                               p(out, "double *"), p(flags, "int *"), p(nov, "long long *"),
                               p(nsat, "long long *"), p(ninx, "long long *"))
     ev = Events(nov, nsat, ninx, (flags & FLAG_MASK).astype(np.uint8))
