@@ -65,7 +65,7 @@ import yaml
 
 from ..numerics.config import ConfigError, Doc, header, load_format, package_data_dir, read_yaml
 from ..precision.analysis import ACTIVATION_KINDS
-from .ops import forward64
+from .ops import forward64, out_size
 
 KINDS = ("linear", "conv2d", "flatten", "reshape", "maxpool", "avgpool", "globalavgpool",
          "add") + ACTIVATION_KINDS
@@ -362,8 +362,8 @@ def _conv_shape(a, s, w, wname, err):
     t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
     if min(sh, sw) < 1 or min(t, l, bo, r) < 0:
         raise err("stride must be >= 1 and padding >= 0")
-    ho = (s[1] + t + bo - w.shape[2]) // sh + 1
-    wo = (s[2] + l + r - w.shape[3]) // sw + 1
+    ho = out_size(s[1], w.shape[2], sh, t, bo)
+    wo = out_size(s[2], w.shape[3], sw, l, r)
     if ho < 1 or wo < 1:
         raise err(f"kernel {w.shape[2:]} larger than the padded input {s[1:]}")
     return (w.shape[0], ho, wo)
@@ -382,8 +382,8 @@ def _pool_shape(a, s, err):
         raise err("kernel and stride must be >= 1 and padding >= 0")
     if max(t, bo) >= kh or max(l, r) >= kw:
         raise err("padding must be smaller than the kernel")
-    ho = (s[1] + t + bo - kh) // sh + 1
-    wo = (s[2] + l + r - kw) // sw + 1
+    ho = out_size(s[1], kh, sh, t, bo)
+    wo = out_size(s[2], kw, sw, l, r)
     if ho < 1 or wo < 1:
         raise err(f"kernel {(kh, kw)} larger than the padded input {s[1:]}")
     return (s[0], ho, wo)
