@@ -1,4 +1,4 @@
-"""Cost of the ``condition`` scheduler against the narrow pass alone (issue 5 target).
+"""Cost of the ``condition`` scheduler against the narrow pass alone (target: 1.3 + ρ).
 
 The whole ``condition`` run (narrow pass, κ estimate, re-issue of the flagged components
 on the wide accumulator through the engine's selected-output path) should take at most

@@ -5,8 +5,8 @@ The bundled 784-512-512-10 MNIST MLP (``traces/mnist-mlp-relu``) on its whole te
 operands, fp16 accumulator, rne after every add) against ``accsim.network.ops.forward64`` (plain
 numpy float64, BLAS matrix products). Medians of ``--repeats`` interleaved runs after a
 warm-up (numba compiles on the first call; that time is reported separately). The
-headline is ``simulate(analyze=False)``: everything issue 4 asks of a simulation
-(accuracy, agreement, per-layer error statistics, events); the default ``analyze=True``
+headline is ``simulate(analyze=False)``: everything a simulation reports (accuracy,
+agreement, per-layer error statistics, events); the default ``analyze=True``
 adds the componentwise error-bound checks and is timed on its own row.
 
     python bench/bench_network.py
@@ -79,7 +79,7 @@ def main(argv=None):
     print(f"accuracy {res.accuracy:.4f} (float64 {res.reference_accuracy:.4f}), "
           f"agreement {res.agreement:.4f}; events {res.events}")
     print(f"simulate runs its own float64 reference pass ({res.reference_seconds:.3f} s) and "
-          f"the error statistics; the last row adds issue 5's per-component bound checks "
+          f"the error statistics; the last row adds the per-component error-bound checks "
           f"(three more float64 products). First call (compile + 8 samples): {first:.2f} s.")
     print(f"ratio simulate / float64 forward: {t_sim / t_ref:.1f}x (target <= 20x); with "
           f"bound checks {t_full / t_ref:.1f}x")

@@ -98,17 +98,10 @@ def _accelerators():
 ACCS = _accelerators()
 
 
-def _kw(acc):
-    kw = dict(acc.matmul_kwargs("narrow"))
-    kw.setdefault("wide", acc.wide)
-    kw.setdefault("wide_rounding", acc.wide_rounding)
-    return kw
-
-
 def _check(acc, A, B, b):
-    kw = acc.matmul_kwargs("narrow")
-    res = matmul(A, B, **kw, bias=None if b is None else b[None, :])
-    bnd = an.error_bound(A, B, b, _kw(acc), flags=res.events.flags)
+    dp = acc.datapath("narrow")
+    res = matmul(A, B, dp, bias=None if b is None else b[None, :])
+    bnd = an.error_bound(A, B, b, dp, flags=res.events.flags)
     obs, viol = an.check_bound(res.values, A, B, b, bnd)
     return int(viol.sum()), obs, bnd
 
@@ -171,7 +164,7 @@ def test_bound_is_not_vacuous():
     nv, obs, bnd = _check(acc, A, B, None)
     assert nv == 0
     assert np.max(obs / bnd) > 1e-3
-    p = an.probabilistic_bound(A, B, None, _kw(acc))
+    p = an.probabilistic_bound(A, B, None, acc.datapath("narrow"))
     assert np.all(p < bnd)
 
 

@@ -24,6 +24,7 @@ from accsim.hardware.cost import (
     register_cost,
 )
 from accsim.numerics.engine import matmul
+from accsim.network import reissue
 from accsim.network.simulation import resolve_accelerator, simulate
 from accsim.precision.scheduler import default_ladder, resolve_ladder
 from accsim.network.trace import sequential
@@ -248,10 +249,9 @@ def test_cli_bad_ladder(capsys, ladder, msg):
 def test_reissue_block_path_equals_selected_path(acc, monkeypatch):
     """Re-issue on a dense block (rows x cols around the selection) or through the
     engine's selected-output path: the same values, bit for bit."""
-    from accsim.network import simulation as network
     out = {}
     for cost in (0.0, 1e9):
-        monkeypatch.setattr(network, "_SELECT_COST", cost)
+        monkeypatch.setattr(reissue, "SELECT_COST", cost)
         out[cost] = simulate("mnist-cnn", acc, limit=6, policy="multi-level", tau=0.05,
                              ladder=["bf16", "fp16", "fp32"])
         assert out[cost].bound_violations == 0

@@ -15,14 +15,8 @@ import pytest
 from accsim import Accelerator, FloatFormat, load_accelerator, quantize
 from accsim.cli import main
 from accsim.numerics.engine import matmul
-from accsim.network.simulation import (
-    _ErrorStats,
-    compare,
-    list_traces,
-    relative_error,
-    resolve_trace,
-    simulate,
-)
+from accsim.network import compare, list_traces, relative_error, resolve_trace, simulate
+from accsim.network.results import ErrorStats
 from accsim.network.ops import forward64
 from accsim.network.trace import save_trace, sequential
 
@@ -225,7 +219,7 @@ def test_relative_error_conventions():
 def test_error_percentiles_close_to_numpy():
     rng = np.random.default_rng(8)
     rel = np.concatenate([np.zeros(50), 10.0 ** rng.uniform(-9, 1, 5000)])
-    st = _ErrorStats()
+    st = ErrorStats()
     st.add(rel[:1000])
     st.add(rel[1000:])
     s = st.summary()

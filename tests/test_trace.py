@@ -1,6 +1,7 @@
 """Trace format: builder, save/load round trip, validation errors, float64 operators and the
 bundled traces."""
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -101,7 +102,6 @@ def test_pools_match_loops(k, s, pad, inc):
 
 
 def test_activations():
-    import math
     z = np.linspace(-6, 6, 101).reshape(1, -1)
     assert np.array_equal(ops.activation("relu", z), np.maximum(z, 0))
     gelu = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in z[0]])

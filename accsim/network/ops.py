@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "softmax", "identity")
+from ..precision.analysis import ACTIVATION_KINDS
 
 
 def _pair(v, name):
@@ -169,7 +169,7 @@ def activation(kind, z):
         return e / e.sum(axis=-1, keepdims=True)
     if kind == "identity":
         return z.copy()
-    raise ValueError(f"unknown activation {kind!r} (expected one of {', '.join(ACTIVATIONS)})")
+    raise ValueError(f"unknown activation {kind!r} (expected one of {', '.join(ACTIVATION_KINDS)})")
 
 
 def apply_layer(layer, ins, arrays):
@@ -197,7 +197,7 @@ def apply_layer(layer, ins, arrays):
         return globalavgpool(x)
     if k == "add":
         return ins[0] + ins[1]
-    if k in ACTIVATIONS:
+    if k in ACTIVATION_KINDS:
         return activation(k, x)
     raise ValueError(f"layer {layer.name!r}: unknown kind {k!r}")
 

@@ -45,7 +45,7 @@ accumulator, rescaled after it.
 
 Build a trace from numpy in a few lines::
 
-    from accsim.trace import sequential, save_trace
+    from accsim.network.trace import sequential, save_trace
     t = sequential("my-mlp", X, y, [("linear", W1, b1), ("relu",), ("linear", W2, b2)])
     save_trace(t, "my-mlp")
 """
@@ -63,12 +63,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..numerics.config import ConfigError, Doc, header, read_yaml
+from ..numerics.config import ConfigError, Doc, header, load_format, package_data_dir, read_yaml
+from ..precision.analysis import ACTIVATION_KINDS
+from .ops import forward64, out_size
 
-ACTIVATION_KINDS = ("relu", "tanh", "sigmoid", "gelu", "softmax", "identity")
 KINDS = ("linear", "conv2d", "flatten", "reshape", "maxpool", "avgpool", "globalavgpool",
          "add") + ACTIVATION_KINDS
 MATMUL_KINDS = ("linear", "conv2d")
+"""Layer kinds computed as one matrix product on the accelerator."""
 _ARRAY_ATTRS = ("weight", "bias")
 _ATTRS = {
     "linear": ("weight", "bias"),
@@ -201,7 +203,6 @@ class Trace:
         if self.labels is None:
             return None
         if outputs is None:
-            from .ops import forward64
             outputs = forward64(self)
         pred = np.asarray(outputs).reshape(len(self.labels), -1).argmax(axis=1)
         return float(np.mean(pred == self.labels))
@@ -210,7 +211,6 @@ class Trace:
 def _check_quant(q, src):
     if q is None:
         return
-    from ..numerics.config import load_format
     if not isinstance(q, dict):
         raise ValueError(f"{src}: quant: expected a mapping with 'input' and 'weight'")  # noqa: TRY004
     for key in q:
@@ -260,113 +260,133 @@ def _infer_shapes(trace):
     for la in trace.layers:
         def err(msg, la=la):
             return ValueError(f"{src}: layer '{la.name}' ({la.kind}): {msg}")
-        if not isinstance(la, Layer):
-            raise ValueError(  # noqa: TRY004 (one error type for every bad trace)
-                f"{src}: layers: expected Layer values, got {type(la).__name__}")
-        if la.kind not in KINDS:
-            raise err(f"unknown layer kind (expected one of: {', '.join(KINDS)})")
-        if la.name in seen or la.name == "input":
-            raise err("duplicate layer name")
-        seen.add(la.name)
-        allowed = _ATTRS.get(la.kind, ())
-        for k in la.attrs:
-            if k not in allowed:
-                raise err(f"unknown attribute '{k}'"
-                          + (f" (expected: {', '.join(allowed)})" if allowed else ""))
-        names = la.inputs or (prev,)
-        for n in names:
-            if n not in shapes:
-                raise err(f"input '{n}' is not the trace input or an earlier layer")
-        want = 2 if la.kind == "add" else 1
-        if len(names) != want:
-            raise err(f"expected {want} input(s), got {len(names)}")
-        ins = [shapes[n] for n in names]
-        s = ins[0]
-        a = la.attrs
-        if la.kind in MATMUL_KINDS:
-            wname = a.get("weight")
-            if wname is None:
-                raise err("missing attribute 'weight'")
-            if wname not in trace.arrays:
-                raise err(f"array '{wname}' missing")
-            w = trace.arrays[wname]
-            b = None
-            if a.get("bias") is not None:
-                if a["bias"] not in trace.arrays:
-                    raise err(f"array '{a['bias']}' missing")
-                b = trace.arrays[a["bias"]]
-            if la.kind == "linear":
-                if w.ndim != 2:
-                    raise err(f"weight '{wname}' must be 2-D (out, in), got shape {w.shape}")
-                if len(s) != 1:
-                    raise err(f"input shape {s} is not (features,); add a flatten layer")
-                if s[0] != w.shape[1]:
-                    raise err(f"input has {s[0]} features but weight '{wname}' has shape "
-                              f"{w.shape} (out, in)")
-                out = (w.shape[0],)
-            else:
-                if w.ndim != 4:
-                    raise err(f"weight '{wname}' must be 4-D (Cout, Cin, kh, kw), "
-                              f"got shape {w.shape}")
-                if len(s) != 3:
-                    raise err(f"input shape {s} is not (C, H, W)")
-                if s[0] != w.shape[1]:
-                    raise err(f"input has {s[0]} channels but weight '{wname}' has shape "
-                              f"{w.shape}; groups other than 1 are not supported")
-                sh, sw = _tup(a.get("stride", (1, 1)), 2, "stride", err)
-                t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
-                if min(sh, sw) < 1 or min(t, l, bo, r) < 0:
-                    raise err("stride must be >= 1 and padding >= 0")
-                ho = (s[1] + t + bo - w.shape[2]) // sh + 1
-                wo = (s[2] + l + r - w.shape[3]) // sw + 1
-                if ho < 1 or wo < 1:
-                    raise err(f"kernel {w.shape[2:]} larger than the padded input {s[1:]}")
-                out = (w.shape[0], ho, wo)
-            if b is not None and b.shape != (w.shape[0],):
-                raise err(f"bias '{a['bias']}' has shape {b.shape}, expected ({w.shape[0]},)")
-        elif la.kind == "flatten":
-            out = (int(np.prod(s)),)
-        elif la.kind == "reshape":
-            if "shape" not in a:
-                raise err("missing attribute 'shape'")
-            try:
-                tgt = tuple(int(v) for v in a["shape"])
-            except (TypeError, ValueError):
-                raise err(f"shape: expected a list of integers, got {a['shape']!r}") from None
-            if any(v < 1 for v in tgt) or int(np.prod(tgt)) != int(np.prod(s)):
-                raise err(f"cannot reshape {s} to {tgt} (batch axis excluded)")
-            out = tgt
-        elif la.kind in ("maxpool", "avgpool"):
-            if "kernel" not in a:
-                raise err("missing attribute 'kernel'")
-            if len(s) != 3:
-                raise err(f"input shape {s} is not (C, H, W)")
-            kh, kw = _tup(a["kernel"], 2, "kernel", err)
-            sh, sw = _tup(a["stride"] if a.get("stride") is not None else (kh, kw), 2,
-                          "stride", err)
-            t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
-            if min(kh, kw, sh, sw) < 1 or min(t, l, bo, r) < 0:
-                raise err("kernel and stride must be >= 1 and padding >= 0")
-            if max(t, bo) >= kh or max(l, r) >= kw:
-                raise err("padding must be smaller than the kernel")
-            ho = (s[1] + t + bo - kh) // sh + 1
-            wo = (s[2] + l + r - kw) // sw + 1
-            if ho < 1 or wo < 1:
-                raise err(f"kernel {(kh, kw)} larger than the padded input {s[1:]}")
-            out = (s[0], ho, wo)
-        elif la.kind == "globalavgpool":
-            if len(s) != 3:
-                raise err(f"input shape {s} is not (C, H, W)")
-            out = (s[0], 1, 1)
-        elif la.kind == "add":
-            if ins[0] != ins[1]:
-                raise err(f"inputs have different shapes {ins[0]} and {ins[1]}")
-            out = s
-        else:
-            out = s
-        shapes[la.name] = out
+        names = _check_layer(la, src, seen, shapes, prev, err)
+        shapes[la.name] = _layer_shape(la, [shapes[n] for n in names], trace.arrays, err)
         prev = la.name
     return shapes
+
+
+def _check_layer(la, src, seen, shapes, prev, err):
+    """Kind, name, attributes and inputs of one layer; the names of its inputs."""
+    if not isinstance(la, Layer):
+        raise ValueError(  # noqa: TRY004 (one error type for every bad trace)
+            f"{src}: layers: expected Layer values, got {type(la).__name__}")
+    if la.kind not in KINDS:
+        raise err(f"unknown layer kind (expected one of: {', '.join(KINDS)})")
+    if la.name in seen or la.name == "input":
+        raise err("duplicate layer name")
+    seen.add(la.name)
+    allowed = _ATTRS.get(la.kind, ())
+    for k in la.attrs:
+        if k not in allowed:
+            raise err(f"unknown attribute '{k}'"
+                      + (f" (expected: {', '.join(allowed)})" if allowed else ""))
+    names = la.inputs or (prev,)
+    for n in names:
+        if n not in shapes:
+            raise err(f"input '{n}' is not the trace input or an earlier layer")
+    want = 2 if la.kind == "add" else 1
+    if len(names) != want:
+        raise err(f"expected {want} input(s), got {len(names)}")
+    return names
+
+
+def _layer_shape(la, ins, arrays, err):
+    """Per-sample output shape of layer ``la`` given its inputs' shapes ``ins``."""
+    s = ins[0]
+    a = la.attrs
+    if la.kind in MATMUL_KINDS:
+        return _matmul_shape(la, s, arrays, err)
+    if la.kind == "flatten":
+        return (int(np.prod(s)),)
+    if la.kind == "reshape":
+        if "shape" not in a:
+            raise err("missing attribute 'shape'")
+        try:
+            tgt = tuple(int(v) for v in a["shape"])
+        except (TypeError, ValueError):
+            raise err(f"shape: expected a list of integers, got {a['shape']!r}") from None
+        if any(v < 1 for v in tgt) or int(np.prod(tgt)) != int(np.prod(s)):
+            raise err(f"cannot reshape {s} to {tgt} (batch axis excluded)")
+        return tgt
+    if la.kind in ("maxpool", "avgpool"):
+        return _pool_shape(a, s, err)
+    if la.kind == "globalavgpool":
+        if len(s) != 3:
+            raise err(f"input shape {s} is not (C, H, W)")
+        return (s[0], 1, 1)
+    if la.kind == "add" and ins[0] != ins[1]:
+        raise err(f"inputs have different shapes {ins[0]} and {ins[1]}")
+    return s
+
+
+def _matmul_shape(la, s, arrays, err):
+    """Output shape of a linear / conv2d layer; checks its weight and bias arrays."""
+    a = la.attrs
+    wname = a.get("weight")
+    if wname is None:
+        raise err("missing attribute 'weight'")
+    if wname not in arrays:
+        raise err(f"array '{wname}' missing")
+    w = arrays[wname]
+    b = None
+    if a.get("bias") is not None:
+        if a["bias"] not in arrays:
+            raise err(f"array '{a['bias']}' missing")
+        b = arrays[a["bias"]]
+    if la.kind == "linear":
+        if w.ndim != 2:
+            raise err(f"weight '{wname}' must be 2-D (out, in), got shape {w.shape}")
+        if len(s) != 1:
+            raise err(f"input shape {s} is not (features,); add a flatten layer")
+        if s[0] != w.shape[1]:
+            raise err(f"input has {s[0]} features but weight '{wname}' has shape "
+                      f"{w.shape} (out, in)")
+        out = (w.shape[0],)
+    else:
+        out = _conv_shape(a, s, w, wname, err)
+    if b is not None and b.shape != (w.shape[0],):
+        raise err(f"bias '{a['bias']}' has shape {b.shape}, expected ({w.shape[0]},)")
+    return out
+
+
+def _conv_shape(a, s, w, wname, err):
+    if w.ndim != 4:
+        raise err(f"weight '{wname}' must be 4-D (Cout, Cin, kh, kw), got shape {w.shape}")
+    if len(s) != 3:
+        raise err(f"input shape {s} is not (C, H, W)")
+    if s[0] != w.shape[1]:
+        raise err(f"input has {s[0]} channels but weight '{wname}' has shape "
+                  f"{w.shape}; groups other than 1 are not supported")
+    sh, sw = _tup(a.get("stride", (1, 1)), 2, "stride", err)
+    t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
+    if min(sh, sw) < 1 or min(t, l, bo, r) < 0:
+        raise err("stride must be >= 1 and padding >= 0")
+    ho = out_size(s[1], w.shape[2], sh, t, bo)
+    wo = out_size(s[2], w.shape[3], sw, l, r)
+    if ho < 1 or wo < 1:
+        raise err(f"kernel {w.shape[2:]} larger than the padded input {s[1:]}")
+    return (w.shape[0], ho, wo)
+
+
+def _pool_shape(a, s, err):
+    if "kernel" not in a:
+        raise err("missing attribute 'kernel'")
+    if len(s) != 3:
+        raise err(f"input shape {s} is not (C, H, W)")
+    kh, kw = _tup(a["kernel"], 2, "kernel", err)
+    sh, sw = _tup(a["stride"] if a.get("stride") is not None else (kh, kw), 2,
+                  "stride", err)
+    t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
+    if min(kh, kw, sh, sw) < 1 or min(t, l, bo, r) < 0:
+        raise err("kernel and stride must be >= 1 and padding >= 0")
+    if max(t, bo) >= kh or max(l, r) >= kw:
+        raise err("padding must be smaller than the kernel")
+    ho = out_size(s[1], kh, sh, t, bo)
+    wo = out_size(s[2], kw, sw, l, r)
+    if ho < 1 or wo < 1:
+        raise err(f"kernel {(kh, kw)} larger than the padded input {s[1:]}")
+    return (s[0], ho, wo)
 
 
 # ---------------------------------------------------------------------------------------
@@ -549,17 +569,7 @@ def _read_npz(p):
 
 def load_trace(path):
     """Read a trace folder (or its trace.yaml); one-line ValueError on any problem."""
-    path = Path(path)
-    if path.is_file() and path.name.endswith((".yaml", ".yml")):
-        yml, folder = path, path.parent
-    else:
-        folder, yml = path, path / "trace.yaml"
-        if not folder.exists():
-            raise ValueError(f"{folder}: no such trace folder")
-        if not folder.is_dir():
-            raise ValueError(f"{folder}: expected a trace folder holding trace.yaml")
-        if not yml.is_file():
-            raise ValueError(f"{folder}: not a trace folder (trace.yaml missing)")
+    yml, folder = _trace_files(Path(path))
     doc = Doc(read_yaml(yml), str(yml))
     header(doc, "trace")
     name = doc.get("name", str, default=folder.name)
@@ -567,43 +577,79 @@ def load_trace(path):
     ref = doc.get("reference_accuracy", (int, float), default=None)
     n = doc.get("num_samples", int, default=None)
     ishape = doc.get("input_shape", list, default=None)
-    quant = None
-    if doc.has("quant"):
-        q = doc.sub("quant")
-        quant = {}
-        for key in ("input", "weight"):
-            if q.has(key):
-                s = q.sub(key)
-                quant[key] = {"format": s.get("format", str),
-                              "scale": s.get("scale", str, default="none")}
-                s.finish()
-        q.finish()
+    quant = _read_quant(doc.sub("quant")) if doc.has("quant") else None
     arrays_name = doc.get("arrays", str, default="arrays.npz")
     raw_layers = doc.get("layers", list)
     doc.finish()
-    layers = []
-    for i, ld in enumerate(raw_layers):
-        if not isinstance(ld, dict):
-            raise ConfigError(f"{yml}: key 'layers[{i}]': expected a mapping, got {ld!r}")
-        d = Doc(ld, str(yml), f"layers[{i}]")
-        lname = d.get("name", str)
-        kind = d.get("kind", str)
-        if kind not in KINDS:
-            raise ConfigError(f"{yml}: layer '{lname}': unknown layer kind {kind!r} "
-                              f"(expected one of: {', '.join(KINDS)})")
-        inputs = d.get("inputs", list, default=[])
-        attrs = {}
-        for k in _ATTRS.get(kind, ()):
-            if d.has(k):
-                attrs[k] = d.get(k, (str, int, float, bool, list, type(None)))
-        for k in ld:
-            if k not in ("name", "kind", "inputs") + _ATTRS.get(kind, ()):
-                raise ConfigError(f"{yml}: layer '{lname}' ({kind}): unknown key '{k}'")
-        for k in ("stride", "padding", "kernel", "shape"):
-            if isinstance(attrs.get(k), list):
-                attrs[k] = tuple(attrs[k])
-        layers.append(Layer(lname, kind, tuple(str(s) for s in inputs), attrs))
+    layers = [_read_layer(ld, i, yml) for i, ld in enumerate(raw_layers)]
     npz_path = folder / arrays_name
+    arrays, inputs, labels = _read_arrays(npz_path, n, ishape)
+    t = Trace(name, tuple(layers), arrays, inputs, labels, quant,
+              None if ref is None else float(ref), description, source=str(yml))
+    # errors about arrays name the npz file, the rest name trace.yaml
+    try:
+        t.validate()
+    except ValueError as exc:
+        msg = str(exc)
+        if "non-finite" in msg or "NaN or inf" in msg:
+            msg = msg.replace(str(yml), str(npz_path), 1)
+        raise ValueError(msg) from None
+    return t
+
+
+def _trace_files(path):
+    """(trace.yaml, folder) of a trace folder or of its trace.yaml."""
+    if path.is_file() and path.name.endswith((".yaml", ".yml")):
+        return path, path.parent
+    folder, yml = path, path / "trace.yaml"
+    if not folder.exists():
+        raise ValueError(f"{folder}: no such trace folder")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: expected a trace folder holding trace.yaml")
+    if not yml.is_file():
+        raise ValueError(f"{folder}: not a trace folder (trace.yaml missing)")
+    return yml, folder
+
+
+def _read_quant(q):
+    quant = {}
+    for key in ("input", "weight"):
+        if q.has(key):
+            s = q.sub(key)
+            quant[key] = {"format": s.get("format", str),
+                          "scale": s.get("scale", str, default="none")}
+            s.finish()
+    q.finish()
+    return quant
+
+
+def _read_layer(ld, i, yml):
+    """Layer ``i`` of trace.yaml (its mapping ``ld``)."""
+    if not isinstance(ld, dict):
+        raise ConfigError(f"{yml}: key 'layers[{i}]': expected a mapping, got {ld!r}")
+    d = Doc(ld, str(yml), f"layers[{i}]")
+    lname = d.get("name", str)
+    kind = d.get("kind", str)
+    if kind not in KINDS:
+        raise ConfigError(f"{yml}: layer '{lname}': unknown layer kind {kind!r} "
+                          f"(expected one of: {', '.join(KINDS)})")
+    inputs = d.get("inputs", list, default=[])
+    attrs = {}
+    for k in _ATTRS.get(kind, ()):
+        if d.has(k):
+            attrs[k] = d.get(k, (str, int, float, bool, list, type(None)))
+    for k in ld:
+        if k not in ("name", "kind", "inputs") + _ATTRS.get(kind, ()):
+            raise ConfigError(f"{yml}: layer '{lname}' ({kind}): unknown key '{k}'")
+    for k in ("stride", "padding", "kernel", "shape"):
+        if isinstance(attrs.get(k), list):
+            attrs[k] = tuple(attrs[k])
+    return Layer(lname, kind, tuple(str(s) for s in inputs), attrs)
+
+
+def _read_arrays(npz_path, n, ishape):
+    """(named arrays, inputs, labels or None) of arrays.npz, checked against trace.yaml's
+    ``num_samples`` ``n`` and ``input_shape`` ``ishape`` (None: not given)."""
     raw = _read_npz(npz_path)
     if _INPUTS_KEY not in raw:
         raise ValueError(f"{npz_path}: array '{_INPUTS_KEY}' (the trace inputs) missing")
@@ -626,14 +672,39 @@ def load_trace(path):
     if ishape is not None and list(inputs.shape[1:]) != list(ishape):
         raise ValueError(f"{npz_path}: inputs: per-sample shape {inputs.shape[1:]} but "
                          f"trace.yaml says input_shape {ishape}")
-    t = Trace(name, tuple(layers), arrays, inputs, labels, quant,
-              None if ref is None else float(ref), description, source=str(yml))
-    # errors about arrays name the npz file, the rest name trace.yaml
-    try:
-        t.validate()
-    except ValueError as exc:
-        msg = str(exc)
-        if "non-finite" in msg or "NaN or inf" in msg:
-            msg = msg.replace(str(yml), str(npz_path), 1)
-        raise ValueError(msg) from None
-    return t
+    return arrays, inputs, labels
+
+
+# ---------------------------------------------------------------------------------------
+# bundled traces
+
+def traces_dir() -> Path:
+    """Folder of the bundled traces (traces/): inside the wheel, or the repository's."""
+    return package_data_dir("traces")
+
+
+def list_traces():
+    """Names of the bundled traces, sorted."""
+    d = traces_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if (p / "trace.yaml").is_file())
+
+
+def resolve_trace(name_or_path):
+    """A Trace from a folder path or a bundled trace name (``list_traces()``); a value
+    with ``layers`` (a Trace) is returned as it is."""
+    if hasattr(name_or_path, "layers"):
+        return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise ValueError(f"trace: expected a folder path or a bundled name, "  # noqa: TRY004
+                         f"got {name_or_path!r}")
+    p = Path(name_or_path)
+    if p.exists():
+        return load_trace(p)
+    s = str(name_or_path)
+    if "/" not in s and s and (traces_dir() / s).is_dir():
+        return load_trace(traces_dir() / s)
+    names = list_traces()
+    hint = f" (bundled traces: {', '.join(names)})" if names else ""
+    raise ValueError(f"trace: {s!r} is neither a trace folder nor a bundled trace{hint}")

@@ -1,8 +1,10 @@
 """Componentwise error analysis of a layer ``z = W x + b`` on a simulated accumulator.
 
 Pure numpy; no engine imports. The method is the one of El Arar, Filip, Mary and Riccietti
-(2025) (see ``REFERENCE.md`` section 1): the error of output component ``i`` is governed by
-the inner-product condition number ``κ_i`` times the activation's condition number ``κ_φ``.
+(2025): the error of output component ``i`` is governed by the inner-product condition
+number ``κ_i`` times the activation's condition number ``κ_φ``. A datapath is given as a
+:class:`~accsim.numerics.datapath.Datapath` (``Accelerator.datapath(...)``); its
+``wide`` and ``wide_rounding`` are those of the chunked structure's promotion register.
 
 Notation. Matrices are given the way the engine takes them: ``A`` (m, K) operands (one row
 per sample / patch), ``B`` (K, n) weights, so component (r, i) is
@@ -78,11 +80,15 @@ import math
 import numpy as np
 from numba import njit
 
+from ..numerics.datapath import Datapath
+from ..numerics.formats import FloatFormat
+
 __all__ = ["ACTIVATION_KINDS", "abs_sum", "bound_coefficients", "check_bound",
            "error_bound", "gamma", "kappa_inner", "kappa_phi", "n_eff",
            "probabilistic_bound", "spearman", "unit_roundoff"]
 
-ACTIVATION_KINDS = ("identity", "relu", "tanh", "sigmoid", "gelu", "softmax")
+ACTIVATION_KINDS = ("relu", "tanh", "sigmoid", "gelu", "softmax", "identity")
+"""Activation layer kinds (of a trace, :mod:`accsim.network.trace`), each with its κ_φ."""
 _NEAREST = ("rne", "rna")
 _U64 = 2.0 ** -53
 
@@ -184,10 +190,6 @@ def kappa_phi(kind, t, *, axis=-1, relu_negative="one"):
 # ---------------------------------------------------------------------------------------
 # bounds
 # ---------------------------------------------------------------------------------------
-def _is_float_fmt(fmt):
-    return hasattr(fmt, "man_bits")
-
-
 def unit_roundoff(fmt, rounding="rne"):
     """Relative error bound of one rounding into float ``fmt``: 2^-p (nearest), 2^(1-p)."""
     u = math.ldexp(1.0, -(fmt.man_bits + 1))
@@ -209,14 +211,11 @@ def gamma(n, u):
     return math.inf if nu >= 1 else nu / (1 - nu)
 
 
-def _acc_fields(acc):
-    """Accept an Accelerator or a dict of engine matmul kwargs."""
-    if hasattr(acc, "matmul_kwargs"):
-        kw = dict(acc.matmul_kwargs("narrow"))
-        kw.setdefault("wide", acc.wide)
-        kw.setdefault("wide_rounding", acc.wide_rounding)
-        return kw
-    return dict(acc)
+def _datapath(dp):
+    if not isinstance(dp, Datapath):
+        raise TypeError(f"datapath: expected a Datapath (Accelerator.datapath(...)), "
+                        f"got {type(dp).__name__}")
+    return dp
 
 
 def n_eff(K, structure="sequential", *, chunk_size=None, terms=None, rounded_products=False):
@@ -240,66 +239,59 @@ def n_eff(K, structure="sequential", *, chunk_size=None, terms=None, rounded_pro
     raise ValueError(f"structure: {structure!r}")
 
 
-def bound_coefficients(acc, K):
+def bound_coefficients(dp, K):
     """``(c_P, c_b, c_abs)``: the deterministic bound is ``c_P |A||B| + c_b |b| + c_abs``
-    for the datapath ``acc`` (Accelerator or matmul kwargs) and accumulation length K."""
-    kw = _acc_fields(acc)
-    fmt = kw["acc"]
-    rnd = kw.get("rounding", "rne")
-    structure = kw.get("structure", "sequential")
+    for the :class:`~accsim.numerics.datapath.Datapath` ``dp`` and accumulation length K."""
+    fmt = _datapath(dp).acc
+    rnd = dp.rounding
     K = max(int(K), 1)
-    if not _is_float_fmt(fmt):
+    if not isinstance(fmt, FloatFormat):
         c = 0.5 if rnd in _NEAREST else 1.0
         unit = math.ldexp(1.0, -fmt.frac_bits)
         return 0.0, 0.0, (K + 1) * c * unit
-    product = kw.get("product", "exact")
-    rounded = not (isinstance(product, str) and product in ("exact", "fused"))
+    rounded = dp.rounded_product
     u = unit_roundoff(fmt, rnd)
     eta = _eta(fmt, rnd)
     extra_abs = 0.0
     if rounded:
-        pfmt = product
-        if isinstance(pfmt, str):
-            from ..numerics.config import load_format
-            pfmt = load_format(pfmt)
-        prnd = kw.get("product_rounding") or rnd
-        u = max(u, unit_roundoff(pfmt, prnd))
-        extra_abs = K * _eta(pfmt, prnd)
-    if structure == "chunked":
-        L, c = n_eff(K, "chunked", chunk_size=kw["chunk_size"], rounded_products=rounded)
-        wfmt = kw["wide"]
-        if isinstance(wfmt, str):
-            from ..numerics.config import load_format
-            wfmt = load_format(wfmt)
-        wr = kw.get("wide_rounding") or rnd
-        gn = gamma(L, u)
-        gw = gamma(c, unit_roundoff(wfmt, wr))
-        cP = gn + gw * (1 + gn)
-        ab = (K * eta + extra_abs) * (1 + gn) * (1 + gw) + c * _eta(wfmt, wr) * (1 + gw)
-        return cP, gw, ab
-    if structure == "fused":
-        T, g = int(kw["terms"]), int(kw["guard_bits"])
-        ca = 0.5 if kw.get("align_rounding", "rz") == "rne" else 1.0
+        u = max(u, unit_roundoff(dp.product, dp.product_rounding))
+        extra_abs = K * _eta(dp.product, dp.product_rounding)
+    if dp.structure == "chunked":
+        return _chunked_coefficients(dp, K, u, eta, extra_abs, rounded)
+    if dp.structure == "fused":
+        T, g = dp.terms, dp.guard_bits
+        ca = 0.5 if dp.align_rounding == "rne" else 1.0
         v = u + (1 + u) * (T + 1) * ca * math.ldexp(1.0, -(fmt.man_bits + g))
         n = n_eff(K, "fused", terms=T, rounded_products=rounded)
         gv = gamma(n, v)
         return gv, gv, (n * eta + extra_abs) * (1 + gv)
-    n = n_eff(K, structure, rounded_products=rounded)
+    n = n_eff(K, dp.structure, rounded_products=rounded)
     gn = gamma(n, u)
     return gn, gn, ((K + 1) * eta + extra_abs) * (1 + gn)
 
 
-def error_bound(A, B, b, acc, *, flags=None, P=None):
+def _chunked_coefficients(dp, K, u, eta, extra_abs, rounded):
+    """:func:`bound_coefficients` of the chunked structure (module doc)."""
+    L, c = n_eff(K, "chunked", chunk_size=dp.chunk_size, rounded_products=rounded)
+    wfmt, wr = dp.wide, dp.wide_rounding
+    gn = gamma(L, u)
+    gw = gamma(c, unit_roundoff(wfmt, wr))
+    cP = gn + gw * (1 + gn)
+    ab = (K * eta + extra_abs) * (1 + gn) * (1 + gw) + c * _eta(wfmt, wr) * (1 + gw)
+    return cP, gw, ab
+
+
+def error_bound(A, B, b, dp, *, flags=None, P=None):
     """Deterministic componentwise bound on ``|ẑ - z|`` ((m, n) float64).
 
-    ``z`` is the exact ``A B + b`` of the operands given; ``ẑ`` what the datapath ``acc``
+    ``z`` is the exact ``A B + b`` of the operands given; ``ẑ`` what the Datapath ``dp``
     computes. ``flags``: the engine's per-output flags; components that overflowed or
     saturated (2 | 4) get ``+inf``. ``P``: precomputed ``|A||B|``.
     """
     if P is None:
         P = abs_sum(A, B)
     K = np.asarray(A).shape[1] if np.ndim(A) == 2 else 1
-    cP, cb, cabs = bound_coefficients(acc, K)
+    cP, cb, cabs = bound_coefficients(dp, K)
     with np.errstate(invalid="ignore"):
         bnd = cP * P + cabs if cP > 0 else np.full(P.shape, cabs)
         if b is not None and cb > 0:
@@ -309,23 +301,23 @@ def error_bound(A, B, b, acc, *, flags=None, P=None):
     return bnd
 
 
-def probabilistic_bound(A, B, b, acc, *, lam=1.0, P=None):
-    """``λ √n u (|A||B| + |b|)`` with n the effective length (not rigorous)."""
-    kw = _acc_fields(acc)
-    fmt = kw["acc"]
+def probabilistic_bound(A, B, b, dp, *, lam=1.0, P=None):
+    """``λ √n u (|A||B| + |b|)`` with n the effective length of the Datapath ``dp`` (not
+    rigorous)."""
+    fmt = _datapath(dp).acc
     K = np.asarray(A).shape[1]
     S = (abs_sum(A, B) if P is None else P)
     if b is not None:
         S = S + np.abs(np.asarray(b, dtype=np.float64))
-    if not _is_float_fmt(fmt):
+    if not isinstance(fmt, FloatFormat):
         return np.zeros_like(S)
-    u = unit_roundoff(fmt, kw.get("rounding", "rne"))
-    st = kw.get("structure", "sequential")
+    u = unit_roundoff(fmt, dp.rounding)
+    st = dp.structure
     if st == "chunked":
-        L, c = n_eff(K, "chunked", chunk_size=kw["chunk_size"])
+        L, c = n_eff(K, "chunked", chunk_size=dp.chunk_size)
         return lam * (math.sqrt(L) * u + math.sqrt(c) * unit_roundoff(
-            kw["wide"], kw.get("wide_rounding") or "rne")) * S
-    n = n_eff(K, st, chunk_size=kw.get("chunk_size"), terms=kw.get("terms"))
+            dp.wide, dp.wide_rounding)) * S
+    n = n_eff(K, st, chunk_size=dp.chunk_size, terms=dp.terms)
     return lam * math.sqrt(n) * u * S
 
 

@@ -2,8 +2,11 @@
 
 Every matmul layer first runs on the narrow datapath; a policy then returns a boolean mask
 (m, n) of components to recompute with the wide accumulator (same quantized operands,
-:func:`accsim.engine.matmul` with ``select=mask``); the recomputed values replace the
-narrow ones before the activation. Used by :func:`accsim.network.simulate`.
+:func:`accsim.numerics.engine.matmul` with ``select=mask``); the recomputed values replace
+the narrow ones before the activation. Datapaths are
+:class:`~accsim.numerics.datapath.Datapath` values: the narrow one is the accelerator's
+``datapath("narrow")`` (for ``chunked``, its ``wide`` is the promotion register). Used by
+:mod:`accsim.network.reissue`, which runs the re-issues.
 
 Policies
     ``uniform-narrow``: nothing re-issued. ``uniform-wide``: everything re-issued.
@@ -11,8 +14,8 @@ Policies
     ``κ_i = Ŝ_i / |ẑ_i|`` estimated from the narrow output ``ẑ`` and the estimator's
     ``Ŝ ≈ |w_i|ᵀ|x| + |b_i|``; ``κ_φ`` is the condition number of the activation that
     consumes the layer (identity when none), evaluated at ``ẑ`` in real units
-    (:func:`accsim.analysis.kappa_phi`; ReLU convention ``relu_negative``). A non-finite
-    ``ẑ`` (overflow) scores ``+inf``. ``τ ≤ 0`` re-issues every component (the limit τ→0,
+    (:func:`accsim.precision.analysis.kappa_phi`; ReLU convention ``relu_negative``). A
+    non-finite ``ẑ`` (overflow) scores ``+inf``. ``τ ≤ 0`` re-issues every component (the limit τ→0,
     including components whose score is exactly 0), ``τ = inf`` none. With ``fraction``
     given instead of ``τ``: the ``round(fraction · m n)`` highest scores of each batch.
     For integer / fixed-point narrow accumulators (``u = 0``: adds are exact) the rule is
@@ -29,7 +32,7 @@ Policies
 
 Estimators of ``Ŝ``
     ``exact``: ``|A||B| + |b|`` (what an extra cheap accumulation computes). Called
-    here without ``P`` it is the float64 sum; :func:`accsim.network.simulate` passes
+    here without ``P`` it is the float64 sum; :mod:`accsim.network.reissue` passes
     ``|A||B|`` accumulated in binary32 for float accumulators (relative error below
     ``K·2^-24``, half the time), the float64 sum for integer bounds and the bound check.
     ``norm``: ``‖w_i‖₂ ‖x‖₂ + |b_i|`` (Cauchy–Schwarz upper bound; weight norms precomputed).
@@ -95,12 +98,13 @@ import math
 import numpy as np
 from numba import njit
 
+from ..numerics.config import load_format
+from ..numerics.formats import ROUNDING_MODES, FloatFormat, IntFormat
 from .analysis import abs_sum, kappa_phi, unit_roundoff
 
 POLICIES = ("uniform-narrow", "uniform-wide", "condition", "random", "oracle", "overflow",
             "multi-level", "static")
 LADDER_POLICIES = ("multi-level", "static")
-ROUNDINGS = ("rne", "rna", "rz", "ru", "rd", "ro", "sr")
 DEFAULT_QUANTILE = 0.99
 ESTIMATORS = ("exact", "norm", "exponent")
 
@@ -129,10 +133,6 @@ def check_policy(policy, tau, fraction, estimator):
     if policy in ("random", "oracle") and tau is None and fraction is None:
         raise ValueError(f"fraction: the {policy!r} policy needs --fraction (or --tau, to "
                          f"match the budget of 'condition')")
-
-
-def _is_float(fmt):
-    return hasattr(fmt, "man_bits")
 
 
 def estimate_abs(A, B, b, estimator="exact", *, P=None):
@@ -202,22 +202,26 @@ def condition_score(zhat, S_est, u, act="identity", *, out_scale=None,
     return np.where(np.isfinite(zhat), s, np.inf)
 
 
-def int_overflow_risk(A, B, b, acc_kwargs, *, P=None):
-    """Integer / fixed registers: components whose magnitude bound could reach 2^(B-1)."""
-    fmt = acc_kwargs["acc"]
-    lim = float(fmt.max_int) * math.ldexp(1.0, -fmt.frac_bits)
+def _int_lim(fmt):
+    """Magnitude an integer / fixed-point register cannot reach: 2^(B-1) units."""
+    return float(fmt.max_int) * math.ldexp(1.0, -fmt.frac_bits)
+
+
+def int_overflow_risk(A, B, b, datapath, *, P=None):
+    """Integer / fixed registers: components whose magnitude bound could reach 2^(B-1)
+    on the Datapath ``datapath`` (per chunk and in the promotion register for
+    ``chunked``)."""
+    lim = _int_lim(datapath.acc)
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
     babs = 0.0 if b is None else np.abs(np.asarray(b, dtype=np.float64))
-    if acc_kwargs.get("structure") == "chunked":
-        L = int(acc_kwargs["chunk_size"])
+    if datapath.structure == "chunked":
+        L = datapath.chunk_size
         risk = np.zeros((A.shape[0], B.shape[1]), dtype=bool)
         for s in range(0, A.shape[1], L):
             risk |= (np.abs(A[:, s:s + L]) @ np.abs(B[s:s + L])) >= lim
-        wfmt = acc_kwargs["wide"]
-        wl = float(wfmt.max_int) * math.ldexp(1.0, -wfmt.frac_bits)
         Pt = abs_sum(A, B) if P is None else P
-        return risk | (Pt + babs >= wl)
+        return risk | (Pt + babs >= _int_lim(datapath.wide))
     Pt = abs_sum(A, B) if P is None else P
     return Pt + babs >= lim
 
@@ -236,15 +240,15 @@ def _top(values, k, rng=None):
     return mask.reshape(values.shape)
 
 
-def select(policy, *, zhat, A, B, b, acc_kwargs, flags=None, act="identity",
+def select(policy, *, zhat, A, B, b, datapath, flags=None, act="identity",
            out_scale=None, tau=None, fraction=None, estimator="exact", rng=None,
            P=None, observed=None, relu_negative="one"):
     """The (m, n) boolean mask of components ``policy`` re-issues (module doc).
 
     ``zhat``: narrow outputs in accumulator units; ``A``, ``B``, ``b``: the operands fed to
-    the engine (accumulator units); ``acc_kwargs``: the narrow datapath's matmul kwargs
-    (plus ``wide``); ``flags``: the narrow pass's per-output engine flags; ``observed``:
-    ``|ẑ - z|`` (oracle only); ``P``: precomputed ``|A||B|``.
+    the engine (accumulator units); ``datapath``: the narrow Datapath; ``flags``: the
+    narrow pass's per-output engine flags; ``observed``: ``|ẑ - z|`` (oracle only);
+    ``P``: precomputed ``|A||B|``.
     """
     shape = np.shape(zhat)
     size = int(np.prod(shape))
@@ -252,22 +256,22 @@ def select(policy, *, zhat, A, B, b, acc_kwargs, flags=None, act="identity",
         return np.zeros(shape, dtype=bool)
     if policy == "uniform-wide":
         return np.ones(shape, dtype=bool)
-    fmt = acc_kwargs["acc"]
+    fmt = datapath.acc
 
     def overflow_mask():
         m = np.zeros(shape, dtype=bool) if flags is None else (np.asarray(flags) & 6) != 0
-        if not _is_float(fmt):
-            m = m | int_overflow_risk(A, B, b, acc_kwargs, P=P)
+        if not isinstance(fmt, FloatFormat):
+            m = m | int_overflow_risk(A, B, b, datapath, P=P)
         return m
 
     if policy == "overflow":
         return overflow_mask()
 
     def cond_score():
-        if not _is_float(fmt):
+        if not isinstance(fmt, FloatFormat):
             return np.where(overflow_mask(), np.inf, 0.0)
         S = estimate_abs(A, B, b, estimator, P=P if estimator == "exact" else None)
-        u = unit_roundoff(fmt, acc_kwargs.get("rounding", "rne"))
+        u = unit_roundoff(fmt, datapath.rounding)
         return condition_score(zhat, S, u, act, out_scale=out_scale,
                                relu_negative=relu_negative)
 
@@ -305,14 +309,13 @@ def select(policy, *, zhat, A, B, b, acc_kwargs, flags=None, act="identity",
 # ---------------------------------------------------------------------------------------
 def _parse_rung(spec, i):
     """(format, rounding or None) of one ladder entry (module doc)."""
-    from ..numerics.config import load_format
     rounding = None
     if isinstance(spec, tuple) and len(spec) == 2:
         spec, rounding = spec
     elif isinstance(spec, str) and ":" in spec:
         spec, rounding = spec.rsplit(":", 1)
-    if rounding is not None and rounding not in ROUNDINGS:
-        raise ValueError(f"ladder: rung {i}: rounding: expected one of {', '.join(ROUNDINGS)}"
+    if rounding is not None and rounding not in ROUNDING_MODES:
+        raise ValueError(f"ladder: rung {i}: rounding: expected one of {', '.join(ROUNDING_MODES)}"
                          f", got {rounding!r}")
     if isinstance(spec, str) and not spec:
         raise ValueError(f"ladder: rung {i}: empty format name")
@@ -325,8 +328,7 @@ def _parse_rung(spec, i):
 
 def default_ladder(narrow, wide):
     """The default 3-rung ladder (narrow, intermediate, wide) of the module doc."""
-    from ..numerics.formats import FloatFormat, IntFormat
-    if _is_float(narrow) and _is_float(wide):
+    if isinstance(narrow, FloatFormat) and isinstance(wide, FloatFormat):
         m = (narrow.man_bits + wide.man_bits) // 2
         e = max(narrow.exp_bits, min(wide.exp_bits, 8))
         if narrow.man_bits < m < wide.man_bits:
@@ -359,12 +361,12 @@ def resolve_ladder(ladder, narrow_rounding="rne", wide_rounding="rne"):
     for i, spec in enumerate(ladder):
         fmt, rnd = _parse_rung(spec, i)
         rungs.append((fmt, rnd or (narrow_rounding if i == 0 else wide_rounding)))
-    kinds = {_is_float(f) for f, _ in rungs}
+    kinds = {isinstance(f, FloatFormat) for f, _ in rungs}
     if len(kinds) > 1:
         raise ValueError("ladder: mixes float and integer / fixed-point formats")
     for i in range(1, len(rungs)):
         (f0, r0), (f1, r1) = rungs[i - 1], rungs[i]
-        if _is_float(f1):
+        if isinstance(f1, FloatFormat):
             ok = unit_roundoff(f1, r1) < unit_roundoff(f0, r0)
             why = "a smaller unit roundoff than"
         else:
@@ -393,24 +395,23 @@ def ladder_levels(score0, u, tau):
     return lev
 
 
-def _int_lim(fmt):
-    return float(fmt.max_int) * math.ldexp(1.0, -fmt.frac_bits)
+def _unit_roundoffs(rungs):
+    return [unit_roundoff(dp.acc, dp.rounding) for dp in rungs]
 
 
 def select_levels(*, zhat, A, B, b, rungs, flags=None, act="identity", out_scale=None,
                   tau=None, estimator="exact", P=None, relu_negative="one"):
     """Rung index (int8, (m, n)) of every component under ``multi-level`` (module doc).
 
-    ``rungs``: the engine kwargs of every rung, rung 0 the narrow datapath's (with
-    ``wide``), the others the re-issue datapaths'. Other arguments as :func:`select`.
+    ``rungs``: the Datapath of every rung, rung 0 the narrow datapath, the others the
+    re-issue datapaths. Other arguments as :func:`select`.
     """
     shape = np.shape(zhat)
     R = len(rungs)
     if tau is not None and tau <= 0:
         return np.full(shape, R - 1, dtype=np.int8)
-    fmt0 = rungs[0]["acc"]
-    if _is_float(fmt0):
-        u = [unit_roundoff(kw["acc"], kw.get("rounding", "rne")) for kw in rungs]
+    if isinstance(rungs[0].acc, FloatFormat):
+        u = _unit_roundoffs(rungs)
         S = estimate_abs(A, B, b, estimator, P=P if estimator == "exact" else None)
         s0 = condition_score(zhat, S, u[0], act, out_scale=out_scale,
                              relu_negative=relu_negative)
@@ -422,7 +423,7 @@ def select_levels(*, zhat, A, B, b, rungs, flags=None, act="identity", out_scale
     Pt = abs_sum(A, B) if P is None else P
     tot = Pt if b is None else Pt + np.abs(np.asarray(b, dtype=np.float64))
     for r in range(R - 2, 0, -1):
-        lev[tot < _int_lim(rungs[r]["acc"])] = r
+        lev[tot < _int_lim(rungs[r].acc)] = r
     risk0 = int_overflow_risk(A, B, b, rungs[0], P=Pt)
     if flags is not None:
         risk0 |= (np.asarray(flags) & 6) != 0
@@ -436,14 +437,13 @@ def static_scores(zhat, A, B, b, rungs, *, flags=None, act="identity", out_scale
 
     Float rungs: ``u_0 · κ_i · κ_φ(ẑ)`` (``exact`` estimator). Integer / fixed-point
     rungs: the index of the cheapest rung whose overflow bound fits (as a float).
-    ``rungs``: engine kwargs per rung, as :func:`select_levels`.
+    ``rungs``: the Datapath of every rung, as :func:`select_levels`.
     """
-    if not _is_float(rungs[0]["acc"]):
+    if not isinstance(rungs[0].acc, FloatFormat):
         return select_levels(zhat=zhat, A=A, B=B, b=b, rungs=rungs, flags=flags,
                              tau=1.0, P=P).astype(np.float64)
-    kw = rungs[0]
     S = estimate_abs(A, B, b, "exact", P=P)
-    u = unit_roundoff(kw["acc"], kw.get("rounding", "rne"))
+    u = unit_roundoff(rungs[0].acc, rungs[0].rounding)
     return condition_score(zhat, S, u, act, out_scale=out_scale, relu_negative=relu_negative)
 
 
@@ -456,7 +456,8 @@ def static_neuron_levels(scores, rungs, *, tau=None, fraction=None,
     observed value). Float rungs: the cheapest rung by :func:`ladder_levels`; integer
     rungs: that (rung index) score itself. ``τ ≤ 0``: every neuron on the top rung;
     ``τ = inf``: every neuron on rung 0. ``fraction`` (instead of ``τ``, two rungs): the
-    ``round(fraction · n)`` highest-scoring neurons go to the top rung.
+    ``round(fraction · n)`` highest-scoring neurons go to the top rung. ``rungs``: the
+    Datapath of every rung, as :func:`select_levels`.
     """
     scores = np.asarray(scores, dtype=np.float64)
     n = scores.shape[1]
@@ -470,8 +471,8 @@ def static_neuron_levels(scores, rungs, *, tau=None, fraction=None,
         return _top(q, round(fraction * n)).astype(np.int8) * np.int8(R - 1)
     if tau is not None and tau <= 0:
         return np.full(n, R - 1, dtype=np.int8)
-    if _is_float(rungs[0]["acc"]):
-        u = [unit_roundoff(kw["acc"], kw.get("rounding", "rne")) for kw in rungs]
+    if isinstance(rungs[0].acc, FloatFormat):
+        u = _unit_roundoffs(rungs)
         return ladder_levels(q, u, tau)
     if tau == math.inf:
         return np.zeros(n, dtype=np.int8)

@@ -1,0 +1,243 @@
+"""What a simulation reports: relative errors, their statistics, and the result records.
+
+Error statistics (per matmul layer, over every output component z_i of every simulated
+sample, against the float64 reference's z_i^ref of the same layer)
+    ``rel_i = |z_i - z_i^ref| / |z_i^ref|``; where ``z_i^ref == 0`` it is 0 if ``z_i`` is
+    0 too and +inf otherwise, and a non-finite ``z_i`` (an overflow to inf or NaN) counts
+    as +inf. ``mean`` and ``max`` are exact; ``p50``, ``p90`` and ``p99`` come from a
+    log2 histogram with 64 bins per octave (each within 1.1 % of the exact percentile;
+    exact zeros are exact). Infinite statistics appear as ``None`` in ``to_dict()``,
+    with ``n_infinite`` saying how many components were infinite.
+
+Accuracy is the fraction of samples whose argmax of the network output equals the label;
+``agreement`` the fraction whose argmax equals the float64 reference's argmax.
+
+Filled in by :mod:`accsim.network.simulation`; priced by :mod:`accsim.hardware.cost`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_BINS_PER_OCTAVE = 64
+_LOG2_LO, _LOG2_HI = -128, 64           # histogram range of log2(rel); beyond is clamped
+_NBINS = (_LOG2_HI - _LOG2_LO) * _BINS_PER_OCTAVE
+EVENT_KINDS = ("overflows", "saturations", "inexact")
+"""The engine's event counters summed per layer (keys of ``events``)."""
+
+
+# ---------------------------------------------------------------------------------------
+# error statistics
+# ---------------------------------------------------------------------------------------
+def relative_error(z, ref):
+    """Componentwise ``|z - ref| / |ref|`` with the conventions of the module doc."""
+    z = np.asarray(z, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        rel = np.abs(z - ref) / np.abs(ref)
+    zero = ref == 0
+    if zero.any():
+        rel = np.where(zero, np.where(z == 0, 0.0, np.inf), rel)
+    rel = np.where(np.isfinite(z), rel, np.inf)
+    return np.where(np.isnan(rel), np.inf, rel)
+
+
+class ErrorStats:
+    """Running mean/max and a log2 histogram of relative errors (module doc)."""
+
+    def __init__(self):
+        self.n = 0
+        self.n_zero = 0
+        self.n_inf = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.hist = np.zeros(_NBINS, dtype=np.int64)
+
+    def add(self, rel):
+        """Count the relative errors ``rel`` (any shape)."""
+        rel = np.asarray(rel, dtype=np.float64).reshape(-1)
+        self.n += rel.size
+        inf = ~np.isfinite(rel)
+        n_inf = int(inf.sum())
+        self.n_inf += n_inf
+        fin = rel[~inf] if n_inf else rel
+        if fin.size:
+            self.total += float(fin.sum())
+            self.max = max(self.max, float(fin.max()))
+        pos = fin[fin > 0]
+        self.n_zero += fin.size - pos.size
+        if pos.size:
+            b = np.floor((np.log2(pos) - _LOG2_LO) * _BINS_PER_OCTAVE).astype(np.int64)
+            np.clip(b, 0, _NBINS - 1, out=b)
+            self.hist += np.bincount(b, minlength=_NBINS)
+
+    def percentile(self, q):
+        """Approximate q-th percentile (nearest rank): the geometric centre of the bin."""
+        if self.n == 0:
+            return 0.0
+        rank = max(1, math.ceil(q / 100.0 * self.n))          # 1-based nearest rank
+        if rank <= self.n_zero:
+            return 0.0
+        rank -= self.n_zero
+        finite_pos = self.n - self.n_zero - self.n_inf
+        if rank > finite_pos:
+            return math.inf
+        cum = np.cumsum(self.hist)
+        i = int(np.searchsorted(cum, rank))
+        return min(2.0 ** (_LOG2_LO + (i + 0.5) / _BINS_PER_OCTAVE), self.max)
+
+    def summary(self):
+        """``{mean, max, p50, p90, p99, n_infinite}`` of everything added."""
+        if self.n_inf:
+            mean = mx = math.inf
+        else:
+            mean = self.total / self.n if self.n else 0.0
+            mx = self.max
+        return {"mean": mean, "max": mx, "p50": self.percentile(50),
+                "p90": self.percentile(90), "p99": self.percentile(99),
+                "n_infinite": self.n_inf}
+
+
+# ---------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------
+def _json_float(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _levels(labels, counts):
+    tot = sum(counts)
+    return [{"format": f, "count": int(c), "fraction": c / tot if tot else 0.0}
+            for f, c in zip(labels, counts)]
+
+
+@dataclass
+class LayerResult:
+    """What one matmul layer did: accumulation length, errors, events, time."""
+
+    name: str
+    kind: str
+    K: int
+    outputs: int = 0
+    rows: int = 0        # m: rows of the lowered matrix products (samples x positions)
+    cols: int = 0        # n: output features / channels
+    error: dict = field(default_factory=dict)      # mean, max, p50, p90, p99, n_infinite
+    events: dict = field(default_factory=lambda: dict.fromkeys(EVENT_KINDS, 0))
+    seconds: float = 0.0
+    recomputed: int = 0          # components re-issued on the wide accumulator
+    bound_violations: int = 0    # components whose |z_hat - z| exceeds the bound
+    bound_not_applicable: int = 0   # components with an infinite bound (overflow)
+    bound_spearman: float | None = None   # rank correlation of bound and observed error
+    level_labels: list = field(default_factory=list)   # rung formats, cheapest first
+    level_counts: list = field(default_factory=list)   # components per rung
+    neuron_levels: list | None = None     # static: the rung of every neuron (column)
+
+    @property
+    def recomputed_fraction(self) -> float:
+        return self.recomputed / self.outputs if self.outputs else 0.0
+
+    @property
+    def levels(self) -> list:
+        """``[{format, count, fraction}]`` per rung (rung 0: the narrow datapath)."""
+        return _levels(self.level_labels, self.level_counts)
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "kind": self.kind, "K": self.K, "outputs": self.outputs,
+             "m": self.rows, "n": self.cols}
+        d["recomputed"] = self.recomputed
+        d["recomputed_fraction"] = self.recomputed_fraction
+        d["bound_violations"] = self.bound_violations
+        d["bound_not_applicable"] = self.bound_not_applicable
+        d["bound_spearman"] = _json_float(self.bound_spearman)
+        d["levels"] = self.levels
+        if self.neuron_levels is not None:
+            d["neuron_levels"] = list(self.neuron_levels)
+        for k in ("mean", "max", "p50", "p90", "p99"):
+            d[f"rel_error_{k}"] = _json_float(self.error.get(k))
+        d["n_infinite"] = int(self.error.get("n_infinite", 0))
+        d["events"] = dict(self.events)
+        d["seconds"] = self.seconds
+        return d
+
+
+@dataclass
+class SimulationResult:
+    """Outcome of :func:`accsim.network.simulate` (module doc for the definitions)."""
+
+    trace: str
+    accelerator: str
+    narrow: str
+    wide: str
+    input_format: str
+    weight_format: str
+    n_samples: int
+    accuracy: float | None
+    reference_accuracy: float | None
+    recorded_reference_accuracy: float | None
+    agreement: float
+    layers: list
+    seconds: float
+    reference_seconds: float
+    outputs: np.ndarray = field(repr=False, default=None)            # simulated network output
+    reference_outputs: np.ndarray = field(repr=False, default=None)  # float64 reference
+    policy: str = "uniform-narrow"
+    estimator: str = "exact"
+    tau: float | None = None
+    fraction: float | None = None
+    ladder: list = field(default_factory=list)       # rung labels "format:rounding"
+    ladder_formats: list = field(default_factory=list, repr=False)   # rung format values
+    calibration: int | None = None     # static: calibration samples (not evaluated)
+    quantile: float | None = None      # static: per-neuron score quantile
+
+    @property
+    def recomputed_fraction(self) -> float:
+        """Re-issued components over all matmul output components (every component not
+        on rung 0, the narrow datapath)."""
+        tot = sum(lr.outputs for lr in self.layers)
+        return sum(lr.recomputed for lr in self.layers) / tot if tot else 0.0
+
+    @property
+    def levels(self) -> list:
+        """``[{format, count, fraction}]`` per rung over every matmul layer."""
+        if not self.layers:
+            return []
+        labels = self.layers[0].level_labels
+        counts = [sum(lr.level_counts[r] for lr in self.layers) for r in range(len(labels))]
+        return _levels(labels, counts)
+
+    @property
+    def bound_violations(self) -> int:
+        return sum(lr.bound_violations for lr in self.layers)
+
+    @property
+    def events(self) -> dict:
+        """Event totals over every matmul layer."""
+        tot = dict.fromkeys(EVENT_KINDS, 0)
+        for lr in self.layers:
+            for k in tot:
+                tot[k] += lr.events.get(k, 0)
+        return tot
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (non-finite error statistics become ``None``)."""
+        return {
+            "trace": self.trace, "accelerator": self.accelerator,
+            "narrow": self.narrow, "wide": self.wide, "input_format": self.input_format,
+            "weight_format": self.weight_format, "n_samples": self.n_samples,
+            "accuracy": self.accuracy, "reference_accuracy": self.reference_accuracy,
+            "recorded_reference_accuracy": self.recorded_reference_accuracy,
+            "agreement": self.agreement, "events": self.events,
+            "policy": self.policy, "estimator": self.estimator, "tau": _json_float(self.tau),
+            "fraction": self.fraction, "recomputed_fraction": self.recomputed_fraction,
+            "ladder": list(self.ladder), "levels": self.levels,
+            "calibration": self.calibration, "quantile": self.quantile,
+            "bound_violations": self.bound_violations,
+            "layers": [lr.to_dict() for lr in self.layers],
+            "seconds": self.seconds, "reference_seconds": self.reference_seconds,
+        }
