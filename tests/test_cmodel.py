@@ -178,11 +178,7 @@ def test_compile_is_cached(good):
 # ---- CLI ------------------------------------------------------------------------------
 
 @pytest.fixture
-def run_cli(monkeypatch, capsys):
-    if "accsim.cli.capi" not in cli._SUBCOMMAND_MODULES:
-        monkeypatch.setattr(cli, "_SUBCOMMAND_MODULES",
-                            cli._SUBCOMMAND_MODULES + ("accsim.cli.capi",))
-
+def run_cli(capsys):
     def run(*argv):
         rc = cli.main(list(argv))
         out, err = capsys.readouterr()

@@ -1,4 +1,5 @@
-"""`accsim simulate --json` prices the run with the cost model (issue 6 contract keys)."""
+"""`accsim simulate --json` prices the run with the cost model: the energy, area, cycles
+and breakdown keys it adds to the simulation result."""
 
 import json
 

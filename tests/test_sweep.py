@@ -260,11 +260,11 @@ def test_sweep_on_a_running_dask_scheduler(tmp_path, capsys):
 
 
 def test_workers_run_one_numba_thread(tmp_path):
-    from accsim.experiments.sweep import _iter_dask, _iter_processes
+    from accsim.experiments.executors import iter_dask, iter_processes
     spec = load_spec(_write(tmp_path, SMALL))
     one = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     before = {k: os.environ.get(k) for k in one}
-    for it in (_iter_processes, _iter_dask):
+    for it in (iter_processes, iter_dask):
         outs = [out for _, (out, _) in it(spec.points, 2, fn=_worker_environment)]
         assert len(outs) == len(spec.points)
         for env, configured, running, pid in outs:
@@ -323,11 +323,11 @@ def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
 
 
 def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
-    from accsim.experiments.sweep import _Writer
+    from accsim.experiments.results import ResultsWriter
     spec = load_spec(_write(tmp_path, SMALL))
     out = tmp_path / "o"
     out.mkdir()
-    busy = _Writer(out / "results.jsonl")     # what a running sweep holds
+    busy = ResultsWriter(out / "results.jsonl")     # what a running sweep holds
     try:
         with pytest.raises(ValueError, match="in use by another running sweep"):
             run_sweep(spec, out)

@@ -1,54 +1,21 @@
-"""``accsim crosscheck`` and ``accsim capi build``: the C interop subcommands.
-
-Registered by :mod:`accsim.cli` through ``register(subparsers, UsageError)``.
-"""
+"""``accsim crosscheck`` and ``accsim capi build``: the C interop commands."""
 
 from __future__ import annotations
 
-_ROUNDINGS = ["rne", "rna", "rz", "ru", "rd", "ro"]
+from pathlib import Path
+
+from ..interop.capi import build
+from ..interop.cmodel import compile_c_model, crosscheck
+from ..numerics.config import load_format
+from ..numerics.formats import ROUNDING_MODES
+from .common import UsageError
+
+#: roundings a C model can be checked against (stochastic rounding has no single answer)
+_ROUNDINGS = [m for m in ROUNDING_MODES if m != "sr"]
 
 
-def _fmt(v):
-    return float(v).hex()
-
-
-def _cmd_crosscheck(args):
-    from pathlib import Path
-
-    from ..interop.cmodel import compile_c_model, crosscheck
-    from ..numerics.config import load_format
-    if args.cases < 1:
-        raise args._usage("accsim crosscheck: --cases must be a positive integer")
-    path = Path(args.c_model)
-    if not path.is_file():
-        raise args._usage(f"accsim crosscheck: --c-model {args.c_model}: file not found")
-    fmt = load_format(args.format)  # before compiling: a bad format is quick to report
-    model = compile_c_model(path, args.function, kind=args.kind)
-    res = crosscheck(model, fmt, args.rounding, cases=args.cases, seed=args.seed,
-                     check_flags=not args.ignore_flags)
-    print(f"{args.function} ({args.kind}) vs accsim {fmt.name or repr(fmt)} {args.rounding}: "
-          f"{res.cases} cases, {res.mismatches} mismatches"
-          + (f", {res.skipped} skipped (no accsim value)" if res.skipped else ""))
-    if res.first:
-        f = res.first
-        ins = ", ".join(f"{k}={_fmt(f[k])}" for k in (("acc", "a", "b") if res.kind == "step"
-                                                       else ("x",)))
-        print(f"first mismatch: {ins}")
-        print(f"  accsim:  {_fmt(f['expected'])} ({f['expected']!r}) flags {f['expected_flags']}")
-        print(f"  c-model: {_fmt(f['got'])} ({f['got']!r}) flags {f['got_flags']}")
-    return 1 if res.mismatches else 0
-
-
-def _cmd_capi(args):
-    from ..interop.capi import build
-    lib, header = build(args.out)
-    print(lib)
-    print(header)
-    return 0
-
-
-def register(sub, UsageError):
-    c = sub.add_parser("crosscheck", help="cross-check a C model against accsim's model")
+def register(subparsers):
+    c = subparsers.add_parser("crosscheck", help="cross-check a C model against accsim's model")
     c.add_argument("--c-model", required=True, metavar="FILE", help="C source file")
     c.add_argument("--function", required=True, metavar="NAME")
     c.add_argument("--format", "-f", required=True, help="accumulator / target format")
@@ -62,9 +29,43 @@ def register(sub, UsageError):
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--ignore-flags", action="store_true",
                    help="compare values only, not the event flags")
-    c.set_defaults(func=_cmd_crosscheck, _usage=UsageError)
+    c.set_defaults(func=_cmd_crosscheck)
 
-    a = sub.add_parser("capi", help="build the C API library (libaccsim.so + accsim.h)")
+    a = subparsers.add_parser("capi", help="build the C API library (libaccsim.so + accsim.h)")
     a.add_argument("action", choices=["build"])
     a.add_argument("--out", required=True, metavar="DIR")
-    a.set_defaults(func=_cmd_capi, _usage=UsageError)
+    a.set_defaults(func=_cmd_capi)
+
+
+def _hex(v):
+    return float(v).hex()
+
+
+def _cmd_crosscheck(args):
+    if args.cases < 1:
+        raise UsageError("accsim crosscheck: --cases must be a positive integer")
+    path = Path(args.c_model)
+    if not path.is_file():
+        raise UsageError(f"accsim crosscheck: --c-model {args.c_model}: file not found")
+    fmt = load_format(args.format)  # before compiling: a bad format is quick to report
+    model = compile_c_model(path, args.function, kind=args.kind)
+    res = crosscheck(model, fmt, args.rounding, cases=args.cases, seed=args.seed,
+                     check_flags=not args.ignore_flags)
+    print(f"{args.function} ({args.kind}) vs accsim {fmt.name or repr(fmt)} {args.rounding}: "
+          f"{res.cases} cases, {res.mismatches} mismatches"
+          + (f", {res.skipped} skipped (no accsim value)" if res.skipped else ""))
+    if res.first:
+        f = res.first
+        ins = ", ".join(f"{k}={_hex(f[k])}" for k in (("acc", "a", "b") if res.kind == "step"
+                                                       else ("x",)))
+        print(f"first mismatch: {ins}")
+        print(f"  accsim:  {_hex(f['expected'])} ({f['expected']!r}) flags {f['expected_flags']}")
+        print(f"  c-model: {_hex(f['got'])} ({f['got']!r}) flags {f['got_flags']}")
+    return 1 if res.mismatches else 0
+
+
+def _cmd_capi(args):
+    lib, header = build(args.out)
+    print(lib)
+    print(header)
+    return 0

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 
-DEFAULT_TECHNOLOGY = "horowitz-45nm"
+from ..hardware.accelerator import load_accelerator
+from ..hardware.cost import (ESTIMATORS, REFETCH, break_even_fraction, export_accelergy,
+                             load_technology, mac_cost, ops_table)
+from .common import DEFAULT_TECHNOLOGY, UsageError
+
+_TECHNOLOGY_HELP = f"built-in table name or YAML path (default {DEFAULT_TECHNOLOGY})"
 
 
-def register(subparsers, usage_error):
+def register(subparsers):
     c = subparsers.add_parser(
         "cost", help="energy and area: primitives, per-MAC costs, break-even, export",
         description="Price primitives and MACs from a technology table (accsim.cost).")
     sub = c.add_subparsers(dest="cost_action", parser_class=type(c))
 
     o = sub.add_parser("ops", help="energy and area of every primitive (and asked widths)")
-    o.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY,
-                   help="built-in table name or YAML path (default horowitz-45nm)")
+    o.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY, help=_TECHNOLOGY_HELP)
     o.add_argument("--op", action="append", default=[], metavar="OP:WIDTH",
                    help="another primitive, e.g. fp_add:e5m7, int_add:12, int_mul:8x16 "
                         "(repeatable)")
@@ -27,7 +31,7 @@ def register(subparsers, usage_error):
     _common(m)
     m.add_argument("--k", type=int, default=512, help="terms per output (default 512)")
     m.add_argument("--json", action="store_true")
-    m.set_defaults(func=lambda a: _cmd_mac(a, usage_error))
+    m.set_defaults(func=_cmd_mac)
 
     e = sub.add_parser("export", help="Accelergy/Timeloop ERT, ART and action counts (YAML)")
     _common(e)
@@ -37,29 +41,27 @@ def register(subparsers, usage_error):
     e.add_argument("--recomputed", type=int, default=0,
                    help="outputs re-issued on the wide accumulator (default 0)")
     e.add_argument("--out", required=True, metavar="FILE")
-    e.set_defaults(func=lambda a: _cmd_export(a, usage_error))
+    e.set_defaults(func=_cmd_export)
 
-    c.set_defaults(func=lambda a: _no_action(usage_error))
+    c.set_defaults(func=_no_action)
 
 
 def _common(p):
+    """The options of ``mac`` and ``export``: accelerator, technology, estimator, refetch."""
     p.add_argument("--accelerator", "-a", required=True,
                    help="built-in accelerator name or YAML path")
-    p.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY,
-                   help="built-in table name or YAML path (default horowitz-45nm)")
-    p.add_argument("--estimator", default="none",
-                   choices=["none", "exact", "norm", "exponent"],
+    p.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY, help=_TECHNOLOGY_HELP)
+    p.add_argument("--estimator", default="none", choices=list(ESTIMATORS),
                    help="cost of deciding which outputs to re-issue (default none)")
-    p.add_argument("--refetch", default="buffer", choices=["buffer", "pe", "none"],
+    p.add_argument("--refetch", default="buffer", choices=list(REFETCH),
                    help="where re-issued outputs' operands come from (default buffer)")
 
 
-def _no_action(usage_error):
-    raise usage_error("accsim cost: expected ops, mac or export")
+def _no_action(args):
+    raise UsageError("accsim cost: expected ops, mac or export")
 
 
 def _cmd_ops(args):
-    from ..hardware.cost import load_technology, ops_table
     tech = load_technology(args.technology)
     table = ops_table(tech, args.op)
     if args.json:
@@ -72,24 +74,22 @@ def _cmd_ops(args):
     return 0
 
 
-def _positive(usage_error, name, v, allow_zero=False):
+def _positive(name, v, allow_zero=False):
     if v < 0 or (v == 0 and not allow_zero):
-        raise usage_error(f"accsim cost: --{name} must be a "
-                          f"{'non-negative' if allow_zero else 'positive'} integer, got {v}")
+        raise UsageError(f"accsim cost: --{name} must be a "
+                         f"{'non-negative' if allow_zero else 'positive'} integer, got {v}")
 
 
-def _cmd_mac(args, usage_error):
-    from ..hardware.accelerator import load_accelerator
-    from ..hardware.cost import break_even_fraction, load_technology, mac_cost
-    _positive(usage_error, "k", args.k)
+def _cmd_mac(args):
+    _positive("k", args.k)
     acc = load_accelerator(args.accelerator)
     tech = load_technology(args.technology)
     n = mac_cost(acc, tech, "narrow")
     w = mac_cost(acc, tech, "wide")
     be = break_even_fraction(acc, tech, args.k, args.estimator, args.refetch)
     out = {"accelerator": acc.name, "technology": tech.name,
-           "narrow": {"format": _name(acc.narrow), **n.as_dict()},
-           "wide": {"format": _name(acc.wide), **w.as_dict()},
+           "narrow": {"format": acc.narrow.label, **n.as_dict()},
+           "wide": {"format": acc.wide.label, **w.as_dict()},
            "estimator": args.estimator, "refetch": args.refetch, "k": args.k,
            "break_even_fraction": be}
     if args.json:
@@ -105,16 +105,10 @@ def _cmd_mac(args, usage_error):
     return 0
 
 
-def _name(fmt):
-    return fmt.label
-
-
-def _cmd_export(args, usage_error):
-    from ..hardware.accelerator import load_accelerator
-    from ..hardware.cost import export_accelergy, load_technology
+def _cmd_export(args):
     for nm in ("m", "n", "k"):
-        _positive(usage_error, nm, getattr(args, nm))
-    _positive(usage_error, "recomputed", args.recomputed, allow_zero=True)
+        _positive(nm, getattr(args, nm))
+    _positive("recomputed", args.recomputed, allow_zero=True)
     acc = load_accelerator(args.accelerator)
     tech = load_technology(args.technology)
     layers = [{"name": "gemm", "m": args.m, "n": args.n, "k": args.k,
@@ -123,7 +117,7 @@ def _cmd_export(args, usage_error):
         export_accelergy(acc, tech, layers, out=args.out, estimator=args.estimator,
                          refetch=args.refetch)
     except OSError as exc:
-        raise usage_error(f"accsim cost export: cannot write {args.out} "
-                          f"({exc.__class__.__name__})") from None
+        raise UsageError(f"accsim cost export: cannot write {args.out} "
+                         f"({exc.__class__.__name__})") from None
     print(args.out)
     return 0

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 
-def _load_npy(path, what, usage_error):
-    import numpy as np
-    p = Path(path)
-    if not p.is_file():
-        raise usage_error(f"accsim import-onnx: {what} {p}: file not found")
-    try:
-        return np.load(p, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 (any failure means unreadable)
-        raise usage_error(f"accsim import-onnx: {what} {p}: not a readable .npy file "
-                          f"({exc.__class__.__name__})") from None
+from ..network.onnx_import import import_onnx
+from ..network.trace import WEIGHT_SCALES, save_trace
+from ..numerics.config import load_format
+from ..numerics.formats import IntFormat
+from .common import UsageError
 
 
-def register(subparsers, usage_error):
+def register(subparsers):
     p = subparsers.add_parser("import-onnx", help="convert an ONNX model and data into a trace")
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--inputs", required=True, metavar="X.npy",
@@ -28,33 +24,47 @@ def register(subparsers, usage_error):
                    help="operand format of the inputs (quantised with rne / per-tensor scale)")
     p.add_argument("--weight-format", metavar="FORMAT",
                    help="operand format of the weights")
-    p.add_argument("--weight-scale", choices=["none", "per-tensor", "per-channel"],
+    p.add_argument("--weight-scale", choices=list(WEIGHT_SCALES),
                    default=None, help="scaling of integer weight formats (default per-channel)")
+    p.set_defaults(func=_cmd_import_onnx)
 
-    def run(args):
-        from ..numerics.config import load_format
-        from ..numerics.formats import IntFormat
-        from ..network.onnx_import import import_onnx
-        from ..network.trace import save_trace
-        x = _load_npy(args.inputs, "--inputs", usage_error)
-        y = _load_npy(args.labels, "--labels", usage_error) if args.labels else None
-        quant = None
-        if args.input_format or args.weight_format:
-            quant = {}
-            if args.input_format:
-                f = load_format(args.input_format)
-                quant["input"] = {"format": args.input_format,
-                                  "scale": "per-tensor" if isinstance(f, IntFormat) else "none"}
-            if args.weight_format:
-                f = load_format(args.weight_format)
-                sc = args.weight_scale or ("per-channel" if isinstance(f, IntFormat) else "none")
-                quant["weight"] = {"format": args.weight_format, "scale": sc}
-        trace = import_onnx(args.model, x, y, quant=quant)
-        out = save_trace(trace, args.out)
-        acc = trace.reference_accuracy
-        print(f"wrote {out}: {len(trace.layers)} layers "
-              f"({len(trace.matmul_layers())} matrix products), {trace.inputs.shape[0]} inputs"
-              + (f", float64 accuracy {acc:.4f}" if acc is not None else ""))
-        return 0
 
-    p.set_defaults(func=run)
+def _load_npy(path, what):
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"accsim import-onnx: {what} {p}: file not found")
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 (any failure means unreadable)
+        raise UsageError(f"accsim import-onnx: {what} {p}: not a readable .npy file "
+                         f"({exc.__class__.__name__})") from None
+
+
+def _quantization(args):
+    """The ``quant`` argument of :func:`accsim.network.onnx_import.import_onnx`: operand
+    formats and scalings asked for (integer formats scaled, float formats not), or
+    ``None``."""
+    if not (args.input_format or args.weight_format):
+        return None
+    quant = {}
+    if args.input_format:
+        f = load_format(args.input_format)
+        quant["input"] = {"format": args.input_format,
+                          "scale": "per-tensor" if isinstance(f, IntFormat) else "none"}
+    if args.weight_format:
+        f = load_format(args.weight_format)
+        sc = args.weight_scale or ("per-channel" if isinstance(f, IntFormat) else "none")
+        quant["weight"] = {"format": args.weight_format, "scale": sc}
+    return quant
+
+
+def _cmd_import_onnx(args):
+    x = _load_npy(args.inputs, "--inputs")
+    y = _load_npy(args.labels, "--labels") if args.labels else None
+    trace = import_onnx(args.model, x, y, quant=_quantization(args))
+    out = save_trace(trace, args.out)
+    acc = trace.reference_accuracy
+    print(f"wrote {out}: {len(trace.layers)} layers "
+          f"({len(trace.matmul_layers())} matrix products), {trace.inputs.shape[0]} inputs"
+          + (f", float64 accuracy {acc:.4f}" if acc is not None else ""))
+    return 0

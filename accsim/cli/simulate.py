@@ -1,17 +1,22 @@
-"""``accsim simulate TRACE``: run a network on an accelerator, narrow next to wide.
-
-Loaded by :mod:`accsim.cli` through ``register(subparsers, UsageError)``.
-"""
+"""``accsim simulate TRACE``: run a network on an accelerator, narrow next to wide."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import sys
 import time
 
+import numpy as np
 
-def register(subparsers, usage_error):
+from ..hardware.cost import price_simulation
+from ..network.simulation import resolve_accelerator, resolve_trace, simulate
+from ..precision.scheduler import check_policy
+from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, bar, parse_float,
+                     parse_positive_int)
+
+
+def register(subparsers):
     s = subparsers.add_parser(
         "simulate", help="run a network trace on an accelerator: narrow vs wide vs float64",
         description="Run every matrix product of TRACE through the accelerator's narrow "
@@ -19,8 +24,9 @@ def register(subparsers, usage_error):
                     "wide one, next to the float64 reference.")
     s.add_argument("trace", metavar="TRACE",
                    help="a trace folder or a bundled trace name (e.g. mnist-mlp-relu)")
-    s.add_argument("--accelerator", "-a", default="fp16-fp16acc",
-                   help="built-in accelerator name or YAML path (default fp16-fp16acc)")
+    s.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR,
+                   help=f"built-in accelerator name or YAML path (default "
+                        f"{DEFAULT_ACCELERATOR})")
     s.add_argument("--narrow", metavar="FORMAT", default=None,
                    help="replace the accelerator's narrow accumulator format")
     s.add_argument("--wide", metavar="FORMAT", default=None,
@@ -52,22 +58,10 @@ def register(subparsers, usage_error):
                         "with --tau (default 0.99)")
     s.add_argument("--narrow-only", action="store_true",
                    help="skip the second run with the wide accumulator")
-    s.add_argument("--technology", "-t", default="horowitz-45nm",
-                   help="technology table pricing the run (default horowitz-45nm)")
+    s.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY,
+                   help=f"technology table pricing the run (default {DEFAULT_TECHNOLOGY})")
     s.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    s.set_defaults(func=lambda args: _cmd_simulate(args, usage_error))
-
-
-def _parse_limit(text):
-    if text is None:
-        return None
-    try:
-        v = int(text)
-    except ValueError:
-        raise ValueError(f"--limit: expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise ValueError(f"--limit: expected a positive integer, got {text!r}")
-    return v
+    s.set_defaults(func=_cmd_simulate)
 
 
 class _Bar:
@@ -78,11 +72,8 @@ class _Bar:
         self.t0 = time.perf_counter()
 
     def __call__(self, done, total):
-        width = 30
-        k = int(width * done / total) if total else width
         dt = time.perf_counter() - self.t0
-        sys.stderr.write(f"\r{self.label:<7} [{'#' * k}{'.' * (width - k)}] "
-                         f"{done}/{total} {dt:5.1f} s")
+        sys.stderr.write(f"\r{self.label:<7} {bar(done, total)} {done}/{total} {dt:5.1f} s")
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -96,44 +87,43 @@ def _sci(v):
     return "inf" if v is None else f"{v:.2e}"
 
 
-def _cmd_simulate(args, usage_error):
-    import dataclasses
+def _in_unit_interval(value, text, name):
+    if value is not None and not 0 <= value <= 1:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {text!r}")
+    return value
 
-    from ..network.simulation import resolve_accelerator, resolve_trace, simulate
-    limit = _parse_limit(args.limit)
-    if args.seed < 0:
-        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
-    tau = _parse_float(args.tau, "--tau")
-    fraction = _parse_float(args.fraction, "--fraction")
-    if fraction is not None and not 0 <= fraction <= 1:
-        raise ValueError(f"--fraction: expected a number in [0, 1], got {args.fraction!r}")
-    from ..precision.scheduler import check_policy
+
+def _policy_options(args) -> dict:
+    """The scheduler keywords of :func:`accsim.network.simulate` from the options, each
+    checked (a ``ValueError`` naming the option)."""
+    tau = parse_float(args.tau, "--tau")
+    fraction = _in_unit_interval(parse_float(args.fraction, "--fraction"), args.fraction,
+                                 "--fraction")
     try:
         check_policy(args.policy, tau, fraction, args.estimator)
     except ValueError as exc:
         raise ValueError(f"--{exc}") from None
-    calibration = None
-    if args.calibration is not None:
-        try:
-            calibration = int(args.calibration)
-        except ValueError:
-            calibration = 0
-        if calibration < 1:
-            raise ValueError(f"--calibration: expected a positive integer, got "
-                             f"{args.calibration!r}")
-    quantile = _parse_float(args.quantile, "--quantile")
-    if quantile is not None and not 0 <= quantile <= 1:
-        raise ValueError(f"--quantile: expected a number in [0, 1], got {args.quantile!r}")
-    extra = {"ladder": args.ladder, "calibration": calibration}
+    calibration = parse_positive_int(args.calibration, "--calibration")
+    quantile = _in_unit_interval(parse_float(args.quantile, "--quantile"), args.quantile,
+                                 "--quantile")
+    out = {"policy": args.policy, "tau": tau, "fraction": fraction,
+           "estimator": args.estimator, "ladder": args.ladder, "calibration": calibration}
     if quantile is not None:
-        extra["quantile"] = quantile
+        out["quantile"] = quantile
+    return out
+
+
+def _cmd_simulate(args):
+    limit = parse_positive_int(args.limit, "--limit")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    options = _policy_options(args)
     trace = resolve_trace(args.trace)
     acc = resolve_accelerator(args.accelerator, args.narrow, args.wide)
     tty = sys.stderr.isatty()
     try:
         narrow = simulate(trace, acc, limit=limit, seed=args.seed,
-                          progress=_Bar("narrow") if tty else None, policy=args.policy,
-                          tau=tau, fraction=fraction, estimator=args.estimator, **extra)
+                          progress=_Bar("narrow") if tty else None, **options)
     except ValueError as exc:
         if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
                                 "tau:")):
@@ -141,22 +131,7 @@ def _cmd_simulate(args, usage_error):
         raise
     wide = None
     if not args.narrow_only:
-        top = narrow.ladder_formats[-1] if narrow.ladder_formats else acc.wide
-        wide_acc = dataclasses.replace(acc, narrow=top, narrow_rounding=acc.wide_rounding)
-        if narrow.ladder and ":" in narrow.ladder[-1]:
-            wide_acc = dataclasses.replace(wide_acc,
-                                           narrow_rounding=narrow.ladder[-1].split(":")[-1])
-        wtrace, wlimit = trace, limit
-        if narrow.calibration:          # static: the same evaluation samples
-            import numpy as np
-            X = np.asarray(trace.inputs)[:limit]
-            lab = None if trace.labels is None else np.asarray(trace.labels)[:limit]
-            c = narrow.calibration
-            wtrace = dataclasses.replace(trace, inputs=X[c:],
-                                         labels=None if lab is None else lab[c:])
-            wlimit = None
-        wide = simulate(wtrace, wide_acc, limit=wlimit, seed=args.seed,
-                        progress=_Bar("wide") if tty else None)
+        wide = _wide_run(trace, acc, narrow, limit, args.seed, tty)
     if args.json:
         d = narrow.to_dict()
         est = args.estimator if args.policy in ("condition", "multi-level") else "none"
@@ -169,23 +144,28 @@ def _cmd_simulate(args, usage_error):
     return 0
 
 
-def _parse_float(text, name):
-    if text is None:
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        raise ValueError(f"{name}: expected a number, got {text!r}") from None
-    if math.isnan(v):
-        raise ValueError(f"{name}: expected a number, got {text!r}")
-    return v
+def _wide_run(trace, acc, narrow, limit, seed, tty):
+    """The same samples again with the narrow accumulator replaced by the top of the
+    narrow run's ladder (the wide accumulator when it had none), in its rounding."""
+    top = narrow.ladder_formats[-1] if narrow.ladder_formats else acc.wide
+    wide_acc = dataclasses.replace(acc, narrow=top, narrow_rounding=acc.wide_rounding)
+    if narrow.ladder and ":" in narrow.ladder[-1]:
+        wide_acc = dataclasses.replace(wide_acc,
+                                       narrow_rounding=narrow.ladder[-1].split(":")[-1])
+    if narrow.calibration:          # static: the same evaluation samples
+        X = np.asarray(trace.inputs)[:limit]
+        lab = None if trace.labels is None else np.asarray(trace.labels)[:limit]
+        c = narrow.calibration
+        trace = dataclasses.replace(trace, inputs=X[c:], labels=None if lab is None else lab[c:])
+        limit = None
+    return simulate(trace, wide_acc, limit=limit, seed=seed,
+                    progress=_Bar("wide") if tty else None)
 
 
 def _priced(acc, technology, result, estimator="none"):
     """Energy, area and cycles of the run (every output on the narrow datapath, the
     policy's re-issued outputs again on the wide one, the estimator's actions), against
-    the all-wide baseline (:func:`accsim.cost.price_simulation`)."""
-    from ..hardware.cost import price_simulation
+    the all-wide baseline (:func:`accsim.hardware.cost.price_simulation`)."""
     out = price_simulation(acc, technology, result, estimator)
     out.pop("layers")
     out["technology"] = technology
@@ -197,18 +177,7 @@ def _print_table(trace, acc, narrow, wide):
           f"(operands {narrow.input_format} x {narrow.weight_format}, {acc.structure}, "
           f"narrow {narrow.narrow}, wide {narrow.wide})")
     runs = [("narrow", narrow)] + ([("wide", wide)] if wide is not None else [])
-    head = (f"{'layer':<14} {'kind':<7} {'K':>6} {'accumulator':<17} {'mean rel':>9} "
-            f"{'p50':>9} {'p99':>9} {'max rel':>9} {'overflows':>9} {'inexact':>10}")
-    print(head)
-    print("-" * len(head))
-    for tag, res in runs:
-        fmt = f"{tag} {res.narrow}"
-        for lr in res.layers:
-            d = lr.to_dict()
-            print(f"{lr.name[:14]:<14} {lr.kind:<7} {lr.K:>6} {fmt[:17]:<17} "
-                  f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
-                  f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
-                  f"{lr.events['overflows']:>9} {lr.events['inexact']:>10}")
+    _print_layers(runs)
     print(f"policy {narrow.policy}: re-issued {100 * narrow.recomputed_fraction:.2f}% of "
           f"the outputs; bound violations {narrow.bound_violations}")
     if narrow.policy in ("multi-level", "static"):
@@ -230,3 +199,19 @@ def _print_table(trace, acc, narrow, wide):
     if narrow.recorded_reference_accuracy is not None:
         print(f"(recorded float64 accuracy of the full test split: "
               f"{_pct(narrow.recorded_reference_accuracy)})")
+
+
+def _print_layers(runs):
+    """The per-layer table: relative errors and events of each run's matmul layers."""
+    head = (f"{'layer':<14} {'kind':<7} {'K':>6} {'accumulator':<17} {'mean rel':>9} "
+            f"{'p50':>9} {'p99':>9} {'max rel':>9} {'overflows':>9} {'inexact':>10}")
+    print(head)
+    print("-" * len(head))
+    for tag, res in runs:
+        fmt = f"{tag} {res.narrow}"
+        for lr in res.layers:
+            d = lr.to_dict()
+            print(f"{lr.name[:14]:<14} {lr.kind:<7} {lr.K:>6} {fmt[:17]:<17} "
+                  f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
+                  f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
+                  f"{lr.events['overflows']:>9} {lr.events['inexact']:>10}")

@@ -1,8 +1,5 @@
 """``accsim sweep SPEC --out DIR`` and ``accsim report DIR``: grids of simulations and
-their summary (tables, plots, Pareto points).
-
-Loaded by :mod:`accsim.cli` through ``register(subparsers, UsageError)``.
-"""
+their summary (tables, plots, Pareto points)."""
 
 from __future__ import annotations
 
@@ -11,8 +8,14 @@ import math
 import sys
 import time
 
+from ..experiments.executors import PointError, check_scheduler
+from ..experiments.report import load_results, pareto_json, write_report
+from ..experiments.spec import load_spec
+from ..experiments.sweep import run_sweep
+from .common import bar, parse_positive_int, print_error
 
-def register(subparsers, usage_error):
+
+def register(subparsers):
     s = subparsers.add_parser(
         "sweep", help="run a grid of simulations from a YAML spec (resumable)",
         description="Run every point of the sweep SPEC (kind: sweep) not yet in "
@@ -27,7 +30,7 @@ def register(subparsers, usage_error):
     s.add_argument("--workers", "-j", metavar="N", default=None,
                    help="worker processes for processes / dask-local "
                         "(default: the number of CPUs)")
-    s.set_defaults(func=lambda args: _cmd_sweep(args, usage_error))
+    s.set_defaults(func=_cmd_sweep)
 
     r = subparsers.add_parser(
         "report", help="summarise a sweep folder: Markdown tables, PNG plots, Pareto points",
@@ -39,19 +42,7 @@ def register(subparsers, usage_error):
                    help="write the report here instead of DIR")
     r.add_argument("--json", action="store_true",
                    help="print the Pareto points as one JSON object (writes no files)")
-    r.set_defaults(func=lambda args: _cmd_report(args, usage_error))
-
-
-def _parse_workers(text):
-    if text is None:
-        return None
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise ValueError(f"--workers: expected a positive integer, got {text!r}")
-    return v
+    r.set_defaults(func=_cmd_report)
 
 
 class _Progress:
@@ -81,16 +72,14 @@ class _Progress:
         sys.stderr.flush()
 
     def _bar(self, done, total, tail):
-        width = 30
-        k = int(width * done / total) if total else width
-        sys.stderr.write(f"\rsweep [{'#' * k}{'.' * (width - k)}] {done}/{total} points  "
-                         f"{tail}   ")
+        sys.stderr.write(f"\rsweep {bar(done, total)} {done}/{total} points  {tail}   ")
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
 
 def _hms(seconds):
+    """``mm:ss`` or ``h:mm:ss`` (``--:--`` when not finite)."""
     if not math.isfinite(seconds):
         return "--:--"
     s = round(seconds)
@@ -99,29 +88,26 @@ def _hms(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def _cmd_sweep(args, usage_error):
-    from ..experiments.sweep import PointError, check_scheduler, load_spec, run_sweep
-    workers = _parse_workers(args.workers)
+def _log(msg):
+    print(f"accsim sweep: {msg}", file=sys.stderr, flush=True)
+
+
+def _cmd_sweep(args):
+    workers = parse_positive_int(args.workers, "--workers")
     check_scheduler(args.scheduler)
     spec = load_spec(args.spec)
-
-    def log(msg):
-        print(f"accsim sweep: {msg}", file=sys.stderr, flush=True)
-
     try:
         summary = run_sweep(spec, args.out, scheduler=args.scheduler, workers=workers,
-                            progress=_Progress(sys.stderr.isatty()), log=log)
+                            progress=_Progress(sys.stderr.isatty()), log=_log)
     except PointError as exc:
-        print(f"accsim: error: {exc} (finished points are saved; rerun to resume)",
-              file=sys.stderr)
+        print_error(f"{exc} (finished points are saved; rerun to resume)")
         return 1
-    log(f"done: {summary.ran} points run, {summary.skipped} already done, "
-        f"{summary.seconds:.1f} s; results in {summary.results}")
+    _log(f"done: {summary.ran} points run, {summary.skipped} already done, "
+         f"{summary.seconds:.1f} s; results in {summary.results}")
     return 0
 
 
-def _cmd_report(args, usage_error):
-    from ..experiments.report import load_results, pareto_json, write_report
+def _cmd_report(args):
     records = load_results(args.dir)
     if args.json:
         print(json.dumps(pareto_json(records)))

@@ -1,5 +1,6 @@
 """Layer 4: experiments over networks and accelerators.
 
-Owns: sweep specs, executors (in-process, processes, Dask) and the results file
-(:mod:`.sweep`), reports and plots (:mod:`.report`). Imports every lower layer.
+Owns: sweep specs and their points (:mod:`.spec`), executors (in-process, processes,
+Dask; :mod:`.executors`), the results file (:mod:`.results`), running points and whole
+sweeps (:mod:`.sweep`), reports and plots (:mod:`.report`). Imports every lower layer.
 """

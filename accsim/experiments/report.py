@@ -1,5 +1,5 @@
-"""Summaries of a sweep folder (``results.jsonl`` from :mod:`accsim.sweep`): Markdown
-tables, PNG plots and Pareto points.
+"""Summaries of a sweep folder (``results.jsonl`` written by
+:mod:`accsim.experiments.sweep`): Markdown tables, PNG plots and Pareto points.
 
 Pareto points: per trace, a point is on the front when no other point of the same trace
 has at least its agreement (share of samples whose argmax equals the float64
@@ -29,7 +29,10 @@ import math
 import re
 from pathlib import Path
 
-from .sweep import RESULTS, read_results
+import numpy as np
+
+from .. import __version__
+from .results import RESULTS, read_results, write_atomic, write_text_atomic
 
 UNIFORM = ("uniform-narrow", "uniform-wide")
 
@@ -210,6 +213,8 @@ def _table(header, rows):
 # plots
 # ---------------------------------------------------------------------------------------
 def _pyplot():
+    # matplotlib is imported only when a report draws plots: it is slow to import, and
+    # nothing else in accsim needs it (the sweep and the CLI start without it)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -217,13 +222,12 @@ def _pyplot():
 
 
 def _save(fig, path: Path):
-    from .sweep import write_atomic
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
                                                bbox_inches="tight"))
 
 
 def _colours(policies):
-    import matplotlib
+    import matplotlib   # imported on first use (see _pyplot)
     cmap = matplotlib.colormaps["tab10"]
     return {p: cmap(i % 10) for i, p in enumerate(sorted(policies))}
 
@@ -359,7 +363,6 @@ def _layer_points(recs, limit=10):
 
 
 def _plot_layers(plt, trace, recs, path) -> bool:
-    import numpy as np
     pts = _layer_points(recs)
     if not pts:
         return False
@@ -391,7 +394,6 @@ _PARAM_KEYS = ("accelerator", "narrow", "wide", "estimator", "seed", "limit", "t
 
 
 def _markdown(records, source, figures) -> str:
-    from .. import __version__
     versions = sorted({str(r.get("accsim_version")) for r in records})
     lines = ["# accsim sweep report", "",
              f"Source: `{source}`: {len(records)} points; accsim {', '.join(versions)}.",
@@ -406,84 +408,90 @@ def _markdown(records, source, figures) -> str:
         lines += [f"## {trace}", ""]
         for title, fname in figures.get(trace, []):
             lines += [f"![{title}]({fname})", ""]
-        # per policy
-        lines += ["### Per policy", ""]
-        rows = []
-        for pol, rs in sorted(_by(recs, _policy).items()):
-            ag = [_agree(r) for r in rs if _agree(r) is not None]
-            en = [_energy(r) for r in rs if _energy(r) is not None]
-            sv = [r["metrics"].get("energy_savings") for r in rs
-                  if r["metrics"].get("energy_savings") is not None]
-            rows.append([pol, len(rs), _pct(min(ag)) if ag else "-",
-                         _pct(max(ag)) if ag else "-", _num(min(en), scale) if en else "-",
-                         _num(max(en), scale) if en else "-",
-                         _pct(max(sv), 1) if sv else "-"])
-        lines += _table(["policy", "points", "min agreement %", "max agreement %",
-                         f"min energy ({unit})", f"max energy ({unit})",
-                         "best savings %"], rows)
-        lines.append("")
-        # best points
-        wide_ag = [_agree(r) for r in recs if _policy(r) == "uniform-wide"
-                   and _agree(r) is not None]
-        lines += ["### Best points", ""]
-        if wide_ag:
-            target = min(wide_ag)
-            lines.append(f"Cheapest point of each policy whose agreement is at least the "
-                         f"wide accumulator's ({_pct(target)} %):")
-            lines.append("")
-            rows = []
-            for pol, rs in sorted(_by(recs, _policy).items()):
-                ok = [r for r in rs if _usable(r) and _agree(r) >= target]
-                if not ok:
-                    rows.append([pol, "none reaches it", "", "", "", "", ""])
-                    continue
-                b = min(ok, key=_energy)
-                rows.append([pol, _config(b), _pct(_agree(b)),
-                             _pct(b["metrics"].get("accuracy")), _num(_energy(b), scale),
-                             _pct(b["metrics"].get("energy_savings"), 1),
-                             _pct(b["metrics"].get("recomputed_fraction"))])
-            lines += _table(["policy", "point", "agreement %", "accuracy %",
-                             f"energy ({unit})", "savings %", "re-issued %"], rows)
-        else:
-            best = max((r for r in recs if _usable(r)), key=lambda r: (_agree(r), -_energy(r)),
-                       default=None)
-            lines.append("No uniform-wide point in this sweep; highest agreement: "
-                         + (f"{_config(best)} ({_pct(_agree(best))} %)" if best else "-"))
-        lines.append("")
-        # Pareto
+        lines += ["### Per policy", ""] + _policy_table(recs, scale, unit) + [""]
+        lines += ["### Best points", ""] + _best_points(recs, scale, unit) + [""]
         lines += ["### Pareto points (maximise agreement, minimise energy)", ""]
-        rows = [[_config(r)] + [r["params"].get(k) for k in extra]
-                + [_pct(_agree(r)), _pct(r["metrics"].get("accuracy")),
-                   _num(_energy(r), scale), _pct(r["metrics"].get("energy_savings"), 1),
-                   _pct(r["metrics"].get("recomputed_fraction")), f"`{r['id']}`"]
-                for r in pareto(recs)]
-        lines += _table(["point"] + extra + ["agreement %", "accuracy %", f"energy ({unit})",
-                                             "savings %", "re-issued %", "id"], rows)
-        lines.append("")
-        # all points
-        lines += ["### All points", ""]
-        allr = sorted(recs, key=lambda r: (_policy(r), str(r["metrics"].get("narrow")),
-                                           r["params"].get("tau") or 0.0,
-                                           r["params"].get("fraction") or 0.0,
-                                           r["params"].get("seed") or 0))
-        rows = [[_policy(r), _budget(r["params"]), r["metrics"].get("narrow")]
-                + [r["params"].get(k) for k in extra if k != "narrow"]
-                + [_pct(_agree(r)), _pct(r["metrics"].get("accuracy")),
-                   _pct(r["metrics"].get("recomputed_fraction")),
-                   _num(_energy(r), scale), _pct(r["metrics"].get("energy_savings"), 1),
-                   r["metrics"].get("bound_violations", "-"), f"`{r['id']}`"]
-                for r in allr]
-        lines += _table(["policy", "budget", "narrow"] + [k for k in extra if k != "narrow"]
-                        + ["agreement %", "accuracy %", "re-issued %", f"energy ({unit})",
-                           "savings %", "bound violations", "id"], rows)
-        lines.append("")
+        lines += _pareto_table(recs, extra, scale, unit) + [""]
+        lines += ["### All points", ""] + _all_points_table(recs, extra, scale, unit) + [""]
     return "\n".join(lines)
+
+
+def _policy_table(recs, scale, unit) -> list:
+    """Per policy: points, agreement and energy ranges, best savings (Markdown lines)."""
+    rows = []
+    for pol, rs in sorted(_by(recs, _policy).items()):
+        ag = [_agree(r) for r in rs if _agree(r) is not None]
+        en = [_energy(r) for r in rs if _energy(r) is not None]
+        sv = [r["metrics"].get("energy_savings") for r in rs
+              if r["metrics"].get("energy_savings") is not None]
+        rows.append([pol, len(rs), _pct(min(ag)) if ag else "-",
+                     _pct(max(ag)) if ag else "-", _num(min(en), scale) if en else "-",
+                     _num(max(en), scale) if en else "-",
+                     _pct(max(sv), 1) if sv else "-"])
+    return _table(["policy", "points", "min agreement %", "max agreement %",
+                   f"min energy ({unit})", f"max energy ({unit})", "best savings %"], rows)
+
+
+def _best_points(recs, scale, unit) -> list:
+    """The cheapest point of each policy that reaches the wide accumulator's agreement
+    (without a uniform-wide point: the highest agreement), as Markdown lines."""
+    wide_ag = [_agree(r) for r in recs if _policy(r) == "uniform-wide"
+               and _agree(r) is not None]
+    if not wide_ag:
+        best = max((r for r in recs if _usable(r)), key=lambda r: (_agree(r), -_energy(r)),
+                   default=None)
+        return ["No uniform-wide point in this sweep; highest agreement: "
+                + (f"{_config(best)} ({_pct(_agree(best))} %)" if best else "-")]
+    target = min(wide_ag)
+    lines = [f"Cheapest point of each policy whose agreement is at least the "
+             f"wide accumulator's ({_pct(target)} %):", ""]
+    rows = []
+    for pol, rs in sorted(_by(recs, _policy).items()):
+        ok = [r for r in rs if _usable(r) and _agree(r) >= target]
+        if not ok:
+            rows.append([pol, "none reaches it", "", "", "", "", ""])
+            continue
+        b = min(ok, key=_energy)
+        rows.append([pol, _config(b), _pct(_agree(b)),
+                     _pct(b["metrics"].get("accuracy")), _num(_energy(b), scale),
+                     _pct(b["metrics"].get("energy_savings"), 1),
+                     _pct(b["metrics"].get("recomputed_fraction"))])
+    return lines + _table(["policy", "point", "agreement %", "accuracy %",
+                           f"energy ({unit})", "savings %", "re-issued %"], rows)
+
+
+def _pareto_table(recs, extra, scale, unit) -> list:
+    """The Pareto points of one trace, with the ``extra`` parameters that vary."""
+    rows = [[_config(r)] + [r["params"].get(k) for k in extra]
+            + [_pct(_agree(r)), _pct(r["metrics"].get("accuracy")),
+               _num(_energy(r), scale), _pct(r["metrics"].get("energy_savings"), 1),
+               _pct(r["metrics"].get("recomputed_fraction")), f"`{r['id']}`"]
+            for r in pareto(recs)]
+    return _table(["point"] + extra + ["agreement %", "accuracy %", f"energy ({unit})",
+                                       "savings %", "re-issued %", "id"], rows)
+
+
+def _all_points_table(recs, extra, scale, unit) -> list:
+    """Every point of one trace, sorted by policy, narrow format, budget and seed."""
+    allr = sorted(recs, key=lambda r: (_policy(r), str(r["metrics"].get("narrow")),
+                                       r["params"].get("tau") or 0.0,
+                                       r["params"].get("fraction") or 0.0,
+                                       r["params"].get("seed") or 0))
+    rows = [[_policy(r), _budget(r["params"]), r["metrics"].get("narrow")]
+            + [r["params"].get(k) for k in extra if k != "narrow"]
+            + [_pct(_agree(r)), _pct(r["metrics"].get("accuracy")),
+               _pct(r["metrics"].get("recomputed_fraction")),
+               _num(_energy(r), scale), _pct(r["metrics"].get("energy_savings"), 1),
+               r["metrics"].get("bound_violations", "-"), f"`{r['id']}`"]
+            for r in allr]
+    return _table(["policy", "budget", "narrow"] + [k for k in extra if k != "narrow"]
+                  + ["agreement %", "accuracy %", "re-issued %", f"energy ({unit})",
+                     "savings %", "bound violations", "id"], rows)
 
 
 def write_report(records, out, *, source=None) -> list:
     """Write ``report.md`` and the PNG plots (module doc) into ``out``; returns the paths
     written. Every file is written to a temporary name and renamed."""
-    from .sweep import write_text_atomic
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} exists and is not a folder")

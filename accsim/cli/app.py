@@ -1,0 +1,47 @@
+"""The ``accsim`` parser, assembled from each command module's ``register(subparsers)``,
+and :func:`main`."""
+
+from __future__ import annotations
+
+import sys
+
+from .. import __version__
+from . import accelerators, capi, cost, formats, matmul, onnx, quantize, simulate, sweep
+from .common import Parser, UsageError, print_error
+
+#: command modules in the order their commands are listed by ``accsim --help``
+COMMAND_MODULES = (formats, quantize, accelerators, matmul, simulate, onnx, cost, capi, sweep)
+
+
+def build_parser() -> Parser:
+    """The ``accsim`` argument parser with every command; each command's parser sets
+    ``func(args) -> int``."""
+    p = Parser(prog="accsim", description="Bit-accurate simulation of hardware accumulators.")
+    p.add_argument("--version", action="version", version=f"accsim {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run ``accsim ARGV`` (default ``sys.argv[1:]``); returns the exit code: 0, 1 (a
+    command's own failure, e.g. mismatches of ``crosscheck``), 2 (a user error, one line
+    on stderr), 130 (interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ValueError as exc:  # ConfigError is a ValueError
+        print_error(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
