@@ -12,7 +12,7 @@ import json
 import math
 import sys
 
-from ..experiments.spec import DEFAULT_TECHNOLOGY
+from ..hardware.technology import DEFAULT_TECHNOLOGY
 
 #: accelerator of ``accsim matmul`` and ``accsim simulate`` when none is named
 DEFAULT_ACCELERATOR = "fp16-fp16acc"

@@ -15,7 +15,7 @@ _TECHNOLOGY_HELP = f"built-in table name or YAML path (default {DEFAULT_TECHNOLO
 def register(subparsers):
     c = subparsers.add_parser(
         "cost", help="energy and area: primitives, per-MAC costs, break-even, export",
-        description="Price primitives and MACs from a technology table (accsim.cost).")
+        description="Price primitives and MACs from a technology table (accsim.hardware.cost).")
     sub = c.add_subparsers(dest="cost_action", parser_class=type(c))
 
     o = sub.add_parser("ops", help="energy and area of every primitive (and asked widths)")

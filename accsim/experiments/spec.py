@@ -62,13 +62,10 @@ from pathlib import Path
 
 from ..hardware.accelerator import load_accelerator
 from ..hardware.cost import load_technology
+from ..hardware.technology import DEFAULT_TECHNOLOGY
 from ..network.simulation import resolve_accelerator, resolve_trace, simulate
 from ..numerics.config import ConfigError, Doc, header, load_format, read_yaml
 from ..precision.scheduler import ESTIMATORS, POLICIES, check_policy
-
-#: technology table pricing a run when none is named (sweep specs, ``accsim simulate``,
-#: ``accsim cost``)
-DEFAULT_TECHNOLOGY = "horowitz-45nm"
 
 #: policies that take no budget: one point each, not multiplied by τ / fractions
 NO_BUDGET = ("uniform-narrow", "uniform-wide", "overflow")

@@ -62,6 +62,10 @@ from ..numerics.config import ConfigError, Doc, builtin_files, header, read_yaml
 OPS = ("int_add", "int_mul", "fp_add", "fp_mul")
 """Arithmetic primitive kinds, each with its own scaling rule."""
 STATUSES = ("published", "derived")
+
+#: the built-in table that prices a run when none is named (``accsim simulate``,
+#: ``accsim cost``, sweep specs)
+DEFAULT_TECHNOLOGY = "horowitz-45nm"
 """Where a table entry comes from: a publication as is, or derived from one."""
 FLOAT_NAMES = {"fp16": (5, 10), "fp32": (8, 23), "fp64": (11, 52), "bf16": (8, 7),
                "tf32": (8, 10)}
