@@ -44,8 +44,9 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         new = MOVED[spec.name]
+        # stacklevel 2: the user's import statement (warnings skips importlib's frames)
         warnings.warn(f"{spec.name} is deprecated: import {new} instead",
-                      DeprecationWarning, stacklevel=3)
+                      DeprecationWarning, stacklevel=2)
         module = importlib.import_module(new)
         # the import system sets __spec__ on the module it gets back: keep the real one
         self._keep = module.__spec__

@@ -17,10 +17,17 @@ from accsim.numerics.datapath import Datapath
                                       ("accsim.sweep", "accsim.experiments.sweep")])
 def test_old_import_paths_warn_and_give_the_new_module(old, new):
     sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"import {new} instead"):
+    with pytest.warns(DeprecationWarning, match=f"import {new} instead") as rec:
         mod = importlib.import_module(old)
     assert mod is importlib.import_module(new)
     assert mod.__spec__.name == new
+
+
+def test_deprecation_warning_points_at_the_users_import():
+    sys.modules.pop("accsim.trace", None)
+    with pytest.warns(DeprecationWarning) as rec:
+        import accsim.trace  # noqa: F401
+    assert rec[0].filename == __file__
 
 
 def test_old_network_module_names_still_import():
