@@ -65,10 +65,8 @@ from ..hardware.cost import load_technology
 from ..hardware.technology import DEFAULT_TECHNOLOGY
 from ..network.simulation import resolve_accelerator, resolve_trace, simulate
 from ..numerics.config import ConfigError, Doc, header, load_format, read_yaml
-from ..precision.scheduler import ESTIMATORS, POLICIES, check_policy
-
-#: policies that take no budget: one point each, not multiplied by τ / fractions
-NO_BUDGET = ("uniform-narrow", "uniform-wide", "overflow")
+from ..precision.scheduler import (ESTIMATORS, NO_BUDGET, POLICIES, check_policy,
+                                   valid_tau)
 
 #: simulate() keywords the grid sets itself (not allowed under ``options``)
 _RESERVED = ("trace", "accelerator", "narrow", "wide", "limit", "seed", "progress",
@@ -213,6 +211,15 @@ def _finite(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+#: τ of a spec: :func:`accsim.precision.scheduler.valid_tau`, and finite (results and point
+#: ids are JSON, which has no infinity)
+_TAU_EXPECTED = "a finite number >= 0"
+
+
+def _tau(x):
+    return valid_tau(x) and math.isfinite(x)
+
+
 def _fraction(x):
     return _finite(x) and 0 <= x <= 1
 
@@ -255,8 +262,8 @@ def _read_grid(grid: Doc) -> _Grid:
                            expected="an accelerator name or YAML path"),
         narrow=_list(grid, "narrow", str, default=[None], expected="a format name or path"),
         wide=_list(grid, "wide", str, default=[None], expected="a format name or path"),
-        taus=_list(grid, "taus", (int, float), default=[], check=_finite,
-                   expected="a finite number"),
+        taus=_list(grid, "taus", (int, float), default=[], check=_tau,
+                   expected=_TAU_EXPECTED),
         fractions=_list(grid, "fractions", (int, float), default=[], check=_fraction,
                         expected="a number in [0, 1]"),
         estimators=_list(grid, "estimators", str, default=["exact"],
@@ -301,8 +308,8 @@ def _policy(grid: Doc, i, entry, g: _Grid):
         pd = Doc(entry, grid.source, f"{grid.path}.{key}")
         name = pd.get("name", str, expected="a policy name")
         # the policy's own budgets replace the grid's; [] means none of that kind
-        taus = _list(pd, "taus", (int, float), default=g.taus, check=_finite,
-                     expected="a finite number", empty=True)
+        taus = _list(pd, "taus", (int, float), default=g.taus, check=_tau,
+                     expected=_TAU_EXPECTED, empty=True)
         fracs = _list(pd, "fractions", (int, float), default=g.fractions, check=_fraction,
                       expected="a number in [0, 1]", empty=True)
         opts = _options(pd, "options")

@@ -34,8 +34,8 @@ from ..hardware.accelerator import load_accelerator
 from ..numerics.config import load_format
 from ..numerics.datapath import Datapath
 from ..numerics.formats import FloatFormat
-from ..precision.scheduler import (LADDER_POLICIES, check_policy, default_ladder,
-                                   resolve_ladder, static_neuron_levels)
+from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_policy,
+                                   default_ladder, resolve_ladder, static_neuron_levels)
 from . import ops
 from .operands import PreparedLayer, operand_specs
 from .reissue import (LayerRun, ReissuePolicy, Transposer, layer_matmul, next_activation,
@@ -361,13 +361,16 @@ def _samples(trace, limit):
     return X, None if labels is None else np.asarray(labels)[:n]
 
 
-def _check_ladder_args(policy, ladder, fraction, calibration):
+def _check_ladder_args(policy, ladder, fraction, calibration, quantile):
     if policy == "static" and ladder is not None and fraction is not None:
         raise ValueError("fraction: the 'static' policy takes --fraction only without a "
                          "ladder (two rungs); use --tau with a ladder")
     if calibration is not None and policy != "static":
         raise ValueError(f"calibration: only the 'static' policy takes a calibration "
                          f"split (policy {policy!r})")
+    if quantile is not None and policy != "static":
+        raise ValueError(f"quantile: only the 'static' policy takes a quantile "
+                         f"(policy {policy!r})")
 
 
 def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
@@ -376,7 +379,7 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              tau: float | None = None, fraction: float | None = None,
              estimator: str = "exact", relu_negative: str = "one",
              analyze: bool = True, ladder=None, calibration: int | None = None,
-             quantile: float = 0.99) -> SimulationResult:
+             quantile: float | None = None) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -411,9 +414,9 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         choose the per-neuron rungs and are *not* evaluated; the result covers the
         remaining samples only (``n_samples``). Default ``max(1, min(500, n // 5))``;
         it must leave at least one sample.
-    quantile : float
+    quantile : float, optional
         ``static``: the quantile of each neuron's calibration scores compared with τ
-        (default 0.99).
+        (default 0.99); an error for the other policies.
     analyze : bool
         Check every matmul component against the deterministic error bound of
         :mod:`accsim.precision.analysis` (``bound_violations``, ``bound_spearman`` per
@@ -435,13 +438,14 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         _positive("batch_size", batch_size)
         _positive("seed", seed, lo=0)
         check_policy(policy, tau, fraction, estimator)
-        _check_ladder_args(policy, ladder, fraction, calibration)
+        _check_ladder_args(policy, ladder, fraction, calibration, quantile)
         acc, rungs = _ladder_for(policy, ladder, acc)
         opts = _run_options(acc, rungs, seed, batch_size, ReissuePolicy(
             policy, tau, fraction, estimator, relu_negative, analyze))
         if policy == "static":
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,
-                                    quantile=quantile, progress=progress)
+                                    quantile=DEFAULT_QUANTILE if quantile is None
+                                    else quantile, progress=progress)
         return _Run(trace, acc, X, labels, opts).execute(progress)
 
 

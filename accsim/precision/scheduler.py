@@ -15,8 +15,10 @@ Policies
     ``Ŝ ≈ |w_i|ᵀ|x| + |b_i|``; ``κ_φ`` is the condition number of the activation that
     consumes the layer (identity when none), evaluated at ``ẑ`` in real units
     (:func:`accsim.precision.analysis.kappa_phi`; ReLU convention ``relu_negative``). A
-    non-finite ``ẑ`` (overflow) scores ``+inf``. ``τ ≤ 0`` re-issues every component (the limit τ→0,
-    including components whose score is exactly 0), ``τ = inf`` none. With ``fraction``
+    non-finite ``ẑ`` (overflow) scores ``+inf``. Valid thresholds (:func:`valid_tau`, the
+    one definition used by :func:`accsim.network.simulate`, the CLI and sweep specs):
+    ``0 ≤ τ ≤ +inf``. ``τ = 0`` re-issues every component (the limit τ→0, including
+    components whose score is exactly 0), ``τ = inf`` none. With ``fraction``
     given instead of ``τ``: the ``round(fraction · m n)`` highest scores of each batch.
     For integer / fixed-point narrow accumulators (``u = 0``: adds are exact) the rule is
     the overflow bound rule below.
@@ -57,12 +59,12 @@ Ladders (``multi-level`` and ``static``)
     ``multi-level`` (dynamic): all components run on rung 0; with ``s = κ_i · κ_φ(ẑ_i)``
     estimated from the rung-0 output exactly as ``condition`` does (``ẑ`` from rung 0,
     the same estimator), component i gets the cheapest rung r with ``u_r · s ≤ τ``;
-    components no rung satisfies (and every component when ``τ ≤ 0``) get the top rung.
+    components no rung satisfies (and every component when ``τ = 0``) get the top rung.
     ``u_r = unit_roundoff(format_r, rounding_r)``; since every ``u_r`` is a power of two,
     ``u_r · s`` is computed as ``(u_0 · s) · (u_r / u_0)`` exactly, so rung 0's test is
     bit for bit the ``condition`` test. Integer / fixed ladders: the cheapest register
     whose overflow bound fits (rung 0: the ``overflow`` rule of the narrow datapath,
-    chunks included; rung r ≥ 1: ``|w_i|ᵀ|x| + |b_i| < 2^(B_r - 1)`` units); ``τ ≤ 0``
+    chunks included; rung r ≥ 1: ``|w_i|ᵀ|x| + |b_i| < 2^(B_r - 1)`` units); ``τ = 0``
     sends everything to the top rung, ``τ = inf`` keeps everything on rung 0.
     Rungs r ≥ 1 recompute exactly their components through the engine's selected-output
     path.
@@ -83,7 +85,7 @@ Ladders (``multi-level`` and ``static``)
     ``exact`` estimator; a neuron's score is the ``quantile`` (default 0.99, numpy
     ``method="higher"``: an observed value) of its scores over every calibration row
     (samples x output positions). The neuron then gets the cheapest ladder rung r with
-    ``q · u_r / u_0 ≤ τ`` (top rung if none; everything on the top rung when ``τ ≤ 0``);
+    ``q · u_r / u_0 ≤ τ`` (top rung if none; everything on the top rung when ``τ = 0``);
     without a ladder the two rungs are (narrow, wide). With ``fraction`` instead of ``τ``
     (two rungs only) the ``round(fraction · n)`` neurons of each layer with the largest
     scores go wide. At inference the choice is fixed: no estimate is computed or charged,
@@ -109,18 +111,54 @@ DEFAULT_QUANTILE = 0.99
 ESTIMATORS = ("exact", "norm", "exponent")
 
 
+#: policies that take no budget (neither τ nor a fraction)
+NO_BUDGET = ("uniform-narrow", "uniform-wide", "overflow")
+
+
+def valid_tau(tau) -> bool:
+    """Whether ``tau`` is a valid threshold τ (dimensionless, compared with
+    ``u · κ_i · κ_φ``): a real number with ``0 ≤ τ ≤ +inf``. ``τ = 0`` re-issues every
+    component, ``τ = +inf`` none (the two limits of a sweep); a negative τ would mean the
+    same as 0 (scores are never negative), so it is refused as a likely mistake, and NaN
+    compares with nothing."""
+    return (isinstance(tau, (int, float, np.integer, np.floating))
+            and not isinstance(tau, (bool, np.bool_)) and not math.isnan(tau) and tau >= 0)
+
+
+#: what :func:`valid_tau` accepts, for error messages
+TAU_EXPECTED = "a number >= 0 (inf: re-issue nothing)"
+
+
+def check_tau(tau, name="tau"):
+    """``ValueError`` naming ``name`` unless ``tau`` is ``None`` or :func:`valid_tau`."""
+    if tau is not None and not valid_tau(tau):
+        raise ValueError(f"{name}: expected {TAU_EXPECTED}, got {tau!r}")
+
+
 def check_policy(policy, tau, fraction, estimator):
-    """Validate the policy arguments (ValueError naming the argument)."""
+    """Validate the policy arguments (ValueError naming the argument): a known policy and
+    estimator, τ by :func:`check_tau`, a fraction in [0, 1], at most one of τ and
+    fraction, none for the policies without a budget (:data:`NO_BUDGET`), and the budget
+    each other policy needs."""
     if policy not in POLICIES:
         raise ValueError(f"policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator: expected one of {', '.join(ESTIMATORS)}, "
                          f"got {estimator!r}")
-    if tau is not None and (not isinstance(tau, (int, float)) or math.isnan(tau)):
-        raise ValueError(f"tau: expected a number, got {tau!r}")
+    check_tau(tau)
     if fraction is not None and (not isinstance(fraction, (int, float))
                                  or not 0 <= fraction <= 1):
         raise ValueError(f"fraction: expected a number in [0, 1], got {fraction!r}")
+    if tau is not None and fraction is not None:
+        raise ValueError("fraction: give --tau or --fraction, not both (the budget is "
+                         "either a threshold or a fraction)")
+    if policy in NO_BUDGET:
+        given = "tau" if tau is not None else "fraction" if fraction is not None else None
+        if given:
+            takers = "condition, random, oracle, multi-level and static" \
+                if given == "tau" else "condition, random, oracle and static"
+            raise ValueError(f"{given}: the {policy!r} policy takes no --{given} (only "
+                             f"{takers} do)")
     if policy == "condition" and tau is None and fraction is None:
         raise ValueError("tau: the 'condition' policy needs --tau (or --fraction)")
     if policy == "multi-level":
@@ -133,6 +171,15 @@ def check_policy(policy, tau, fraction, estimator):
     if policy in ("random", "oracle") and tau is None and fraction is None:
         raise ValueError(f"fraction: the {policy!r} policy needs --fraction (or --tau, to "
                          f"match the budget of 'condition')")
+
+
+def uses_estimator(policy, tau, fraction) -> bool:
+    """Whether ``policy`` with this budget computes the κ_i estimate at run time (so that
+    the estimator matters): ``condition`` and ``multi-level``, and ``random`` / ``oracle``
+    at a τ (they match the count of ``condition``). ``static`` calibrates with
+    ``exact`` whatever is given."""
+    return policy in ("condition", "multi-level") or (
+        policy in ("random", "oracle") and tau is not None and fraction is None)
 
 
 def estimate_abs(A, B, b, estimator="exact", *, P=None):
@@ -383,7 +430,7 @@ def resolve_ladder(ladder, narrow_rounding="rne", wide_rounding="rne"):
 def ladder_levels(score0, u, tau):
     """Rung index (int8, shape of ``score0``) of each component: the cheapest rung r with
     ``score0 · u[r] / u[0] ≤ τ`` (``score0 = u[0] · κ_i · κ_φ``), the top rung where none
-    is, and everywhere when ``τ ≤ 0``. ``u``: the rungs' unit roundoffs (powers of two)."""
+    is, and everywhere when ``τ = 0``. ``u``: the rungs' unit roundoffs (powers of two)."""
     score0 = np.asarray(score0, dtype=np.float64)
     R = len(u)
     lev = np.full(score0.shape, R - 1, dtype=np.int8)
@@ -454,7 +501,7 @@ def static_neuron_levels(scores, rungs, *, tau=None, fraction=None,
 
     A neuron's score is the ``quantile`` of its column (numpy ``method="higher"``, so an
     observed value). Float rungs: the cheapest rung by :func:`ladder_levels`; integer
-    rungs: that (rung index) score itself. ``τ ≤ 0``: every neuron on the top rung;
+    rungs: that (rung index) score itself. ``τ = 0``: every neuron on the top rung;
     ``τ = inf``: every neuron on rung 0. ``fraction`` (instead of ``τ``, two rungs): the
     ``round(fraction · n)`` highest-scoring neurons go to the top rung. ``rungs``: the
     Datapath of every rung, as :func:`select_levels`.
