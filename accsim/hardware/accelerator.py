@@ -66,6 +66,7 @@ from ..numerics.formats import (
     IntFormat,
 )
 from ..numerics.rounding import quantize
+from .technology import only_keys
 
 PRODUCT_MODES = ("exact", "fused", "rounded")
 DATAFLOWS = ("os", "ws", "is")
@@ -453,14 +454,6 @@ _KEY_OF_FIELD = {
 _ROUNDING_EXPECTED = "one of " + ", ".join(ROUNDING_MODES)
 
 
-def _only(doc: Doc, keys):
-    """Refuse unknown keys before reading any (a typo is reported as such, not as the
-    missing key it was meant to be)."""
-    for k in doc.data:
-        if k not in keys:
-            raise doc.error(k, f"unknown key (expected one of: {', '.join(sorted(keys))})")
-
-
 def _is_pos_int(v):
     return v >= 1
 
@@ -496,7 +489,7 @@ def _rounding_at(doc: Doc, key="rounding", default="rne"):
 def _accumulator_at(doc: Doc, key: str, base: Path):
     """``narrow`` / ``wide``: {format, rounding, overflow (optional override)}."""
     sub = doc.sub(key)
-    _only(sub, ("format", "rounding", "overflow"))
+    only_keys(sub, ("format", "rounding", "overflow"))
     fmt = _format_at(sub, "format", base)
     rounding = _rounding_at(sub)
     policies = FLOAT_OVERFLOW if isinstance(fmt, FloatFormat) else INT_OVERFLOW
@@ -519,7 +512,7 @@ def _product_at(doc: Doc, base: Path):
     product, product_format, product_rounding = "exact", None, None
     if prod is None:
         return product, product_format, product_rounding
-    _only(prod, ("mode", "format", "rounding"))
+    only_keys(prod, ("mode", "format", "rounding"))
     product = prod.get("mode", str, check=lambda m: m in PRODUCT_MODES,
                        expected="one of " + ", ".join(PRODUCT_MODES))
     if product == "rounded":
@@ -541,7 +534,7 @@ def _structure_at(doc: Doc):
     extra = {}
     if st is None:
         return structure, extra
-    _only(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding"))
+    only_keys(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding"))
     structure = st.get("kind", str, check=lambda s: s in STRUCTURES,
                        expected="one of " + ", ".join(STRUCTURES))
     allowed = {"chunked": ("chunk_size",),
@@ -569,7 +562,7 @@ def _structure_at(doc: Doc):
 def _array_at(doc: Doc):
     """``array``: {rows, cols, dataflow, clock_ghz}."""
     arr = doc.sub("array")
-    _only(arr, ("rows", "cols", "dataflow", "clock_ghz"))
+    only_keys(arr, ("rows", "cols", "dataflow", "clock_ghz"))
     rows = arr.get("rows", int, check=_is_pos_int, expected="a positive integer")
     cols = arr.get("cols", int, check=_is_pos_int, expected="a positive integer")
     dataflow = arr.get("dataflow", str, check=lambda d: d in DATAFLOWS,
@@ -583,13 +576,13 @@ def _array_at(doc: Doc):
 def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -> Accelerator:
     """Build an :class:`Accelerator` from a ``kind: accelerator`` document."""
     header(doc, "accelerator")
-    _only(doc, ("kind", "version", "name", "description", "operands", "product", "narrow",
+    only_keys(doc, ("kind", "version", "name", "description", "operands", "product", "narrow",
                 "wide", "structure", "array"))
     name = doc.get("name", str, default=default_name, check=bool, expected="a non-empty string")
     description = doc.get("description", str, default=None)
 
     ops = doc.sub("operands")
-    _only(ops, ("input", "weight"))
+    only_keys(ops, ("input", "weight"))
     inp = _format_at(ops, "input", base)
     wgt = _format_at(ops, "weight", base)
     ops.finish()

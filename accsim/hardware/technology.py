@@ -51,6 +51,7 @@ is monotone in width.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -220,6 +221,19 @@ def _positive(v):
     return math.isfinite(v) and v > 0
 
 
+def only_keys(doc: Doc, keys):
+    """Refuse keys of ``doc`` not in ``keys`` before reading any (a typo is reported as
+    such, not as the missing key it was meant to be), suggesting the closest known key
+    (``unknown key (did you mean 'chunk_size'?)``)."""
+    known = sorted(str(k) for k in keys)
+    for k in doc.data:
+        if k not in keys:
+            close = difflib.get_close_matches(str(k), known, 1, 0.6)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                f"expected one of: {', '.join(known)}"
+            raise doc.error(k, f"unknown key ({hint})")
+
+
 def _primitive_at(prims_doc: Doc, key):
     """One entry of ``primitives``: (Primitive, (kind, widths) or None)."""
     if not isinstance(key, str):
@@ -231,6 +245,7 @@ def _primitive_at(prims_doc: Doc, key):
             key, "unknown primitive (expected intN_add, intN_mul, fp16/fp32/fp64/bf16/"
                  "tf32/eXmY _add or _mul, register_bit, sram_* or dram_*)")
     sub = prims_doc.sub(key)
+    only_keys(sub, ("energy_pj", "area_um2", "status", "source"))
     need_pos = parsed is not None
     chk = _positive if need_pos else _nonneg
     what = "a positive number" if need_pos else "a non-negative number"
@@ -268,6 +283,7 @@ def _sorted_anchors(tech, lst):
 def technology_from_doc(doc: Doc, default_name=None, path=None) -> Technology:
     """Build and validate a technology table from a parsed document."""
     header(doc, "technology")
+    only_keys(doc, ("kind", "version", "name", "description", "node_nm", "primitives"))
     name = doc.get("name", str, default=default_name or "custom")
     description = doc.get("description", str, default=None)
     node = doc.get("node_nm", (int, float), default=None, check=_positive,
