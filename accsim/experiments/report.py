@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import __version__
 from .results import RESULTS, read_results, write_atomic, write_text_atomic
+from .spec import canonical_json
 
 UNIFORM = ("uniform-narrow", "uniform-wide")
 
@@ -137,6 +138,39 @@ def pareto_json(records) -> dict:
             pol: [_summary(r) for r in pareto(rs)]
             for pol, rs in sorted(_by(recs, _policy).items())}
     return out
+
+
+#: the parameter columns of :func:`points_table` (``options``: canonical JSON)
+POINT_PARAMS = ("trace", "accelerator", "narrow", "wide", "policy", "tau", "fraction",
+                "estimator", "seed", "limit", "technology", "options")
+#: the metric columns of :func:`points_table` (units as ``point_metrics``: fractions in
+#: [0, 1], energies in pJ, area in µm²); ``narrow`` / ``wide`` are the accumulator labels
+POINT_METRICS = ("n_samples", "accuracy", "reference_accuracy", "agreement",
+                 "recomputed_fraction", "bound_violations", "energy_pj",
+                 "baseline_energy_pj", "energy_per_sample_pj",
+                 "baseline_energy_per_sample_pj", "energy_savings", "area_um2", "cycles")
+
+
+def points_table(records) -> tuple:
+    """Every point as one row: ``(header, rows)``. Columns: ``id``, the parameters
+    :data:`POINT_PARAMS`, the metrics :data:`POINT_METRICS`, the accumulator labels
+    ``narrow_format`` / ``wide_format``, the event counts ``overflows`` / ``saturations``
+    / ``inexact``, ``seconds`` (wall-clock time of the point) and ``pareto`` (on its
+    trace's Pareto front: 1 or 0). ``None`` where a value is missing."""
+    front = {r["id"] for recs in _by(records, _trace).values() for r in pareto(recs)}
+    header = ("id", *POINT_PARAMS, *POINT_METRICS, "narrow_format", "wide_format",
+              "overflows", "saturations", "inexact", "seconds", "pareto")
+    rows = []
+    for r in records:
+        p, m = r["params"], r["metrics"]
+        ev = m.get("events") or {}
+        params = [p.get(k) for k in POINT_PARAMS[:-1]]
+        opts = p.get("options")
+        rows.append((r["id"], *params, canonical_json(opts) if opts else None,
+                     *(m.get(k) for k in POINT_METRICS), m.get("narrow"), m.get("wide"),
+                     ev.get("overflows"), ev.get("saturations"), ev.get("inexact"),
+                     r.get("seconds"), int(r["id"] in front)))
+    return header, rows
 
 
 # ---------------------------------------------------------------------------------------
