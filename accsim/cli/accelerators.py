@@ -16,7 +16,7 @@ def register(subparsers):
 
 def _cmd_accelerators(args):
     return list_or_show(args, list_accelerators, lambda name: load_accelerator(name).describe(),
-                        "accsim accelerators show: expected an accelerator name or path",
+                        "show: expected an accelerator name or path",
                         _print_tree)
 
 

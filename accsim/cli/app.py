@@ -3,14 +3,14 @@ and :func:`main`."""
 
 from __future__ import annotations
 
-import sys
-
 from .. import __version__
-from . import accelerators, capi, cost, formats, matmul, onnx, quantize, simulate, sweep
+from . import (accelerators, capi, cost, formats, matmul, onnx, quantize, simulate, sweep,
+               validate)
 from .common import Parser, UsageError, print_error
 
 #: command modules in the order their commands are listed by ``accsim --help``
-COMMAND_MODULES = (formats, quantize, accelerators, matmul, simulate, onnx, cost, capi, sweep)
+COMMAND_MODULES = (formats, quantize, accelerators, matmul, simulate, onnx, cost, capi, sweep,
+                   validate)
 
 
 def build_parser() -> Parser:
@@ -35,13 +35,14 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return args.func(args)
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except ValueError as exc:  # ConfigError is a ValueError
+    except (UsageError, ValueError) as exc:  # ConfigError is a ValueError
         print_error(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
         return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:   # a file the command had to read or write
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{where}{exc.strerror or exc.__class__.__name__}")
+        return 2

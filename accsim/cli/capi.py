@@ -43,15 +43,15 @@ def _hex(v):
 
 def _cmd_crosscheck(args):
     if args.cases < 1:
-        raise UsageError("accsim crosscheck: --cases must be a positive integer")
+        raise UsageError("--cases must be a positive integer")
     path = Path(args.c_model)
     if not path.is_file():
-        raise UsageError(f"accsim crosscheck: --c-model {args.c_model}: file not found")
+        raise UsageError(f"--c-model {args.c_model}: file not found")
     fmt = load_format(args.format)  # before compiling: a bad format is quick to report
     model = compile_c_model(path, args.function, kind=args.kind)
     res = crosscheck(model, fmt, args.rounding, cases=args.cases, seed=args.seed,
                      check_flags=not args.ignore_flags)
-    print(f"{args.function} ({args.kind}) vs accsim {fmt.name or repr(fmt)} {args.rounding}: "
+    print(f"{args.function} ({args.kind}) vs accsim {fmt.label} {args.rounding}: "
           f"{res.cases} cases, {res.mismatches} mismatches"
           + (f", {res.skipped} skipped (no accsim value)" if res.skipped else ""))
     if res.first:

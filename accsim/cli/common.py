@@ -8,34 +8,66 @@ Every user error is one line on stderr and exit code 2 (:func:`accsim.cli.app.ma
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import sys
+from pathlib import Path
 
+from ..experiments.results import write_text_atomic
 from ..hardware.technology import DEFAULT_TECHNOLOGY
 
 #: accelerator of ``accsim matmul`` and ``accsim simulate`` when none is named
 DEFAULT_ACCELERATOR = "fp16-fp16acc"
 
-__all__ = ["DEFAULT_ACCELERATOR", "DEFAULT_TECHNOLOGY", "Parser", "UsageError", "bar", "format_value", "list_or_show",
-           "parse_float", "parse_number", "parse_positive_int", "print_error"]
+__all__ = ["DEFAULT_ACCELERATOR", "DEFAULT_TECHNOLOGY", "Parser", "UsageError", "bar",
+           "check_out_file", "format_value", "list_or_show", "parse_float", "parse_number",
+           "parse_positive_int", "print_error", "write_csv"]
 
 
 class UsageError(Exception):
-    """A mistake in the command line: its message is printed as it is, exit code 2."""
+    """A mistake in the command line: printed by :func:`print_error` (the one error
+    style of every command), exit code 2."""
 
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one :class:`UsageError` line (exit 2), not
-    argparse's usage block."""
+    argparse's usage block; the line names the command (``simulate: argument ...``)."""
 
     def error(self, message):
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.partition(" ")[2]
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def print_error(message: str):
-    """Print ``accsim: error: MESSAGE`` on stderr."""
+    """Print ``accsim: error: MESSAGE`` on stderr: the one style of every command's
+    errors."""
     print(f"accsim: error: {message}", file=sys.stderr)
+
+
+def check_out_file(path, option: str, *, force=True) -> Path:
+    """The file ``path`` an option (e.g. ``--csv``) will write, checked before any work:
+    its folder exists and it is not a folder; with ``force`` false, it must not exist
+    either. A :class:`UsageError` naming ``option`` otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {path}: is a folder (expected a file name)")
+    if not p.parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
+    if not force and p.exists():
+        raise UsageError(f"{option} {path}: exists (pass --force to overwrite it)")
+    return p
+
+
+def write_csv(path, header, rows):
+    """Write a CSV file (one header line, then ``rows``) whole or not at all; ``None``
+    is an empty cell, floats are written by ``repr`` (exact)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def format_value(v) -> str:
@@ -54,7 +86,7 @@ def format_value(v) -> str:
 
 def parse_number(text: str, where: str) -> float:
     """A decimal or hexadecimal (``0x1.8p-3``) number; else ``UsageError`` naming
-    ``where`` (e.g. ``accsim quantize: VALUE``)."""
+    ``where`` (e.g. ``VALUE``)."""
     t = text.strip().lower()
     try:
         if t.startswith(("0x", "-0x", "+0x")) and "p" in t:

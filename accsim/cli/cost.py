@@ -58,7 +58,7 @@ def _common(p):
 
 
 def _no_action(args):
-    raise UsageError("accsim cost: expected ops, mac or export")
+    raise UsageError("cost: expected ops, mac or export")
 
 
 def _cmd_ops(args):
@@ -76,7 +76,7 @@ def _cmd_ops(args):
 
 def _positive(name, v, allow_zero=False):
     if v < 0 or (v == 0 and not allow_zero):
-        raise UsageError(f"accsim cost: --{name} must be a "
+        raise UsageError(f"--{name} must be a "
                          f"{'non-negative' if allow_zero else 'positive'} integer, got {v}")
 
 
@@ -117,7 +117,7 @@ def _cmd_export(args):
         export_accelergy(acc, tech, layers, out=args.out, estimator=args.estimator,
                          refetch=args.refetch)
     except OSError as exc:
-        raise UsageError(f"accsim cost export: cannot write {args.out} "
+        raise UsageError(f"--out {args.out}: cannot write "
                          f"({exc.__class__.__name__})") from None
     print(args.out)
     return 0

@@ -16,7 +16,7 @@ def register(subparsers):
 
 def _cmd_formats(args):
     return list_or_show(args, list_formats, lambda name: load_format(name).describe(),
-                        "accsim formats show: expected a format name or path", _print_table)
+                        "show: expected a format name or path", _print_table)
 
 
 def _print_table(d):

@@ -15,14 +15,25 @@ from .common import DEFAULT_ACCELERATOR, UsageError
 
 
 def register(subparsers):
-    mm = subparsers.add_parser("matmul",
-                               help="random GEMM on an accelerator: narrow vs wide vs float64")
-    mm.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR)
-    mm.add_argument("--m", type=int, default=64)
-    mm.add_argument("--k", type=int, default=512)
-    mm.add_argument("--n", type=int, default=64)
-    mm.add_argument("--seed", type=int, default=0)
-    mm.add_argument("--json", action="store_true")
+    mm = subparsers.add_parser(
+        "matmul", help="random GEMM on an accelerator: narrow vs wide vs float64",
+        description="Multiply random operands (normal draws, or uniform integers for "
+                    "integer formats, quantized to the accelerator's operand formats) on "
+                    "the narrow and on the wide datapath; print each one's relative "
+                    "errors against float64, its events and its speed.")
+    mm.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR,
+                    help=f"built-in accelerator name or YAML path (default "
+                         f"{DEFAULT_ACCELERATOR})")
+    mm.add_argument("--m", type=int, default=64, help="rows of A and of the result "
+                                                      "(default 64)")
+    mm.add_argument("--k", type=int, default=512,
+                    help="terms per output: columns of A, rows of B (default 512)")
+    mm.add_argument("--n", type=int, default=64, help="columns of B and of the result "
+                                                      "(default 64)")
+    mm.add_argument("--seed", type=int, default=0,
+                    help="seed of the random operands and of stochastic rounding "
+                         "(default 0)")
+    mm.add_argument("--json", action="store_true", help="one JSON object on stdout")
     mm.set_defaults(func=_cmd_matmul)
 
 
@@ -47,7 +58,7 @@ def _run(acc, a, b, ref, which, args):
     rel = rel[np.isfinite(rel)]
     fmt = acc.narrow if which == "narrow" else acc.wide
     return {
-        "datapath": which, "format": fmt.name or repr(fmt),
+        "datapath": which, "format": fmt.label,
         "mean_rel_error": float(rel.mean()) if rel.size else 0.0,
         "max_rel_error": float(rel.max()) if rel.size else 0.0,
         "events": res.events.total, "seconds": dt,
@@ -58,7 +69,7 @@ def _run(acc, a, b, ref, which, args):
 def _cmd_matmul(args):
     for nm in ("m", "k", "n"):
         if getattr(args, nm) < 1:
-            raise UsageError(f"accsim matmul: --{nm} must be a positive integer")
+            raise UsageError(f"--{nm} must be a positive integer")
     acc = load_accelerator(args.accelerator)
     rng = np.random.default_rng(args.seed)
     a = _random_operands(acc.input, (args.m, args.k), rng)

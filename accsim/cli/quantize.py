@@ -29,7 +29,7 @@ def register(subparsers):
 
 def _cmd_quantize(args):
     fmt = load_format(args.format)
-    vals = [parse_number(v, "accsim quantize: VALUE") for v in args.values]
+    vals = [parse_number(v, "VALUE") for v in args.values]
     out = quantize(vals, fmt, args.rounding, seed=args.seed, sr_bits=args.sr_bits)
     for v in out:
         print(format_value(float(v)) if not args.hex else float(v).hex())

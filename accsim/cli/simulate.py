@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from ..hardware.cost import price_simulation
+from ..hardware.cost import load_technology, price_simulation
 from ..network.simulation import resolve_accelerator, resolve_trace, simulate
-from ..precision.scheduler import check_policy
-from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, bar, parse_float,
-                     parse_positive_int)
+from ..precision.scheduler import ESTIMATORS, check_policy, uses_estimator
+from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, bar, check_out_file,
+                     parse_float, parse_positive_int, write_csv)
 
 
 def register(subparsers):
@@ -39,13 +39,15 @@ def register(subparsers):
                         "uniform-narrow (default), uniform-wide, condition, random, "
                         "oracle, overflow, multi-level, static")
     s.add_argument("--tau", metavar="T", default=None,
-                   help="condition threshold: re-issue where u*kappa_i*kappa_phi > T "
-                        "(random / oracle: match condition's count at this T)")
+                   help="condition threshold, a number >= 0 (0: re-issue everything, inf: "
+                        "nothing): re-issue where u*kappa_i*kappa_phi > T (random / "
+                        "oracle: match condition's count at this T); not with --fraction")
     s.add_argument("--fraction", metavar="F", default=None,
-                   help="re-issue budget as a fraction of the outputs (random, oracle, "
-                        "condition: top-F scores)")
-    s.add_argument("--estimator", default="exact",
-                   help="kappa_i estimator of the condition policy: exact, norm, exponent")
+                   help="re-issue budget as a fraction of the outputs in [0, 1] (random, "
+                        "oracle, condition: top-F scores; static: top-F neurons)")
+    s.add_argument("--estimator", default=None, choices=ESTIMATORS,
+                   help="kappa_i estimator of condition, multi-level, and random / oracle "
+                        "at a --tau (default exact)")
     s.add_argument("--ladder", metavar="F1,F2,...", default=None,
                    help="multi-level / static: accumulator formats cheapest first, each "
                         "NAME or NAME:ROUNDING (default multi-level: narrow, an "
@@ -61,6 +63,9 @@ def register(subparsers):
     s.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY,
                    help=f"technology table pricing the run (default {DEFAULT_TECHNOLOGY})")
     s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    s.add_argument("--csv", metavar="FILE", default=None,
+                   help="also write one CSV row per layer and run (relative errors, "
+                        "events, re-issued fraction)")
     s.set_defaults(func=_cmd_simulate)
 
 
@@ -100,17 +105,20 @@ def _policy_options(args) -> dict:
     fraction = _in_unit_interval(parse_float(args.fraction, "--fraction"), args.fraction,
                                  "--fraction")
     try:
-        check_policy(args.policy, tau, fraction, args.estimator)
+        check_policy(args.policy, tau, fraction, args.estimator or "exact")
     except ValueError as exc:
         raise ValueError(f"--{exc}") from None
+    if args.estimator is not None and not uses_estimator(args.policy, tau, fraction):
+        raise ValueError(f"--estimator: the {args.policy!r} policy"
+                         f"{' with --fraction' if fraction is not None else ''} computes "
+                         f"no kappa estimate (condition, multi-level, and random / oracle "
+                         f"at a --tau do)")
     calibration = parse_positive_int(args.calibration, "--calibration")
     quantile = _in_unit_interval(parse_float(args.quantile, "--quantile"), args.quantile,
                                  "--quantile")
-    out = {"policy": args.policy, "tau": tau, "fraction": fraction,
-           "estimator": args.estimator, "ladder": args.ladder, "calibration": calibration}
-    if quantile is not None:
-        out["quantile"] = quantile
-    return out
+    return {"policy": args.policy, "tau": tau, "fraction": fraction,
+            "estimator": args.estimator or "exact", "ladder": args.ladder,
+            "calibration": calibration, "quantile": quantile}
 
 
 def _cmd_simulate(args):
@@ -118,6 +126,12 @@ def _cmd_simulate(args):
     if args.seed < 0:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
     options = _policy_options(args)
+    try:
+        load_technology(args.technology)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
+    if args.csv is not None:
+        check_out_file(args.csv, "--csv")
     trace = resolve_trace(args.trace)
     acc = resolve_accelerator(args.accelerator, args.narrow, args.wide)
     tty = sys.stderr.isatty()
@@ -132,15 +146,20 @@ def _cmd_simulate(args):
     wide = None
     if not args.narrow_only:
         wide = _wide_run(trace, acc, narrow, limit, args.seed, tty)
+    est = options["estimator"] if args.policy in ("condition", "multi-level") else "none"
+    priced = _priced(acc, args.technology, narrow, est)
+    runs = [(_run_label(narrow), narrow)] + ([(f"wide {wide.narrow}", wide)] if wide else [])
+    if args.csv is not None:
+        write_csv(args.csv, _CSV_HEADER, [row for tag, res in runs
+                                          for row in _csv_rows(tag, res)])
     if args.json:
         d = narrow.to_dict()
-        est = args.estimator if args.policy in ("condition", "multi-level") else "none"
-        d.update(_priced(acc, args.technology, narrow, est))
+        d.update(priced)
         if wide is not None:
             d["wide_run"] = wide.to_dict()
         print(json.dumps(d))
         return 0
-    _print_table(trace, acc, narrow, wide)
+    _print_table(trace, acc, runs, priced)
     return 0
 
 
@@ -172,29 +191,60 @@ def _priced(acc, technology, result, estimator="none"):
     return out
 
 
-def _print_table(trace, acc, narrow, wide):
+def _run_label(res):
+    """What the policy run is called in the tables: ``narrow acc FMT`` when nothing is
+    re-issued by design (uniform-narrow), ``uniform-wide FMT``, else the policy and its
+    ladder's formats (``condition fp16+fp32``)."""
+    if res.policy == "uniform-narrow":
+        return f"narrow acc {res.narrow}"
+    if res.policy == "uniform-wide":
+        return f"uniform-wide {res.wide}"
+    fmts = [lab.split(":")[0] for lab in (res.ladder or [res.narrow, res.wide])]
+    return f"{res.policy} {'+'.join(fmts)}"
+
+
+def _budget(res):
+    """``tau 0.01``, ``fraction 0.2`` or empty, with the estimator where one is used."""
+    parts = []
+    if res.tau is not None:
+        parts.append(f"tau {res.tau:g}")
+    if res.fraction is not None:
+        parts.append(f"fraction {res.fraction:g}")
+    if parts and res.estimator not in (None, "none") and uses_estimator(
+            res.policy, res.tau, res.fraction):
+        parts.append(f"estimator {res.estimator}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _print_table(trace, acc, runs, priced):
+    narrow = runs[0][1]
     print(f"trace {trace.name}: {narrow.n_samples} samples; accelerator {acc.name} "
           f"(operands {narrow.input_format} x {narrow.weight_format}, {acc.structure}, "
           f"narrow {narrow.narrow}, wide {narrow.wide})")
-    runs = [("narrow", narrow)] + ([("wide", wide)] if wide is not None else [])
     _print_layers(runs)
-    print(f"policy {narrow.policy}: re-issued {100 * narrow.recomputed_fraction:.2f}% of "
-          f"the outputs; bound violations {narrow.bound_violations}")
+    print(f"policy {narrow.policy}{_budget(narrow)}: re-issued "
+          f"{100 * narrow.recomputed_fraction:.2f}% of the outputs; bound violations "
+          f"{narrow.bound_violations}")
     if narrow.policy in ("multi-level", "static"):
         print("rungs: " + ", ".join(f"{lv['format']} {100 * lv['fraction']:.2f}%"
                                     for lv in narrow.levels))
     if narrow.calibration:
         print(f"static: calibrated on the first {narrow.calibration} samples (not "
               f"evaluated), quantile {narrow.quantile}")
+    base = priced["baseline_energy_pj"]
+    share = f", {100 * priced['energy_pj'] / base:.1f}% of the all-wide baseline" \
+        if base else ""
+    print(f"energy on {priced['technology']}: {priced['energy_pj'] / narrow.n_samples:.4g} "
+          f"pJ per sample{share}")
     print()
-    print(f"{'':<22} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
+    print(f"{'':<26} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
           f"equal to the float64 reference's)")
     ref = narrow.reference_accuracy
-    print(f"{'float64 reference':<22} {_pct(ref):>9} {'100.00%':>9} "
+    print(f"{'float64 reference':<26} {_pct(ref):>9} {'100.00%':>9} "
           f"{narrow.reference_seconds:>8.2f}")
     for tag, res in runs:
-        label = f"{tag} acc {res.narrow}"
-        print(f"{label[:22]:<22} {_pct(res.accuracy):>9} {_pct(res.agreement):>9} "
+        label = tag.replace("wide ", "wide acc ", 1) if res is not narrow else tag
+        print(f"{label[:26]:<26} {_pct(res.accuracy):>9} {_pct(res.agreement):>9} "
               f"{res.seconds:>8.2f}")
     if narrow.recorded_reference_accuracy is not None:
         print(f"(recorded float64 accuracy of the full test split: "
@@ -202,16 +252,38 @@ def _print_table(trace, acc, narrow, wide):
 
 
 def _print_layers(runs):
-    """The per-layer table: relative errors and events of each run's matmul layers."""
-    head = (f"{'layer':<14} {'kind':<7} {'K':>6} {'accumulator':<17} {'mean rel':>9} "
-            f"{'p50':>9} {'p99':>9} {'max rel':>9} {'overflows':>9} {'inexact':>10}")
+    """The per-layer table: relative errors, events and re-issued fraction of each run's
+    matmul layers."""
+    head = (f"{'layer':<14} {'kind':<7} {'K':>6} {'run':<26} {'mean rel':>9} "
+            f"{'p50':>9} {'p99':>9} {'max rel':>9} {'overflows':>9} {'inexact':>10} "
+            f"{'re-issued':>9}")
     print(head)
     print("-" * len(head))
-    for tag, res in runs:
-        fmt = f"{tag} {res.narrow}"
+    for i, (tag, res) in enumerate(runs):
         for lr in res.layers:
             d = lr.to_dict()
-            print(f"{lr.name[:14]:<14} {lr.kind:<7} {lr.K:>6} {fmt[:17]:<17} "
+            reissued = _pct(lr.recomputed_fraction) if i == 0 else "-"
+            print(f"{lr.name[:14]:<14} {lr.kind:<7} {lr.K:>6} {tag[:26]:<26} "
                   f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
                   f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
-                  f"{lr.events['overflows']:>9} {lr.events['inexact']:>10}")
+                  f"{lr.events['overflows']:>9} {lr.events['inexact']:>10} {reissued:>9}")
+
+
+#: columns of ``--csv`` (one row per matmul layer and run; rel_error_*: relative errors
+#: against the float64 reference, dimensionless; seconds: wall-clock time of the layer)
+_CSV_HEADER = ("run", "policy", "tau", "fraction", "estimator", "accumulator", "layer",
+               "kind", "K", "outputs", "recomputed_fraction", "rel_error_mean",
+               "rel_error_p50", "rel_error_p90", "rel_error_p99", "rel_error_max",
+               "overflows", "saturations", "inexact", "bound_violations", "seconds")
+
+
+def _csv_rows(tag, res):
+    """The ``--csv`` rows of one run (``tag``: its label in the text table)."""
+    for lr in res.layers:
+        d = lr.to_dict()
+        est = res.estimator if uses_estimator(res.policy, res.tau, res.fraction) else None
+        yield (tag, res.policy, res.tau, res.fraction, est, res.narrow, lr.name,
+               lr.kind, lr.K, d["outputs"], d["recomputed_fraction"], d["rel_error_mean"],
+               d["rel_error_p50"], d["rel_error_p90"], d["rel_error_p99"],
+               d["rel_error_max"], lr.events["overflows"], lr.events["saturations"],
+               lr.events["inexact"], d["bound_violations"], d["seconds"])

@@ -9,10 +9,10 @@ import sys
 import time
 
 from ..experiments.executors import PointError, check_scheduler
-from ..experiments.report import load_results, pareto_json, write_report
+from ..experiments.report import load_results, pareto_json, points_table, write_report
 from ..experiments.spec import load_spec
 from ..experiments.sweep import run_sweep
-from .common import bar, parse_positive_int, print_error
+from .common import bar, check_out_file, parse_positive_int, print_error, write_csv
 
 
 def register(subparsers):
@@ -41,7 +41,11 @@ def register(subparsers):
     r.add_argument("--out", "-o", metavar="DIR2", default=None,
                    help="write the report here instead of DIR")
     r.add_argument("--json", action="store_true",
-                   help="print the Pareto points as one JSON object (writes no files)")
+                   help="print the Pareto points as one JSON object (writes no report "
+                        "files)")
+    r.add_argument("--csv", metavar="FILE", default=None,
+                   help="also write every point as one CSV row (parameters, metrics, "
+                        "Pareto membership)")
     r.set_defaults(func=_cmd_report)
 
 
@@ -108,11 +112,15 @@ def _cmd_sweep(args):
 
 
 def _cmd_report(args):
+    if args.csv is not None:
+        check_out_file(args.csv, "--csv")
     records = load_results(args.dir)
+    if args.csv is not None:
+        write_csv(args.csv, *points_table(records))
     if args.json:
         print(json.dumps(pareto_json(records)))
         return 0
     paths = write_report(records, args.out or args.dir, source=args.dir)
-    for p in paths:
+    for p in paths + ([args.csv] if args.csv is not None else []):
         print(p)
     return 0
