@@ -106,14 +106,14 @@ def test_text_table_names_the_policy_and_per_layer_fractions(capsys):
     assert "policy condition (tau 0.02, estimator exact): re-issued" in text
     rows = [ln for ln in text.splitlines() if ln.startswith(("linear0 ", "linear2 "))]
     assert len(rows) == 2
-    assert all("condition bf16+fp64" in r and r.rstrip().endswith("%") for r in rows)
+    assert all("condition bf16+fp32" in r and r.rstrip().endswith("%") for r in rows)
     assert "energy on horowitz-45nm:" in text
-    bottom = [ln for ln in text.splitlines() if ln.startswith("condition bf16+fp64")]
+    bottom = [ln for ln in text.splitlines() if ln.startswith("condition bf16+fp32")]
     assert len(bottom) == 1
 
     assert main(["simulate", TRACE, "--limit", "5", "--policy", "uniform-wide"]) == 0
     text = capsys.readouterr().out
-    assert "narrow acc" not in text and "uniform-wide fp64" in text
+    assert "narrow acc" not in text and "uniform-wide fp32" in text
     rows = [ln for ln in text.splitlines() if ln.startswith("linear0 ")]
     assert rows[0].rstrip().endswith("100.00%") and rows[1].rstrip().endswith("-")
 
@@ -130,10 +130,10 @@ def test_simulate_csv_per_layer(tmp_path, capsys):
     assert main(["simulate", TRACE, "--limit", "20", "--narrow", "bf16", "--policy",
                  "condition", "--tau", "0.02", "--json", "--csv", str(path)]) == 0
     d = json.loads(capsys.readouterr().out)
-    rows = list(csv.DictReader(path.open()))
+    rows = list(csv.DictReader(path.read_text().splitlines()))
     assert [(r["run"], r["layer"]) for r in rows] == [
-        ("condition bf16+fp64", "linear0"), ("condition bf16+fp64", "linear2"),
-        ("wide fp64", "linear0"), ("wide fp64", "linear2")]
+        ("condition bf16+fp32", "linear0"), ("condition bf16+fp32", "linear2"),
+        ("wide fp32", "linear0"), ("wide fp32", "linear2")]
     for r, lay in zip(rows, d["layers"]):
         assert float(r["recomputed_fraction"]) == lay["recomputed_fraction"]
         assert float(r["rel_error_max"]) == lay["rel_error_max"]
@@ -141,7 +141,7 @@ def test_simulate_csv_per_layer(tmp_path, capsys):
         assert r["policy"] == "condition" and float(r["tau"]) == 0.02
         assert r["fraction"] == "" and r["estimator"] == "exact"
     assert rows[2]["policy"] == "uniform-narrow" and rows[2]["estimator"] == ""
-    assert rows[2]["accumulator"] == "fp64"
+    assert rows[2]["accumulator"] == "fp32"
 
 
 def test_csv_path_checked_before_work(tmp_path, capsys):

@@ -198,3 +198,26 @@ def test_report_ignores_a_torn_last_line(sweep_dir, tmp_path, capsys):
     assert main(["report", str(d), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["points"] == 12
+
+
+def test_report_csv_every_point(sweep_dir, tmp_path, capsys):
+    import csv
+
+    d = _copy(sweep_dir, tmp_path)
+    path = tmp_path / "points.csv"
+    assert main(["report", str(d), "--json", "--csv", str(path)]) == 0
+    front = {p["id"] for p in json.loads(capsys.readouterr().out)["pareto"]["digits-mlp-relu"]}
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    recs = {r["id"]: r for r in load_results(d)}
+    assert sorted(r["id"] for r in rows) == sorted(recs)
+    for row in rows:
+        rec = recs[row["id"]]
+        assert row["policy"] == rec["params"]["policy"]
+        assert row["tau"] == ("" if rec["params"]["tau"] is None else repr(rec["params"]["tau"]))
+        assert float(row["agreement"]) == rec["metrics"]["agreement"]
+        assert float(row["energy_per_sample_pj"]) == rec["metrics"]["energy_per_sample_pj"]
+        assert int(row["inexact"]) == rec["metrics"]["events"]["inexact"]
+        assert row["pareto"] == ("1" if row["id"] in front else "0")
+    assert main(["report", str(d), "--csv", str(tmp_path / "none" / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("accsim: error: --csv") and err.count("\n") == 1
