@@ -280,3 +280,18 @@ def test_matmul_prints_format_names_and_documents_options(tmp_path, capsys):
                   "seed of the random operands", "built-in accelerator name or YAML path",
                   "relative errors against float64"):
         assert words in text, words
+
+
+def test_import_onnx_notice_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    import sys
+    model = _tiny_onnx(tmp_path)
+    argv = ["import-onnx", str(model), "--inputs", str(tmp_path / "x.npy")]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "accsim import-onnx: converting" in err and "(2 inputs)" in err
+    assert main([*argv, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert main([*argv, "--out", str(tmp_path / "c")]) == 0
+    assert capsys.readouterr().err == ""
