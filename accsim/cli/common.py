@@ -221,24 +221,34 @@ class Interrupts:
     """``with Interrupts() as intr:``: SIGINT and SIGTERM raise ``KeyboardInterrupt`` in
     the main thread, once: later signals are ignored so that the cleanup (stopping
     workers, closing files) runs undisturbed. ``intr.signum``: the signal received, or
-    ``None``. The previous handlers are put back on exit."""
+    ``None``. A ``KeyboardInterrupt`` that Python cannot raise (in a callback from C,
+    such as numba's compiler's) is not reported: the caller sees ``signum`` and whatever
+    exception the interrupted code raised instead. The previous handlers are put back on
+    exit."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.signum = None
         self.saved = {}
+        self.saved_hook = None
 
     def _handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum
             raise KeyboardInterrupt
 
+    def _unraisable(self, info):
+        if self.signum is None or not issubclass(info.exc_type, KeyboardInterrupt):
+            self.saved_hook(info)
+
     def __enter__(self):
         self.saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self.saved_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc):
         for s, h in self.saved.items():
             signal.signal(s, h)
+        sys.unraisablehook = self.saved_hook
         return False

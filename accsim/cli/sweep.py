@@ -101,13 +101,13 @@ def _cmd_sweep(args):
             with compile_notice(progress is not None):
                 summary = run_sweep(spec, args.out, scheduler=args.scheduler,
                                     workers=workers, progress=progress, log=log)
-        except PointError as exc:
-            print_error(f"{exc} (finished points are saved; rerun to resume)")
-            return 1
-        except (KeyboardInterrupt, SystemError) as exc:
-            if intr.signum is None and not interrupted(exc):
-                raise
-            return _interrupted(intr.signum, args.out, progress)
+        except BaseException as exc:   # after a signal, whatever the interrupted code raised
+            if intr.signum is not None or interrupted(exc):
+                return _interrupted(intr.signum, args.out, progress)
+            if isinstance(exc, PointError):
+                print_error(f"{exc} (finished points are saved; rerun to resume)")
+                return 1
+            raise
     log(f"done: {summary.ran} points run, {summary.skipped} already done, "
         f"{summary.seconds:.1f} s; results in {summary.results}")
     return 0

@@ -163,14 +163,16 @@ DASK_WORKER_PRELOAD = "import signal; signal.signal(signal.SIGINT, signal.SIG_IG
 def iter_dask(todo, workers, fn, address=None, connect_timeout=10.0):
     """Run the points on the Dask scheduler at ``address``, or on a LocalCluster of
     ``workers`` single-threaded worker processes started with :data:`WORKER_ENV` when
-    ``address`` is ``None``."""
+    ``address`` is ``None``: they ignore SIGINT, and their log is silenced below
+    CRITICAL (a failed point is reported through its future; the heartbeat errors of a
+    cluster closed after an interrupt are not news)."""
     distributed = _dask()
     if address is None:
         # dask's Nanny writes its pre-spawn variables into this process's environment
         with _environment():
             cluster = distributed.LocalCluster(
                 n_workers=max(1, min(workers, len(todo))), threads_per_worker=1,
-                processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                processes=True, dashboard_address=None, silence_logs=logging.CRITICAL,
                 env=dict(WORKER_ENV), preload=[DASK_WORKER_PRELOAD])
             try:
                 with distributed.Client(cluster) as client:
