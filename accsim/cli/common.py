@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 from numba.core import event as numba_event
 
@@ -25,7 +26,7 @@ DEFAULT_ACCELERATOR = "fp16-fp16acc"
 
 __all__ = ["COMPILE_NOTICE", "DEFAULT_ACCELERATOR", "DEFAULT_TECHNOLOGY", "Interrupts",
            "PROGRESS_ENV", "Parser", "SampleBar", "UsageError", "bar", "compile_notice",
-           "format_value", "hms", "list_or_show", "parse_float", "parse_number",
+           "format_value", "hms", "list_or_show", "one_line_warnings", "parse_float", "parse_number",
            "parse_positive_int", "print_error", "show_progress"]
 
 #: environment variable forcing progress output on (1) or off (0) whatever stderr is
@@ -252,3 +253,19 @@ class Interrupts:
             signal.signal(s, h)
         sys.unraisablehook = self.saved_hook
         return False
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within the block, a warning prints as one line ``accsim: warning: MESSAGE``
+    (not Python's two lines with the file, line and source)."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
+def _one_line(message, category, filename, lineno, line=None):
+    return f"accsim: warning: {message}\n"

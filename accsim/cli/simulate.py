@@ -11,7 +11,7 @@ from ..hardware.cost import price_simulation
 from ..network.simulation import resolve_accelerator, resolve_trace, simulate
 from ..precision.scheduler import check_policy
 from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, SampleBar, compile_notice,
-                     parse_float, parse_positive_int, show_progress)
+                     one_line_warnings, parse_float, parse_positive_int, show_progress)
 
 
 def register(subparsers):
@@ -65,13 +65,14 @@ def register(subparsers):
 
 
 def _simulate_shown(label, show, *args, **kwargs):
-    """:func:`simulate` with, when ``show``, a compile notice (cold numba cache) and a
+    """:func:`simulate` with warnings on one line and, when ``show``, a compile notice (cold numba cache) and a
     progress bar named ``label`` (samples, matmul layer, time left) on stderr."""
-    if not show:
-        return simulate(*args, **kwargs)
-    b = SampleBar(label)
-    with compile_notice():
-        return simulate(*args, progress=b, layer_progress=b.layer, **kwargs)
+    with one_line_warnings():
+        if not show:
+            return simulate(*args, **kwargs)
+        b = SampleBar(label)
+        with compile_notice():
+            return simulate(*args, progress=b, layer_progress=b.layer, **kwargs)
 
 
 def _pct(v):

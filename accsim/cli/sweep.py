@@ -12,8 +12,8 @@ from ..experiments.executors import PointError, check_scheduler, interrupted
 from ..experiments.report import load_results, pareto_json, write_report
 from ..experiments.spec import load_spec
 from ..experiments.sweep import run_sweep
-from .common import (Interrupts, bar, compile_notice, hms, parse_positive_int, print_error,
-                     show_progress)
+from .common import (Interrupts, bar, compile_notice, hms, one_line_warnings,
+                     parse_positive_int, print_error, show_progress)
 
 
 def register(subparsers):
@@ -98,7 +98,7 @@ def _cmd_sweep(args):
     progress = None if args.quiet else _Progress(show_progress())
     with Interrupts() as intr:
         try:
-            with compile_notice(progress is not None):
+            with compile_notice(progress is not None), one_line_warnings():
                 summary = run_sweep(spec, args.out, scheduler=args.scheduler,
                                     workers=workers, progress=progress, log=log)
         except BaseException as exc:   # after a signal, whatever the interrupted code raised

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from ..hardware.accelerator import load_accelerator
 from ..numerics.config import load_format
 from ..numerics.datapath import Datapath
-from ..numerics.formats import FloatFormat
+from ..numerics.formats import FloatFormat, IntFormat
 from ..precision.scheduler import (LADDER_POLICIES, check_policy, default_ladder,
                                    resolve_ladder, static_neuron_levels)
 from . import ops
@@ -135,6 +136,36 @@ def _run_options(acc, ladder, seed, batch_size, reissue):
                    for f, rnd in ladder)
     return RunOptions(seed, batch_size, reissue, (narrow, *mid, wide), labels,
                       tuple(f for f, _ in ladder))
+
+
+class AccumulatorWidthWarning(UserWarning):
+    """An integer accumulator narrower than one product of the operands it sums."""
+
+
+def product_bits(a, w) -> int:
+    """Bits of a signed register holding any product of operands of the integer formats
+    ``a`` and ``w`` as quantized (symmetric: ``|x| ≤ 2^(bits-1) - 1``): ``a.bits + w.bits
+    - 1``."""
+    return a.bits + w.bits - 1
+
+
+def check_register_widths(trace, acc, rung_formats, stacklevel=3):
+    """Warn (:class:`AccumulatorWidthWarning`, one line naming the matmul layers) when an
+    integer accumulator of ``rung_formats`` has fewer bits than one product of the
+    trace's integer operands on ``acc`` (``int8`` register for ``int8 x int8``): its
+    sums wrap or saturate from the first term."""
+    ispec, wspec = operand_specs(trace, acc)
+    a, w = ispec.fmt, wspec.fmt
+    if not (isinstance(a, IntFormat) and isinstance(w, IntFormat)):
+        return
+    need = product_bits(a, w)
+    layers = [la.name for la in trace.layers if la.kind in MATMUL_KINDS]
+    for f in dict.fromkeys(rung_formats):
+        if isinstance(f, IntFormat) and f.bits < need and layers:
+            warnings.warn(f"layer{'s' if len(layers) > 1 else ''} {', '.join(layers)}: the "
+                          f"{f.label} accumulator ({f.bits} bits) is narrower than the "
+                          f"{a.label} x {w.label} products it sums ({need} bits)",
+                          AccumulatorWidthWarning, stacklevel=stacklevel)
 
 
 # ---------------------------------------------------------------------------------------
@@ -453,6 +484,7 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         acc, rungs = _ladder_for(policy, ladder, acc)
         opts = _run_options(acc, rungs, seed, batch_size, ReissuePolicy(
             policy, tau, fraction, estimator, relu_negative, analyze))
+        check_register_widths(trace, acc, opts.rung_formats)
         if policy == "static":
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,
                                     quantile=quantile, progress=progress,
