@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-
-psutil = pytest.importorskip("psutil")
 
 ROOT = Path(__file__).resolve().parent.parent
 
