@@ -460,6 +460,7 @@ def test_binary16_step_detection():
         assert isinstance(HALF_NATIVE, bool)
 
 
+@pytest.mark.slow
 def test_fp16_oracle_without_hardware_conversion(tmp_path):
     """Where the CPU has no binary16 conversion (here: numba told to target a generic
     x86-64), the fp16 register takes the general float32 rne step; the float16-cast

@@ -240,6 +240,7 @@ def _worker_environment(run):
             numba.get_num_threads(), os.getpid()), 0.0
 
 
+@pytest.mark.slow
 def test_sweep_on_a_running_dask_scheduler(tmp_path, capsys):
     """The tcp://host:port path: a cluster started elsewhere, reached by its address."""
     import logging
@@ -336,6 +337,7 @@ def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
     assert run_sweep(spec, out).ran == len(spec.points)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     """Kill -9 the sweep process once it has finished a point; the rerun completes the
     grid with every point present exactly once."""

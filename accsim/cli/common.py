@@ -8,12 +8,19 @@ Every user error is one line on stderr and exit code 2 (:func:`accsim.cli.app.ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import math
+import os
+import signal
 import sys
+import time
+import warnings
 from pathlib import Path
+
+from numba.core import event as numba_event
 
 from ..experiments.results import write_text_atomic
 from ..hardware.technology import DEFAULT_TECHNOLOGY
@@ -21,9 +28,17 @@ from ..hardware.technology import DEFAULT_TECHNOLOGY
 #: accelerator of ``accsim matmul`` and ``accsim simulate`` when none is named
 DEFAULT_ACCELERATOR = "fp16-fp16acc"
 
-__all__ = ["DEFAULT_ACCELERATOR", "DEFAULT_TECHNOLOGY", "Parser", "UsageError", "bar",
-           "check_out_file", "format_value", "list_or_show", "parse_float", "parse_number",
-           "parse_positive_int", "print_error", "write_csv"]
+__all__ = ["COMPILE_NOTICE", "DEFAULT_ACCELERATOR", "DEFAULT_TECHNOLOGY", "Interrupts",
+           "PROGRESS_ENV", "Parser", "SampleBar", "UsageError", "bar", "check_out_file",
+           "compile_notice", "format_value", "hms", "list_or_show", "one_line_warnings",
+           "parse_float", "parse_number", "parse_positive_int", "print_error",
+           "show_progress", "write_csv"]
+
+#: environment variable forcing progress output on (1) or off (0) whatever stderr is
+PROGRESS_ENV = "ACCSIM_PROGRESS"
+
+#: printed once on stderr when numba starts compiling a kernel (a cold cache)
+COMPILE_NOTICE = "accsim: compiling kernels (first run, about a minute; cached afterwards)"
 
 
 class UsageError(Exception):
@@ -146,3 +161,143 @@ def list_or_show(args, names, describe, missing, print_text) -> int:
     else:
         print_text(d)
     return 0
+
+
+# ---------------------------------------------------------------------------------------
+# progress on stderr, compile notice, interrupts
+# ---------------------------------------------------------------------------------------
+def show_progress(quiet: bool = False, json_mode: bool = False) -> bool:
+    """Whether a command draws progress on stderr: never with ``--quiet`` or ``--json``;
+    else when :data:`PROGRESS_ENV` says ``1`` (on) or ``0`` (off), or when stderr is a
+    terminal."""
+    if quiet or json_mode:
+        return False
+    forced = os.environ.get(PROGRESS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return sys.stderr.isatty()
+
+
+def hms(seconds: float) -> str:
+    """``mm:ss`` or ``h:mm:ss`` of a duration in seconds (``--:--`` when not finite)."""
+    if not math.isfinite(seconds):
+        return "--:--"
+    s = round(seconds)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class _CompileListener(numba_event.Listener):
+    """Prints :data:`COMPILE_NOTICE` when numba first compiles (it compiles only on a
+    cache miss: a cached kernel loads without this event)."""
+
+    def __init__(self):
+        self.seen = False
+
+    def on_start(self, ev):
+        if not self.seen:
+            self.seen = True
+            sys.stderr.write(COMPILE_NOTICE + "\n")
+            sys.stderr.flush()
+
+    def on_end(self, ev):
+        pass
+
+
+@contextlib.contextmanager
+def compile_notice(enabled: bool = True):
+    """Within the block, print :data:`COMPILE_NOTICE` once on stderr if numba compiles a
+    kernel (nothing when ``enabled`` is false or every kernel is in numba's cache)."""
+    if not enabled:
+        yield
+        return
+    with numba_event.install_listener("numba:compile", _CompileListener()):
+        yield
+
+
+class SampleBar:
+    """A one-line progress bar on stderr: samples done / total, the matmul layer running,
+    elapsed time and the time left (estimated from the samples done so far, in
+    ``mm:ss``). ``bar(done, total)`` after each batch, ``bar.layer(done, total, name, k,
+    n)`` before the ``k``-th of ``n`` matmul layers."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.done = 0
+        self.total = 0
+        self.where = ""
+
+    def __call__(self, done: int, total: int):
+        self.done, self.total, self.where = done, total, ""
+        self._draw(end=done >= total)
+
+    def layer(self, done: int, total: int, name: str, k: int, n: int):
+        self.done, self.total = done, total
+        self.where = f"layer {k}/{n} {name[:16]}"
+        self._draw()
+
+    def _draw(self, end=False):
+        dt = time.perf_counter() - self.t0
+        left = dt * (self.total - self.done) / self.done if self.done else math.inf
+        tail = self.where if not end else ""
+        sys.stderr.write(f"\r{self.label:<7} {bar(self.done, max(self.total, 1))} "
+                         f"{self.done}/{self.total or '?'} samples {dt:5.1f} s, "
+                         f"left {hms(left)} {tail:<26}")
+        if end:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class Interrupts:
+    """``with Interrupts() as intr:``: SIGINT and SIGTERM raise ``KeyboardInterrupt`` in
+    the main thread, once: later signals are ignored so that the cleanup (stopping
+    workers, closing files) runs undisturbed. ``intr.signum``: the signal received, or
+    ``None``. A ``KeyboardInterrupt`` that Python cannot raise (in a callback from C,
+    such as numba's compiler's) is not reported: the caller sees ``signum`` and whatever
+    exception the interrupted code raised instead. The previous handlers are put back on
+    exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = None
+        self.saved = {}
+        self.saved_hook = None
+
+    def _handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            raise KeyboardInterrupt
+
+    def _unraisable(self, info):
+        if self.signum is None or not issubclass(info.exc_type, KeyboardInterrupt):
+            self.saved_hook(info)
+
+    def __enter__(self):
+        self.saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self.saved_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+        sys.unraisablehook = self.saved_hook
+        return False
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Within the block, a warning prints as one line ``accsim: warning: MESSAGE``
+    (not Python's two lines with the file, line and source)."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
+def _one_line(message, category, filename, lineno, line=None):
+    return f"accsim: warning: {message}\n"

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import time
 
 import numpy as np
 
 from ..hardware.cost import load_technology, price_simulation
 from ..network.simulation import resolve_accelerator, resolve_trace, simulate
 from ..precision.scheduler import ESTIMATORS, check_policy, uses_estimator
-from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, bar, check_out_file,
-                     parse_float, parse_positive_int, write_csv)
+from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, SampleBar, check_out_file,
+                     compile_notice, one_line_warnings, parse_float, parse_positive_int,
+                     show_progress, write_csv)
 
 
 def register(subparsers):
@@ -66,22 +65,20 @@ def register(subparsers):
     s.add_argument("--csv", metavar="FILE", default=None,
                    help="also write one CSV row per layer and run (relative errors, "
                         "events, re-issued fraction)")
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress or compile notice on stderr (also none with --json)")
     s.set_defaults(func=_cmd_simulate)
 
 
-class _Bar:
-    """A one-line progress bar on stderr (only used when stderr is a terminal)."""
-
-    def __init__(self, label):
-        self.label = label
-        self.t0 = time.perf_counter()
-
-    def __call__(self, done, total):
-        dt = time.perf_counter() - self.t0
-        sys.stderr.write(f"\r{self.label:<7} {bar(done, total)} {done}/{total} {dt:5.1f} s")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def _simulate_shown(label, show, *args, **kwargs):
+    """:func:`simulate` with warnings on one line and, when ``show``, a compile notice (cold numba cache) and a
+    progress bar named ``label`` (samples, matmul layer, time left) on stderr."""
+    with one_line_warnings():
+        if not show:
+            return simulate(*args, **kwargs)
+        b = SampleBar(label)
+        with compile_notice():
+            return simulate(*args, progress=b, layer_progress=b.layer, **kwargs)
 
 
 def _pct(v):
@@ -134,10 +131,10 @@ def _cmd_simulate(args):
         check_out_file(args.csv, "--csv")
     trace = resolve_trace(args.trace)
     acc = resolve_accelerator(args.accelerator, args.narrow, args.wide)
-    tty = sys.stderr.isatty()
+    show = show_progress(args.quiet, args.json)
     try:
-        narrow = simulate(trace, acc, limit=limit, seed=args.seed,
-                          progress=_Bar("narrow") if tty else None, **options)
+        narrow = _simulate_shown("narrow", show, trace, acc, limit=limit, seed=args.seed,
+                                 **options)
     except ValueError as exc:
         if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
                                 "tau:")):
@@ -145,7 +142,7 @@ def _cmd_simulate(args):
         raise
     wide = None
     if not args.narrow_only:
-        wide = _wide_run(trace, acc, narrow, limit, args.seed, tty)
+        wide = _wide_run(trace, acc, narrow, limit, args.seed, show)
     est = options["estimator"] if args.policy in ("condition", "multi-level") else "none"
     priced = _priced(acc, args.technology, narrow, est)
     runs = [(_run_label(narrow), narrow)] + ([(f"wide {wide.narrow}", wide)] if wide else [])
@@ -163,7 +160,7 @@ def _cmd_simulate(args):
     return 0
 
 
-def _wide_run(trace, acc, narrow, limit, seed, tty):
+def _wide_run(trace, acc, narrow, limit, seed, show):
     """The same samples again with the narrow accumulator replaced by the top of the
     narrow run's ladder (the wide accumulator when it had none), in its rounding."""
     top = narrow.ladder_formats[-1] if narrow.ladder_formats else acc.wide
@@ -177,8 +174,7 @@ def _wide_run(trace, acc, narrow, limit, seed, tty):
         c = narrow.calibration
         trace = dataclasses.replace(trace, inputs=X[c:], labels=None if lab is None else lab[c:])
         limit = None
-    return simulate(trace, wide_acc, limit=limit, seed=seed,
-                    progress=_Bar("wide") if tty else None)
+    return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed)
 
 
 def _priced(acc, technology, result, estimator="none"):

@@ -4,15 +4,16 @@ their summary (tables, plots, Pareto points)."""
 from __future__ import annotations
 
 import json
-import math
+import signal
 import sys
 import time
 
-from ..experiments.executors import PointError, check_scheduler
+from ..experiments.executors import PointError, check_scheduler, interrupted
 from ..experiments.report import load_results, pareto_json, points_table, write_report
 from ..experiments.spec import load_spec
 from ..experiments.sweep import run_sweep
-from .common import bar, check_out_file, parse_positive_int, print_error, write_csv
+from .common import (Interrupts, bar, check_out_file, compile_notice, hms, one_line_warnings,
+                     parse_positive_int, print_error, show_progress, write_csv)
 
 
 def register(subparsers):
@@ -30,6 +31,8 @@ def register(subparsers):
     s.add_argument("--workers", "-j", metavar="N", default=None,
                    help="worker processes for processes / dask-local "
                         "(default: the number of CPUs)")
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress, compile notice or summary on stderr (errors only)")
     s.set_defaults(func=_cmd_sweep)
 
     r = subparsers.add_parser(
@@ -67,7 +70,7 @@ class _Progress:
         dt = time.perf_counter() - self.t0
         rate = self.ran / dt if dt > 0 else 0.0
         left = (total - done) / rate if rate > 0 else float("inf")
-        eta = _hms(left)
+        eta = hms(left)
         if self.tty:
             self._bar(done, total, f"{rate:5.2f}/s  left {eta}")
         else:
@@ -82,33 +85,47 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _hms(seconds):
-    """``mm:ss`` or ``h:mm:ss`` (``--:--`` when not finite)."""
-    if not math.isfinite(seconds):
-        return "--:--"
-    s = round(seconds)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def _log(msg):
     print(f"accsim sweep: {msg}", file=sys.stderr, flush=True)
+
+
+def _quiet(msg):
+    pass
 
 
 def _cmd_sweep(args):
     workers = parse_positive_int(args.workers, "--workers")
     check_scheduler(args.scheduler)
     spec = load_spec(args.spec)
-    try:
-        summary = run_sweep(spec, args.out, scheduler=args.scheduler, workers=workers,
-                            progress=_Progress(sys.stderr.isatty()), log=_log)
-    except PointError as exc:
-        print_error(f"{exc} (finished points are saved; rerun to resume)")
-        return 1
-    _log(f"done: {summary.ran} points run, {summary.skipped} already done, "
-         f"{summary.seconds:.1f} s; results in {summary.results}")
+    log = _quiet if args.quiet else _log
+    # a bar on a terminal, one line per point otherwise; nothing with --quiet
+    progress = None if args.quiet else _Progress(show_progress())
+    with Interrupts() as intr:
+        try:
+            with compile_notice(progress is not None), one_line_warnings():
+                summary = run_sweep(spec, args.out, scheduler=args.scheduler,
+                                    workers=workers, progress=progress, log=log)
+        except BaseException as exc:   # after a signal, whatever the interrupted code raised
+            if intr.signum is not None or interrupted(exc):
+                return _interrupted(intr.signum, args.out, progress)
+            if isinstance(exc, PointError):
+                print_error(f"{exc} (finished points are saved; rerun to resume)")
+                return 1
+            raise
+    log(f"done: {summary.ran} points run, {summary.skipped} already done, "
+        f"{summary.seconds:.1f} s; results in {summary.results}")
     return 0
+
+
+def _interrupted(signum, out, progress):
+    """Exit code 130 after SIGINT / SIGTERM (``signum``; ``None``: an interrupt seen only
+    as an exception), with one line saying what is kept."""
+    name = signal.Signals(signum).name if signum is not None else "interrupt"
+    if progress is not None and progress.tty:
+        sys.stderr.write("\n")
+    _log(f"stopped by {name}: every finished point is saved in {out}/results.jsonl; "
+         f"rerun the same command to resume")
+    return 130
 
 
 def _cmd_report(args):

@@ -20,6 +20,7 @@ import functools
 import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
 from urllib.parse import urlsplit
 
@@ -45,13 +46,30 @@ def _first_line(exc):
     return s.splitlines()[0] if s else ""
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a ``KeyboardInterrupt``: numba's dispatcher
+    turns one raised by a signal handler while it runs into ``SystemError: CPUDispatcher
+    (...) returned a result with an exception set``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def iter_inprocess(todo, workers, fn):
-    """Run the points of ``todo`` one after the other here (``workers`` is ignored)."""
+    """Run the points of ``todo`` one after the other here (``workers`` is ignored); an
+    interrupt while a point runs is a ``KeyboardInterrupt``, never a point failure."""
     for p in todo:
         try:
-            yield p, fn(p.run)
+            out = fn(p.run)
         except Exception as exc:
+            if interrupted(exc):
+                raise KeyboardInterrupt from exc
             raise PointError.of(p, exc) from exc
+        yield p, out
 
 
 @contextlib.contextmanager
@@ -71,12 +89,20 @@ def _environment(updates=None):
                 os.environ[k] = v
 
 
+def ignore_sigint():
+    """Pool worker initializer: Ctrl-C reaches the whole process group, and the parent
+    alone handles it (it terminates the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def iter_processes(todo, workers, fn):
     """Run the points on a local pool of ``workers`` spawned processes started with
-    :data:`WORKER_ENV`."""
+    :data:`WORKER_ENV`. When the caller stops early (an interrupt, a failed point), the
+    workers are terminated at once rather than left to finish their points."""
     ctx = mp.get_context("spawn")
     n = max(1, min(workers, len(todo)))
-    ex = cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+    before = set(mp.active_children())
+    ex = cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=ignore_sigint)
     # spawned children inherit os.environ at start; with the spawn context the pool
     # starts its processes while tasks are submitted, so set the worker environment
     # around the submissions only (the parent runs no numba code meanwhile)
@@ -86,10 +112,25 @@ def iter_processes(todo, workers, fn):
             for p in todo:
                 futs[ex.submit(fn, p.run)] = p
         yield from _collect(cf.as_completed(futs), futs)
-    finally:
-        for f in futs:
-            f.cancel()
-        ex.shutdown(wait=True, cancel_futures=True)
+    except BaseException:       # also GeneratorExit: the consumer stopped early
+        _stop_pool(ex, before)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _stop_pool(ex, before):
+    """Terminate the worker processes of ``ex`` (the children of this process not in
+    ``before``), then shut it down: its manager marks the pending points broken (they
+    are not cancelled first: the manager would fail setting a cancelled future)."""
+    workers = [c for c in mp.active_children() if c not in before]
+    for c in workers:
+        c.terminate()
+    for c in workers:
+        c.join(timeout=10)
+        if c.is_alive():
+            c.kill()
+            c.join()
+    ex.shutdown(wait=True)
 
 
 def _collect(finished, futs):
@@ -114,18 +155,25 @@ def _dask():
     return distributed
 
 
+#: Dask worker preload (Python source, run in each worker process): the workers ignore
+#: SIGINT, which Ctrl-C sends to the whole process group; the parent closes the cluster
+DASK_WORKER_PRELOAD = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)"
+
+
 def iter_dask(todo, workers, fn, address=None, connect_timeout=10.0):
     """Run the points on the Dask scheduler at ``address``, or on a LocalCluster of
     ``workers`` single-threaded worker processes started with :data:`WORKER_ENV` when
-    ``address`` is ``None``."""
+    ``address`` is ``None``: they ignore SIGINT, and their log is silenced below
+    CRITICAL (a failed point is reported through its future; the heartbeat errors of a
+    cluster closed after an interrupt are not news)."""
     distributed = _dask()
     if address is None:
         # dask's Nanny writes its pre-spawn variables into this process's environment
         with _environment():
             cluster = distributed.LocalCluster(
                 n_workers=max(1, min(workers, len(todo))), threads_per_worker=1,
-                processes=True, dashboard_address=None, silence_logs=logging.ERROR,
-                env=dict(WORKER_ENV))
+                processes=True, dashboard_address=None, silence_logs=logging.CRITICAL,
+                env=dict(WORKER_ENV), preload=[DASK_WORKER_PRELOAD])
             try:
                 with distributed.Client(cluster) as client:
                     yield from _dask_run(distributed, client, todo, fn)

@@ -9,6 +9,7 @@ This module runs one point (:func:`run_point`, :func:`point_metrics`) and a whol
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -203,12 +204,16 @@ def run_sweep(spec, out, *, scheduler="inprocess", workers=None, progress=None,
             progress(skipped, total, None, None)     # draw the bar before the first point
         if todo:
             fn = run_point if scheduler == "inprocess" else worker_run_point
-            for p, (metrics, seconds) in executor(scheduler)(todo, workers, fn):
-                writer.write({"id": p.id, "params": p.params, "accsim_version": __version__,
-                              "metrics": metrics, "seconds": round(seconds, 6)})
-                ran += 1
-                if progress is not None:
-                    progress(skipped + ran, total, p, seconds)
+            # closed here on any exception (an interrupt too): the executor stops its
+            # workers before the exception leaves run_sweep
+            with contextlib.closing(executor(scheduler)(todo, workers, fn)) as finished:
+                for p, (metrics, seconds) in finished:
+                    writer.write({"id": p.id, "params": p.params,
+                                  "accsim_version": __version__, "metrics": metrics,
+                                  "seconds": round(seconds, 6)})
+                    ran += 1
+                    if progress is not None:
+                        progress(skipped + ran, total, p, seconds)
     finally:
         writer.close()
     return SweepSummary(total, skipped, ran, time.perf_counter() - t0, res_path)

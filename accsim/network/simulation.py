@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from ..hardware.accelerator import load_accelerator
 from ..numerics.config import load_format
 from ..numerics.datapath import Datapath
-from ..numerics.formats import FloatFormat
+from ..numerics.formats import FloatFormat, IntFormat
 from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_policy,
                                    default_ladder, resolve_ladder, static_neuron_levels)
 from . import ops
@@ -135,6 +136,36 @@ def _run_options(acc, ladder, seed, batch_size, reissue):
                    for f, rnd in ladder)
     return RunOptions(seed, batch_size, reissue, (narrow, *mid, wide), labels,
                       tuple(f for f, _ in ladder))
+
+
+class AccumulatorWidthWarning(UserWarning):
+    """An integer accumulator narrower than one product of the operands it sums."""
+
+
+def product_bits(a, w) -> int:
+    """Bits of a signed register holding any product of operands of the integer formats
+    ``a`` and ``w`` as quantized (symmetric: ``|x| ≤ 2^(bits-1) - 1``): ``a.bits + w.bits
+    - 1``."""
+    return a.bits + w.bits - 1
+
+
+def check_register_widths(trace, acc, rung_formats, stacklevel=3):
+    """Warn (:class:`AccumulatorWidthWarning`, one line naming the matmul layers) when an
+    integer accumulator of ``rung_formats`` has fewer bits than one product of the
+    trace's integer operands on ``acc`` (``int8`` register for ``int8 x int8``): its
+    sums wrap or saturate from the first term."""
+    ispec, wspec = operand_specs(trace, acc)
+    a, w = ispec.fmt, wspec.fmt
+    if not (isinstance(a, IntFormat) and isinstance(w, IntFormat)):
+        return
+    need = product_bits(a, w)
+    layers = [la.name for la in trace.layers if la.kind in MATMUL_KINDS]
+    for f in dict.fromkeys(rung_formats):
+        if isinstance(f, IntFormat) and f.bits < need and layers:
+            warnings.warn(f"layer{'s' if len(layers) > 1 else ''} {', '.join(layers)}: the "
+                          f"{f.label} accumulator ({f.bits} bits) is narrower than the "
+                          f"{a.label} x {w.label} products it sums ({need} bits)",
+                          AccumulatorWidthWarning, stacklevel=stacklevel)
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,14 +270,17 @@ class _Run:
         r.outputs += z.size
         return z
 
-    def batch(self, ci, xb, ref):
+    def batch(self, ci, xb, ref, on_layer=None):
         """(network output, reference output) of batch ``ci`` with inputs ``xb`` and the
-        reference tensors ``ref``."""
+        reference tensors ``ref``; ``on_layer(name, k, n)`` before the ``k``-th (from 1)
+        of the ``n`` matmul layers."""
         vals = {"input": xb}
         prev = "input"
         for i, layer in enumerate(self.layers):
             args = [vals[nm] for nm in self.input_names[i]]
             if i in self.mm:
+                if on_layer is not None:
+                    on_layer(layer.name, self.mm_index.index(i) + 1, len(self.mm_index))
                 y = self.matmul_layer(self.mm[i], args[0], ci, ref[layer.name])
             else:
                 y = ops.apply_layer(layer, args, self.trace.arrays)
@@ -254,15 +288,20 @@ class _Run:
             prev = layer.name
         return vals[prev], ref[prev]
 
-    def execute(self, progress=None):
-        """Run every batch; the :class:`~accsim.network.results.SimulationResult`."""
+    def execute(self, progress=None, layer_progress=None):
+        """Run every batch; the :class:`~accsim.network.results.SimulationResult`.
+        ``progress(done, n)`` after each batch, ``layer_progress(done, n, name, k, K)``
+        before the ``k``-th of the ``K`` matmul layers of each batch (``done``: samples
+        finished before the batch)."""
         t_start = time.perf_counter()
         self.prepare(self.calibrate())
         out_sim, out_ref = [], []
         for ci, (s0, s1) in enumerate(_batches(self.n, self.opts.batch_size)):
             xb = np.asarray(self.X[s0:s1], dtype=np.float64)
             ref = self.ref_cache.pop() if self.ref_cache else self.reference(xb)
-            y, y_ref = self.batch(ci, xb, ref)
+            on_layer = None if layer_progress is None else \
+                (lambda name, k, K, s0=s0: layer_progress(s0, self.n, name, k, K))
+            y, y_ref = self.batch(ci, xb, ref, on_layer)
             out_sim.append(np.asarray(y).reshape(s1 - s0, -1))
             out_ref.append(np.asarray(y_ref).reshape(s1 - s0, -1))
             if progress is not None:
@@ -317,7 +356,8 @@ def _check_static(n, calibration, quantile):
     return calibration
 
 
-def _simulate_static(trace, acc, X, labels, opts, *, calibration, quantile, progress):
+def _simulate_static(trace, acc, X, labels, opts, *, calibration, quantile, progress,
+                     layer_progress=None):
     """``static``: per-neuron rungs from a uniform-narrow pass over the first
     ``calibration`` samples, then the fixed assignment on the remaining samples."""
     calibration = _check_static(X.shape[0], calibration, quantile)
@@ -327,12 +367,12 @@ def _simulate_static(trace, acc, X, labels, opts, *, calibration, quantile, prog
         collect=True))
     cal = _Run(trace, acc, X[:calibration],
                None if labels is None else labels[:calibration], cal_opts)
-    cal.execute(progress)
+    cal.execute(progress, layer_progress)
     neuron = {i: static_neuron_levels(np.concatenate(lr.scores), opts.rungs, tau=pol.tau,
                                       fraction=pol.fraction, quantile=quantile)
               for i, lr in cal.mm.items()}
     res = _Run(trace, acc, X[calibration:], None if labels is None else labels[calibration:],
-               opts, neuron_levels=neuron).execute(progress)
+               opts, neuron_levels=neuron).execute(progress, layer_progress)
     res.calibration = int(calibration)
     res.quantile = float(quantile)
     res.estimator = "none"          # nothing is estimated at inference
@@ -379,7 +419,9 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              tau: float | None = None, fraction: float | None = None,
              estimator: str = "exact", relu_negative: str = "one",
              analyze: bool = True, ladder=None, calibration: int | None = None,
-             quantile: float | None = None) -> SimulationResult:
+             quantile: float | None = None,
+             layer_progress: Callable[[int, int, str, int, int], None] | None = None,
+             ) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -395,6 +437,9 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         Seed of stochastic rounding (each layer and batch draws its own stream).
     progress : callable(done, total), optional
         Called after every batch with the number of samples done.
+    layer_progress : callable(done, total, name, k, n), optional
+        Called before the ``k``-th (from 1) of the ``n`` matmul layers of every batch
+        (``done``: samples finished before the batch; ``name``: the layer's).
     batch_size : int
         Samples per batch (memory); results do not depend on it except with
         stochastic rounding (and the batch-wise budgets of ``random`` / ``oracle`` /
@@ -442,11 +487,13 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         acc, rungs = _ladder_for(policy, ladder, acc)
         opts = _run_options(acc, rungs, seed, batch_size, ReissuePolicy(
             policy, tau, fraction, estimator, relu_negative, analyze))
+        check_register_widths(trace, acc, opts.rung_formats)
         if policy == "static":
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,
                                     quantile=DEFAULT_QUANTILE if quantile is None
-                                    else quantile, progress=progress)
-        return _Run(trace, acc, X, labels, opts).execute(progress)
+                                    else quantile, progress=progress,
+                                    layer_progress=layer_progress)
+        return _Run(trace, acc, X, labels, opts).execute(progress, layer_progress)
 
 
 def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
