@@ -263,13 +263,31 @@ def kernel_params(dp: Datapath, *, seed=None, sr_bits=None) -> KernelParams:
     when products are exact or the structure is not "chunked" (the kernels do not read
     them then).
     """
+    acc, product, wide, fixed = _datapath_params(dp)
     if isinstance(dp.acc, FloatFormat):
-        native, wide_native, seed_u, srbits = _float_register(dp, seed, sr_bits)
+        fm = [(dp.acc, dp.rounding), (dp.wide, dp.wide_rounding),
+              (dp.product, dp.product_rounding) if dp.rounded_product else (None, None)]
+        srb = _sr_limit(dp.rounding, sr_bits, fm)
+        _, seed_u, srbits = sr_settings("sr" if srb is not None else "rne", seed, srb)
     else:
+        _, seed_u, srbits = sr_settings(dp.rounding, seed, sr_bits)
+    return KernelParams(acc, product, wide, fixed._replace(
+        sr_bits=np.int64(srbits), seed=np.uint64(seed_u).view(np.int64)))
+
+
+@functools.lru_cache(maxsize=256)
+def _datapath_params(dp):
+    """What :func:`kernel_params` takes from the datapath alone, checked: the register,
+    product and wide :class:`~accsim.numerics.kernels.FormatParams` and the
+    :class:`~accsim.numerics.kernels.DatapathParams` (``sr_bits`` and ``seed`` 0: set
+    per product). Datapaths are frozen values, so this is kept (the last 256)."""
+    if isinstance(dp.acc, FloatFormat):
+        native, wide_native = _check_float_datapath(dp)
+    else:
+        _check_int_datapath(dp)
         native, wide_native = False, False
-        seed_u, srbits = _int_register(dp, seed, sr_bits)
     chunked = dp.structure == "chunked"
-    scalars = dict(
+    fixed = dict(
         rounding=rounding_code(dp.rounding),
         product_kind=int(dp.rounded_product),
         product_rounding=rounding_code(dp.product_rounding if dp.rounded_product else "rne"),
@@ -281,13 +299,12 @@ def kernel_params(dp: Datapath, *, seed=None, sr_bits=None) -> KernelParams:
         align_rounding=rounding_code(dp.align_rounding or "rz"),
         native=int(native),
         wide_native=int(wide_native),
-        sr_bits=srbits)
-    return KernelParams(
-        acc=format_params(dp.acc),
-        product=format_params(dp.product if dp.rounded_product else dp.acc),
-        wide=format_params(dp.wide if chunked else dp.acc),
-        datapath=DatapathParams(**{k: np.int64(v) for k, v in scalars.items()},
-                                seed=np.uint64(seed_u)))
+        sr_bits=0,
+        seed=0)
+    return (format_params(dp.acc),
+            format_params(dp.product if dp.rounded_product else dp.acc),
+            format_params(dp.wide if chunked else dp.acc),
+            DatapathParams(**{k: np.int64(v) for k, v in fixed.items()}))
 
 
 def scalar_step(fmt, rounding, acc, a, b):
@@ -310,12 +327,8 @@ def scalar_step(fmt, rounding, acc, a, b):
         if na * nb * dp != npp * da * db:  # the product is not exact: refuse there
             return None
     native = _check_float_acc(fmt, rounding, "format")
-    P = format_params(fmt)
-    code = np.int64(rounding_code(rounding))
-    # per-call buffers: the kernels release the GIL, so callers' threads may overlap
-    xbuf, obuf, fbuf = np.array([acc], dtype=np.float64), np.empty(1), np.empty(1, np.uint8)
-    kernels.quantize_kernel_serial(xbuf, obuf, P, code, np.uint64(0), np.int64(0), fbuf)
-    v, f = kernels.fadd(float(obuf[0]), p, P, code, np.uint64(0), np.int64(0), native)
+    v, f = kernels.register_step(float(acc), p, format_params(fmt),
+                                 np.int64(rounding_code(rounding)), native)
     return float(v), int(f) & (FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
 
 
@@ -379,9 +392,9 @@ def _check_float_acc(fmt, mode, name):
     return False
 
 
-def _float_register(dp, seed, sr_bits):
-    """Checks of a float register datapath: (native, wide_native, seed, sr_bits) with
-    the seed as uint64 and sr_bits as the engine's default or given number."""
+def _check_float_datapath(dp):
+    """Checks of a float register datapath: (native, wide_native), whether the register
+    and the wide register are IEEE binary64 with rne (the hardware add)."""
     acc = dp.acc
     native = _check_float_acc(acc, dp.rounding, "acc")
     wide_native = False
@@ -397,11 +410,7 @@ def _float_register(dp, seed, sr_bits):
                 f"{dp.guard_bits} + {carry + 2} bits; at most 62 fit")
         if native:
             raise ValueError("acc: the fused multi-term adder needs an accumulator of at most 50 fraction bits")
-    fm = [(acc, dp.rounding), (dp.wide, dp.wide_rounding),
-          (dp.product, dp.product_rounding) if dp.rounded_product else (None, None)]
-    srb = _sr_limit(dp.rounding, sr_bits, fm)
-    _, seed_u, srbits = sr_settings("sr" if srb is not None else "rne", seed, srb)
-    return native, wide_native, seed_u, srbits
+    return native, wide_native
 
 
 def _sr_limit(rounding, sr_bits, fmts_modes):
@@ -418,8 +427,8 @@ def _sr_limit(rounding, sr_bits, fmts_modes):
     return sr_bits
 
 
-def _int_register(dp, seed, sr_bits):
-    """Checks of an integer / fixed-point register datapath: (seed, sr_bits)."""
+def _check_int_datapath(dp):
+    """Checks of an integer / fixed-point register datapath."""
     acc = dp.acc
     if dp.structure not in ("sequential", "chunked"):
         raise ValueError(f"structure: integer and fixed-point accumulators support "
@@ -436,8 +445,6 @@ def _int_register(dp, seed, sr_bits):
                              "format with the same frac_bits")
         if not wide.signed and wide.bits >= 63:
             raise ValueError("wide: unsigned formats of 63 or 64 bits are not supported")
-    _, seed_u, srbits = sr_settings(dp.rounding, seed, sr_bits)
-    return seed_u, srbits
 
 
 # ------------------------------------------------------------------------------------

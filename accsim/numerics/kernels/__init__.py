@@ -6,7 +6,8 @@ names below, never the submodules.
 
 * :mod:`._codes`: rounding-mode, structure and event-flag codes, numba options;
 * :mod:`._round`: scalar rounding of float64 values to any format, :func:`quantize_kernel`;
-* :mod:`._steps`: one add of a float register (:func:`fadd`) and its vector steps;
+* :mod:`._steps`: one add of a float register (:func:`register_step`) and its vector
+  steps;
 * :mod:`._accumulate`: the float MAC loops (:func:`float_rows`, :func:`float_pairs`);
 * :mod:`._fused`: the multi-term fused adder's step;
 * :mod:`._integer`: integer and fixed-point registers (:func:`int_rows` ...);
@@ -37,12 +38,12 @@ from ._layout import (
 from ._round import quantize_kernel, quantize_kernel_serial
 from ._simd import HALF_NATIVE
 from ._stats import sig_stats, sig_stats_f32, sig_stats_f32_pair
-from ._steps import fadd
+from ._steps import register_step
 
 __all__ = [
     "FormatParams", "DatapathParams", "KernelParams", "format_params",
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "S_CHUNK", "S_SEQ",
-    "HALF_NATIVE", "fadd", "quantize_kernel", "quantize_kernel_serial",
+    "HALF_NATIVE", "register_step", "quantize_kernel", "quantize_kernel_serial",
     "float_rows", "float_rows_serial", "float_pairs",
     "int_rows", "int_rows_exact", "int_pairs_exact",
     "sig_stats", "sig_stats_f32", "sig_stats_f32_pair",
@@ -98,8 +99,9 @@ _format_params_cached = functools.lru_cache(maxsize=256)(_format_params)
 
 
 class DatapathParams(NamedTuple):
-    """The scalars of a datapath and of one product as the kernels read them (numba
-    types the tuple once: int64 fields and the uint64 seed). Rounding modes are
+    """The scalars of a datapath and of one product as the kernels read them. Every
+    field is an int64 (numba then types the tuple as one homogeneous named tuple, which
+    it passes to a kernel about ten times faster than a mixed one). Rounding modes are
     :func:`accsim.numerics.formats.rounding_code` values, the structure the position
     of its name in :data:`accsim.numerics.datapath.STRUCTURES`; fields of another
     structure are 0."""
@@ -116,7 +118,7 @@ class DatapathParams(NamedTuple):
     native: np.int64            # 1: the register is IEEE binary64 with rne (hardware add)
     wide_native: np.int64       # 1: the wide register is IEEE binary64 with rne
     sr_bits: np.int64           # random bits of stochastic rounding (0: exact probability)
-    seed: np.uint64             # seed of the stochastic-rounding streams
+    seed: np.int64              # seed of the stochastic-rounding streams (the uint64's bits)
 
 
 class KernelParams(NamedTuple):

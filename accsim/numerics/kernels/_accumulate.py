@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange, types, float64, int32, int64, uint64, uint8
 from numba.extending import overload
 
-from ._codes import F_INEXACT, JIT, RNE, S_CHUNK, S_FUSED, S_SEQ, S_TREE, SR
+from ._codes import F_INEXACT, JIT, RNE, S_FUSED, S_SEQ, S_TREE, SR
 from ._fused import fused_step
 from ._round import out_key, round_any, round_float, step_key
 from ._simd import HALF_NATIVE, products_t8
@@ -77,38 +77,44 @@ def _block(A, B, w):
 def _row_block(A, B, i, cols, e0, w, seed):
     """The :class:`Block` of the w outputs (i, cols[e0 + t]), their keys set."""
     blk = _block(A, B, w)
+    keys = blk.keys
     for t in range(w):
-        blk.keys[t] = out_key(seed, i, cols[e0 + t])
+        keys[t] = out_key(seed, i, cols[e0 + t])
     return blk
 
 
 @njit(inline="always", **JIT)
-def _tally(f, t, blk, inexact):
-    """Record the event flags f of one rounding of register t (its inexact count in
-    ``inexact``: the block's narrow or wide count)."""
-    blk.flags[t] |= f
-    blk.overflows[t] += (f >> 1) & 1
-    blk.saturations[t] += (f >> 2) & 1
-    inexact[t] += f & 1
+def _tally(f, t, fl, nov, nsat, ninx):
+    """Record the event flags f of one rounding of register t in a block's flags and
+    counts (``ninx``: its narrow or wide inexact count). The callers bind the block's
+    arrays to local names first: a field read inside a loop that also calls functions
+    costs two atomic reference-count updates each time (measured 15x slower)."""
+    fl[t] |= f
+    nov[t] += (f >> 1) & 1
+    nsat[t] += (f >> 2) & 1
+    ninx[t] += f & 1
 
 
 @njit(inline="always", **JIT)
 def _store_events(blk, o0, oflags, c_ov, c_sat, c_inx):
     """The block's events into index o0 + t of the per-output arrays."""
-    for t in range(blk.acc.shape[0]):
-        n_inx = int64(blk.inexact[t]) + blk.wide_inexact[t]
-        oflags[o0 + t] = blk.flags[t] | (uint8(F_INEXACT) if n_inx > 0 else uint8(0))
-        c_ov[o0 + t] = blk.overflows[t]
-        c_sat[o0 + t] = blk.saturations[t]
+    fl, nov, nsat, ninx, winx = (blk.flags, blk.overflows, blk.saturations, blk.inexact,
+                                 blk.wide_inexact)
+    for t in range(fl.shape[0]):
+        n_inx = int64(ninx[t]) + winx[t]
+        oflags[o0 + t] = fl[t] | (uint8(F_INEXACT) if n_inx > 0 else uint8(0))
+        c_ov[o0 + t] = nov[t]
+        c_sat[o0 + t] = nsat[t]
         c_inx[o0 + t] = n_inx
 
 
 @njit(inline="always", **JIT)
-def _product(p, PP, S, key, t, blk):
-    """The product as the adder sees it: exact, or rounded to the product format PP."""
+def _product(p, PP, S, key, t, fl, nov, nsat, ninx):
+    """The product as the adder sees it: exact, or rounded to the product format PP
+    (events tallied as :func:`_tally`)."""
     if S.product_kind == 1:
         p, pf = round_any(p, PP, S.product_rounding, key, S.sr_bits)
-        _tally(pf, t, blk, blk.inexact)
+        _tally(pf, t, fl, nov, nsat, ninx)
     return p
 
 
@@ -191,15 +197,15 @@ def _count_add_typed(c, d):
 
 
 @njit(**JIT)
-def _redo(x, p, t, k, nxt, blk, P, S):
+def _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S):
     """Step k of register t by the general scalar code (:func:`fadd`, in float64:
     exact for float32 lanes, whose values and products are float32 values): the value
     into nxt[t] (exact in float32 too, as every value of the format is a float32), the
     step's events tallied."""
-    v, f = fadd(float64(x), float64(p), P, S.rounding, step_key(blk.keys[t], k), S.sr_bits,
+    v, f = fadd(float64(x), float64(p), P, S.rounding, step_key(keys[t], k), S.sr_bits,
                 S.native != 0)
     nxt[t] = v
-    _tally(f, t, blk, blk.inexact)
+    _tally(f, t, fl, nov, nsat, ninx)
 
 
 @njit(inline="always", **JIT)
@@ -225,7 +231,9 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     0: never. Zero pixels and ReLU zeros make this common.
     """
     w = blk.acc.shape[0]
-    ninx = blk.inexact
+    keys, fl, nov, nsat, ninx = (blk.keys, blk.flags, blk.overflows, blk.saturations,
+                                 blk.inexact)
+    gb = blk.gb
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0]
     cur = blk.acc
@@ -235,7 +243,7 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
         a = A[i, k]
         if _skip_a(a, cur, w, skip0):
             continue            # + (+-0) leaves every nonzero register as it is, exactly
-        src = _step_src(B, k, cols, e0, w, contig, c0, blk.gb)
+        src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         if _skip_src(src, cur, w, skip0):
             continue
         nbad = _count_zero(ninx)
@@ -249,7 +257,7 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
                 x = cur[t]
                 p = a * src[t]
                 if step(x, p, C)[1]:
-                    _redo(x, p, t, k, nxt, blk, P, S)
+                    _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S)
         cur, nxt = nxt, cur
         swaps += 1
     _settle(blk.acc, blk.tmp, w, swaps)
@@ -271,16 +279,16 @@ def _span64(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
     if S.product_kind == 0 and native:
         lane_loop(step64_native, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
         return
-    acc = blk.acc
-    keys = blk.keys
+    acc, keys = blk.acc, blk.keys
+    fl, nov, nsat, ninx = blk.flags, blk.overflows, blk.saturations, blk.inexact
     for k in range(k0, k1):
         a = A[i, k]
         for t in range(acc.shape[0]):
             p = _product(a * B[k, cols[e0 + t]], PP, S, step_key(keys[t] ^ _K_PROD, k), t,
-                         blk)
+                         fl, nov, nsat, ninx)
             v, f = fadd(acc[t], p, P, mode, step_key(keys[t], k), S.sr_bits, native)
             acc[t] = v
-            _tally(f, t, blk, blk.inexact)
+            _tally(f, t, fl, nov, nsat, ninx)
 
 
 @njit(**JIT)
@@ -337,7 +345,8 @@ def _lanes(A, B, i, cols, e0, init, o0, skip0, blk, P, PP, PW, S, out, oflags, c
         for t in range(w):
             out[o0 + t] = float64(acc[t])
     else:
-        wide = blk.wide
+        wide, keys, winx = blk.wide, blk.keys, blk.wide_inexact
+        fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
         for t in range(w):
             wide[t] = init[o0 + t]
         k0 = 0
@@ -348,10 +357,10 @@ def _lanes(A, B, i, cols, e0, init, o0, skip0, blk, P, PP, PW, S, out, oflags, c
             _span(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0)
             for t in range(w):
                 v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
-                            step_key(blk.keys[t] ^ _K_WIDE, k0), S.sr_bits,
+                            step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits,
                             S.wide_native != 0)
                 wide[t] = v
-                _tally(f, t, blk, blk.wide_inexact)
+                _tally(f, t, fl, nov, nsat, winx)
             k0 = k1
         for t in range(w):
             out[o0 + t] = wide[t]
@@ -365,9 +374,9 @@ def _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S):
     the bias, when ``has_bias``, added to the root with one more rounding. Results in
     ``blk.acc``."""
     K = A.shape[1]
-    w = blk.acc.shape[0]
-    acc = blk.acc
-    keys = blk.keys
+    acc, keys = blk.acc, blk.keys
+    fl, nov, nsat, ninx = blk.flags, blk.overflows, blk.saturations, blk.inexact
+    w = acc.shape[0]
     mode = S.rounding
     native = S.native != 0
     buf = np.empty((max(K, 1), w))
@@ -375,7 +384,7 @@ def _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S):
         a = A[i, k]
         for t in range(w):
             buf[k, t] = _product(a * B[k, cols[e0 + t]], PP, S,
-                                 step_key(keys[t] ^ _K_PROD, k), t, blk)
+                                 step_key(keys[t] ^ _K_PROD, k), t, fl, nov, nsat, ninx)
     n_lv = K
     node = 0
     while n_lv > 1:
@@ -385,7 +394,7 @@ def _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S):
                 v, f = fadd(buf[2 * h, t], buf[2 * h + 1, t], P, mode,
                             step_key(keys[t], K + node), S.sr_bits, native)
                 buf[h, t] = v
-                _tally(f, t, blk, blk.inexact)
+                _tally(f, t, fl, nov, nsat, ninx)
             node += 1
         if n_lv % 2 == 1:
             for t in range(w):
@@ -402,7 +411,7 @@ def _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S):
                 v, f = round_float(buf[0, t], P, mode, step_key(keys[t], K + node),
                                    S.sr_bits)
             acc[t] = v
-            _tally(f, t, blk, blk.inexact)
+            _tally(f, t, fl, nov, nsat, ninx)
 
 
 @njit(**JIT)
@@ -412,8 +421,8 @@ def _fused(A, B, i, cols, e0, init, blk, P, PP, S):
     ``blk.acc``."""
     K = A.shape[1]
     T = S.terms
-    acc = blk.acc
-    keys = blk.keys
+    acc, keys = blk.acc, blk.keys
+    fl, nov, nsat, ninx = blk.flags, blk.overflows, blk.saturations, blk.inexact
     prods = np.empty(max(T, 1))
     for t in range(acc.shape[0]):
         acc[t] = init[e0 + t]
@@ -424,10 +433,11 @@ def _fused(A, B, i, cols, e0, init, blk, P, PP, S):
             k1 = min(K, k0 + T)
             for k in range(k0, k1):
                 prods[k - k0] = _product(A[i, k] * B[k, j], PP, S,
-                                         step_key(keys[t] ^ _K_PROD, k), t, blk)
+                                         step_key(keys[t] ^ _K_PROD, k), t, fl, nov, nsat,
+                                         ninx)
             v, f = fused_step(acc[t], prods, k1 - k0, P, S, step_key(keys[t], k0))
             acc[t] = v
-            _tally(f, t, blk, blk.inexact)
+            _tally(f, t, fl, nov, nsat, ninx)
             k0 = k1
 
 
@@ -464,8 +474,9 @@ def _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, ou
         _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S)
     else:
         _fused(A, B, i, cols, e0, init, blk, P, PP, S)
+    acc = blk.acc
     for t in range(w):
-        out[e0 + t] = blk.acc[t]
+        out[e0 + t] = acc[t]
     _store_events(blk, e0, oflags, c_ov, c_sat, c_inx)
 
 
@@ -570,7 +581,8 @@ def _pairs_block(ones, pbuf, pr, pc, e0, w, lane, init, P, PP, PW, S, out, oflag
     """The registers of outputs e0 .. e0 + w - 1 of :func:`float_pairs` over their
     products ``pbuf[k, t]`` (as ``ones[0, k] * pbuf[k, lane[t]]``)."""
     blk = _block(ones, pbuf, w)
+    keys = blk.keys
     for t in range(w):
-        blk.keys[t] = out_key(S.seed, pr[e0 + t], pc[e0 + t])
+        keys[t] = out_key(S.seed, pr[e0 + t], pc[e0 + t])
     _lanes(ones, pbuf, 0, lane, 0, init, e0, 2, blk, P, PP, PW, S, out, oflags, c_ov, c_sat,
            c_inx)

@@ -36,8 +36,8 @@ import math
 
 from numba import njit, float32, int32, int64, uint64
 
-from ._codes import F_INEXACT, F_OVERFLOW, JIT, RD, RNA, RNE, RO, RU
-from ._round import b2f, f2b, f2i, i2f, round_float
+from ._codes import F_INEXACT, F_OVERFLOW, JIT, RD, RNA, RNE, RO, RU, SR
+from ._round import b2f, element_key, f2b, f2i, i2f, round_float
 from ._simd import round_half
 
 
@@ -90,6 +90,18 @@ def fadd(s, p, P, mode, key, srbits, native):
     if v == 0.0:
         v = _zero_sum(s, p, mode)
     return round_float(v, P, mode, key, srbits)
+
+
+@njit(**JIT)
+def register_step(s, p, P, mode, native):
+    """One step of the float register P, called from Python: the value s is first
+    loaded into the register (rounded into P with ``mode``, as
+    :func:`accsim.numerics.kernels.quantize_kernel`
+    rounds element 0 with seed 0; not counted), then rounded s + p with :func:`fadd`:
+    (value, flags of the add)."""
+    key = element_key(uint64(0), 0) if mode == SR else uint64(0)
+    v, _ = round_float(s, P, mode, key, int64(0))
+    return fadd(v, p, P, mode, uint64(0), int64(0), native)
 
 
 # ------------------------------------------------------------------------------------
