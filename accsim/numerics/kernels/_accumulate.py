@@ -14,9 +14,11 @@ scalars as :class:`accsim.numerics.kernels.DatapathParams` (``S``).
 The outputs of a row (or a block of scattered outputs) are registers side by side
 (:class:`Block`). Sequential and chunked structures step them with one loop,
 :func:`lane_loop`, whatever the register: the step itself is one of the vector steps of
-:mod:`._steps`, passed as an argument (numba compiles the loop once per step function).
-Products must be exact in the lanes' dtype (checked by the engine): float64, or float32
-for registers of at most 22 significant bits.
+:mod:`._steps`, passed as an argument. The loop is inlined where it is called, so each
+call site compiles its own copy with its step inlined (a separately compiled loop would
+take the step as a run-time function value, which numba cannot cache). Products must be
+exact in the lanes' dtype (checked by the engine): float64, or float32 for registers of
+at most 22 significant bits.
 """
 
 from typing import NamedTuple

@@ -27,6 +27,13 @@ def int_limits(P):
     return int64(0), int64((uint64(1) << uint64(P.bits)) - uint64(1))
 
 
+@njit(inline="always", **JIT)
+def _exact_consts(P):
+    """(lo, hi, bits, signed, sat, sh) of :func:`_iadd_exact` for the register P."""
+    lo, hi = int_limits(P)
+    return lo, hi, P.bits, P.signed == 1, P.overflow == 1, int64(64 - P.bits)
+
+
 @njit(**JIT)
 def to_units(p, frac, mode, key, srbits):
     """Round float64 p to an integer number of 2**-frac units: (int64, inexact).
@@ -104,11 +111,7 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
     whose products are exact integers (|a*b| < 2**62): branch-free wrap/saturate,
     vectorisable over outputs."""
     K = Ai.shape[1]
-    lo, hi = int_limits(P)
-    bits = P.bits
-    signed = P.signed == 1
-    sat = P.overflow == 1
-    sh = int64(64 - bits)
+    lo, hi, bits, signed, sat, sh = _exact_consts(P)
     nrows = rows.shape[0]
     for r in prange(nrows):
         i = rows[r]
@@ -151,11 +154,7 @@ def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, P, out, oflags, c_ov, c_sat):
     read in step, would evict each other from the L1 cache), then runs the registers
     side by side."""
     K = Ai.shape[1]
-    lo, hi = int_limits(P)
-    bits = P.bits
-    signed = P.signed == 1
-    sat = P.overflow == 1
-    sh = int64(64 - bits)
+    lo, hi, bits, signed, sat, sh = _exact_consts(P)
     nnz = pr.shape[0]
     nblk = (nnz + lanes - 1) // lanes
     for blk in prange(nblk):

@@ -42,11 +42,30 @@ from ._simd import round_half
 
 
 @njit(inline="always", **JIT)
+def two_sum(x, p):
+    """(hi, lo) with hi + lo = x + p exactly (TwoSum; hi the rounded sum). lo is NaN
+    wherever hi is inf or NaN."""
+    hi = x + p
+    bp = hi - x
+    lo = (x - (hi - bp)) + (p - bp)
+    return hi, lo
+
+
+@njit(inline="always", **JIT)
+def ro_bits32(hi, lo):
+    """int32 pattern of the float32 round-to-odd of the exact hi + lo (from
+    :func:`two_sum`): hi stepped one ulp toward lo when lo != 0 and hi's last bit is
+    even (no step when lo is NaN)."""
+    hb = f2i(hi)
+    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
+    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
+    return int32(hb + int32(delta & int32(-fix)))
+
+
+@njit(inline="always", **JIT)
 def ro_sum(s, p):
     """float64 round-to-odd of the exact s + p (both float64)."""
-    hi = s + p
-    bp = hi - s
-    lo = (s - (hi - bp)) + (p - bp)
+    hi, lo = two_sum(s, p)
     # branch-free: when lo != 0 (and not NaN) and hi's last bit is even, step hi one
     # ulp toward lo (up in magnitude if lo has hi's sign, down otherwise)
     hb = f2b(hi)
@@ -178,9 +197,7 @@ def step64(x, p, C):
     NaN registers included).
     """
     s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz = C
-    hi = x + p
-    bp = hi - x
-    lo = (x - (hi - bp)) + (p - bp)
+    hi, lo = two_sum(x, p)
     hb = f2i(hi)
     # lo is NaN when hi overflowed to inf: no nudge then (inf stays inf, not the
     # largest finite float64, and the caller's general path takes over)
@@ -215,9 +232,7 @@ def step64_native(x, p, C):
     of zero sums, subnormals, ties to even), TwoSum gives the inexact flag. Bad where
     the sum is inf or NaN (overflow, or an inf/NaN operand): the general code gives
     the flags there. C is empty."""
-    hi = x + p
-    bp = hi - x
-    lo = (x - (hi - bp)) + (p - bp)
+    hi, lo = two_sum(x, p)
     # lo is NaN wherever hi is inf or NaN, so a bad lane counts no inexact here
     return hi, int64((hi - hi) != 0.0), int64((lo != 0.0) & (lo == lo))
 
@@ -285,13 +300,8 @@ def step32(x, p, C):
     step stays in 8-lane registers. Exact zero sums as in :func:`step64`.
     """
     lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz = C
-    hi = x + p
-    bp = hi - x
-    lo = (x - (hi - bp)) + (p - bp)
-    hb = f2i(hi)
-    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
-    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
-    hb = int32(hb + int32(delta & int32(-fix)))
+    hi, lo = two_sum(x, p)
+    hb = ro_bits32(hi, lo)
     mag = int32(hb & int32(0x7FFFFFFF))
     neg = int32(hb >> int32(31))
     rem = int32(mag & lowmask)
@@ -335,14 +345,9 @@ def step32_rne(x, p, C):
     (2^(23 - fraction bits)), ``half`` = lsb / 2, ``lowmask`` = lsb - 1.
     """
     lsb, lowmask, half, minb, maxb = C
-    hi = x + p
-    bp = hi - x
-    lo = (x - (hi - bp)) + (p - bp)
-    hb = f2i(hi)
     # round-to-odd of the exact sum (float32 keeps at least two more bits than P)
-    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
-    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
-    hb = int32(hb + int32(delta & int32(-fix)))
+    hi, lo = two_sum(x, p)
+    hb = ro_bits32(hi, lo)
     mag = int32(hb & int32(0x7FFFFFFF))
     rem = int32(mag & lowmask)
     # ties to even: add half an LSB, less one where the kept LSB is even
@@ -365,13 +370,8 @@ def step32_half(x, p, C):
     to binary16 and back (:func:`accsim.numerics.kernels._simd.round_half`). An exact
     zero sum keeps the float32 add's sign, IEEE's under rne. Bad: an infinite or NaN
     result (overflow, or an inf/NaN operand). C is empty."""
-    hi = x + p
-    bp = hi - x
-    lo = (x - (hi - bp)) + (p - bp)
-    hb = f2i(hi)
-    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
-    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
-    r = round_half(i2f(int32(hb + int32(delta & int32(-fix)))))
+    hi, lo = two_sum(x, p)
+    r = round_half(i2f(ro_bits32(hi, lo)))
     good = int32((r - r) == float32(0.0))
     inexact = int32((r != hi) | (lo != float32(0.0)))
     return r, int32(int32(1) - good), int32(inexact & good)
@@ -381,9 +381,7 @@ def step32_half(x, p, C):
 def step32_native(x, p, C):
     """:func:`step64_native` for the IEEE binary32 register with rne on float32 lanes:
     the hardware float32 add is the register. C is empty."""
-    hi = x + p
-    bp = hi - x
-    lo = (x - (hi - bp)) + (p - bp)
+    hi, lo = two_sum(x, p)
     return (hi, int32((hi - hi) != float32(0.0)),
             int32((lo != float32(0.0)) & (lo == lo)))
 
