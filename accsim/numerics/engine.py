@@ -115,7 +115,6 @@ FLAG_INEXACT, FLAG_OVERFLOW, FLAG_SATURATE = (kernels.F_INEXACT, kernels.F_OVERF
 _FLAG_MASK = np.uint8(FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
 _FP32 = FloatFormat(8, 23)
 _FP64 = FloatFormat(11, 52)
-_PARALLEL_MIN = 65536        # entries from which layout passes run on the numba threads
 
 
 class Events:
@@ -502,7 +501,7 @@ def _operands(A, B, want32):
         return _Operand(A), _Operand(B)
     A32 = np.empty(A.shape, dtype=np.float32)
     B32 = np.empty(B.shape, dtype=np.float32)
-    if A.size + B.size >= _PARALLEL_MIN:
+    if A.size + B.size >= kernels.PARALLEL_MIN:
         res = kernels.sig_stats_f32_pair(A.reshape(-1), A32.reshape(-1), B.reshape(-1),
                                          B32.reshape(-1))
     else:
@@ -562,7 +561,7 @@ def _selection(select, m, n):
         mask = np.asarray(select)
         if mask.dtype != bool or mask.shape != (m, n):
             raise ValueError(f"select: expected a boolean mask of shape ({m}, {n}) or (rows, cols)")
-    csr = kernels.mask_csr if mask.size >= _PARALLEL_MIN else kernels.mask_csr_serial
+    csr = kernels.mask_csr if mask.size >= kernels.PARALLEL_MIN else kernels.mask_csr_serial
     rows, ptr, cols = csr(mask)
     return _Selection(rows, ptr, cols, mask)
 
@@ -635,7 +634,7 @@ def _gather(sel, values_e, res, m, n, fill):
     ov = np.empty(m, dtype=np.int64)
     sat = np.empty(m, dtype=np.int64)
     inx = np.empty(m, dtype=np.int64)
-    scatter = (kernels.scatter_results if m * n >= _PARALLEL_MIN
+    scatter = (kernels.scatter_results if m * n >= kernels.PARALLEL_MIN
                else kernels.scatter_results_serial)
     scatter(rows, ptr, cols, values_e, res.flags, res.overflows, res.saturations, res.inexact,
             _FLAG_MASK, np.float64(fill), values, flags, ov, sat, inx)
@@ -680,8 +679,9 @@ def _lanes32_register(acc, rounding):
 def _transposed(X, dtype):
     """X.T as a C-contiguous array of ``dtype`` (a float dtype holding X's values)."""
     out = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
-    (kernels.transpose_into if X.size >= _PARALLEL_MIN else kernels.transpose_into_serial)(
-        X, out)
+    transpose = (kernels.transpose_into if X.size >= kernels.PARALLEL_MIN
+                 else kernels.transpose_into_serial)
+    transpose(X, out)
     return out
 
 
@@ -709,12 +709,16 @@ def _float_matmul(A, B, dp, kp, sel, bias, seed, opA, opB):
         if pairs:
             _float_pairs(A, B, ops32, sel, init, kp, res)
             return _float_result(sel, res, m, n)
-        if ops32 is not None:
-            A, B = ops32
+    else:
+        ops32 = None
     big = nnz * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
     skip0 = np.int64(1 if opB.finite else 0)   # 0 * B[k, j] is an exact zero
-    kern = kernels.float_rows if big else kernels.float_rows_serial
-    kern(A, B, sel.rows, sel.ptr, sel.cols, init, bias is not None, skip0, *kp, *res)
+    if ops32 is not None:
+        kern = kernels.float_rows32 if big else kernels.float_rows32_serial
+        kern(*ops32, sel.rows, sel.ptr, sel.cols, init, skip0, *kp, *res)
+    else:
+        kern = kernels.float_rows if big else kernels.float_rows_serial
+        kern(A, B, sel.rows, sel.ptr, sel.cols, init, bias is not None, skip0, *kp, *res)
     return _float_result(sel, res, m, n)
 
 

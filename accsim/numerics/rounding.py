@@ -12,8 +12,6 @@ from .config import load_format
 from .formats import FloatFormat, FixedFormat, IntFormat, rounding_code
 from .kernels import format_params
 
-_PARALLEL_MIN = 1 << 16
-
 
 def check_format(fmt, name="fmt"):
     if not isinstance(fmt, (FloatFormat, FixedFormat, IntFormat)):
@@ -72,7 +70,7 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     out = np.empty_like(flat)
     flags = np.empty(flat.shape[0], dtype=np.uint8)
     params = format_params(fmt)
-    kern = (kernels.quantize_kernel if flat.shape[0] >= _PARALLEL_MIN
+    kern = (kernels.quantize_kernel if flat.shape[0] >= kernels.PARALLEL_MIN
             else kernels.quantize_kernel_serial)
     kern(flat, out, params, mode, seed_u, srbits, flags)
     if flat.shape[0]:

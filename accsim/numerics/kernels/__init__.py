@@ -8,7 +8,8 @@ names below, never the submodules.
 * :mod:`._round`: scalar rounding of float64 values to any format, :func:`quantize_kernel`;
 * :mod:`._steps`: one add of a float register (:func:`register_step`) and its vector
   steps;
-* :mod:`._accumulate`: the float MAC loops (:func:`float_rows`, :func:`float_pairs`);
+* :mod:`._accumulate`: the float MAC loops (:func:`float_rows`, :func:`float_rows32`,
+  :func:`float_pairs`);
 * :mod:`._fused`: the multi-term fused adder's step;
 * :mod:`._integer`: integer and fixed-point registers (:func:`int_rows` ...);
 * :mod:`._stats`: operand statistics (:func:`sig_stats` ...);
@@ -28,8 +29,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..formats import FloatFormat
-from ._accumulate import float_pairs, float_rows, float_rows_serial
-from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR, S_CHUNK, S_SEQ
+from ._accumulate import (
+    float_pairs, float_rows, float_rows32, float_rows32_serial, float_rows_serial,
+)
+from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR
 from ._integer import int_pairs_exact, int_rows, int_rows_exact
 from ._layout import (
     mask_csr, mask_csr_serial, scatter_results, scatter_results_serial, transpose_into,
@@ -42,14 +45,19 @@ from ._steps import register_step
 
 __all__ = [
     "FormatParams", "DatapathParams", "KernelParams", "format_params",
-    "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "S_CHUNK", "S_SEQ",
+    "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
     "HALF_NATIVE", "register_step", "quantize_kernel", "quantize_kernel_serial",
-    "float_rows", "float_rows_serial", "float_pairs",
+    "float_rows", "float_rows_serial", "float_rows32", "float_rows32_serial", "float_pairs",
     "int_rows", "int_rows_exact", "int_pairs_exact",
     "sig_stats", "sig_stats_f32", "sig_stats_f32_pair",
     "mask_csr", "mask_csr_serial", "transpose_into", "transpose_into_serial",
     "scatter_results", "scatter_results_serial",
 ]
+
+PARALLEL_MIN = 1 << 16
+"""Entries (of an array, a matrix or a selection) from which the callers run a kernel's
+parallel version on the numba threads rather than its ``_serial`` one: below it,
+starting the thread pool costs more than the work."""
 
 
 class FormatParams(NamedTuple):

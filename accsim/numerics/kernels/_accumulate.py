@@ -24,7 +24,7 @@ at most 22 significant bits.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange, types, float64, int32, int64, uint64, uint8
+from numba import njit, prange, types, float64, int64, uint64, uint8
 from numba.extending import overload
 
 from ._codes import F_INEXACT, JIT, RNE, S_FUSED, S_SEQ, S_TREE, SR
@@ -175,29 +175,6 @@ def _skip_src(src, cur, w, skip0):
     return skip0 == 2 and src[0] == 0 and _all_zero(src, w) and _no_zero(cur, w)
 
 
-def _count_zero(counts):
-    """0 in the integer type of the entries of ``counts``."""
-
-
-@overload(_count_zero, inline="always", jit_options=_OVERLOAD)
-def _count_zero_typed(counts):
-    if counts.dtype == types.int32:
-        return lambda counts: int32(0)
-    return lambda counts: int64(0)
-
-
-def _count_add(c, d):
-    """c + d in c's integer type (numba widens int32 + int32 to int64; int32 counters
-    beside float32 lanes stay 8 to an AVX2 register)."""
-
-
-@overload(_count_add, inline="always", jit_options=_OVERLOAD)
-def _count_add_typed(c, d):
-    if c == types.int32:
-        return lambda c, d: int32(c + d)
-    return lambda c, d: c + d
-
-
 @njit(**JIT)
 def _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S):
     """Step k of register t by the general scalar code (:func:`fadd`, in float64:
@@ -236,6 +213,9 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     keys, fl, nov, nsat, ninx = (blk.keys, blk.flags, blk.overflows, blk.saturations,
                                  blk.inexact)
     gb = blk.gb
+    # counts stay in ninx's integer type (numba widens int32 + int32 to int64): int32
+    # beside float32 lanes, 8 to an AVX2 register
+    count = ninx.dtype.type
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0]
     cur = blk.acc
@@ -248,12 +228,12 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         if _skip_src(src, cur, w, skip0):
             continue
-        nbad = _count_zero(ninx)
+        nbad = count(0)
         for t in range(w):
             v, bad, inexact = step(cur[t], a * src[t], C)
             nxt[t] = v
-            ninx[t] = _count_add(ninx[t], inexact)
-            nbad = _count_add(nbad, bad)
+            ninx[t] = count(ninx[t] + inexact)
+            nbad = count(nbad + bad)
         if nbad:
             for t in range(w):
                 x = cur[t]
@@ -461,7 +441,7 @@ def _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags,
 @njit(**JIT)
 def _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
                c_ov, c_sat, c_inx):
-    """CSR row r on float64 operands, every structure."""
+    """CSR row r of :func:`float_rows`, every structure."""
     if S.structure != S_TREE and S.structure != S_FUSED:
         _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
                    c_sat, c_inx)
@@ -482,45 +462,20 @@ def _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, ou
     _store_events(blk, e0, oflags, c_ov, c_sat, c_inx)
 
 
-def _row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags, c_ov,
-         c_sat, c_inx):
-    """CSR row r: :func:`_float_row` for float64 operands; for float32 operands (exact
-    products, sequential or chunked: the engine checks it) :func:`_lanes_row`."""
-
-
-@overload(_row, jit_options=_OVERLOAD)
-def _row_typed(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-               c_ov, c_sat, c_inx):
-    if A.dtype == types.float32:
-        def impl(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-                 c_ov, c_sat, c_inx):
-            _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags,
-                       c_ov, c_sat, c_inx)
-    else:
-        def impl(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-                 c_ov, c_sat, c_inx):
-            _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
-                       oflags, c_ov, c_sat, c_inx)
-    return impl
-
-
 @njit(parallel=True, **JIT)
 def float_rows(A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
                c_ov, c_sat, c_inx):
-    """Accumulate the selected outputs of A @ B in the float register P.
+    """Accumulate the selected outputs of A @ B (float64) in the float register P.
 
-    A (m, K), B (K, n), both float64, or both float32 when every product is exact in
-    float32 and the register runs on float32 lanes (sequential or chunked, exact
-    products, no stochastic rounding; the engine checks it). Entries e in
-    ptr[r]:ptr[r+1] are outputs (rows[r], cols[e]); init[e] is the register's initial
-    value (bias or 0, already in the format holding it; ``has_bias``: a bias was given,
-    which the tree adds to its root); results and OR-ed flags go to out[e], oflags[e];
-    event counts to c_*[e]. ``skip0`` as in :func:`lane_loop` (0 or 1). Rows run in
-    parallel (independent outputs).
+    A (m, K), B (K, n); entries e in ptr[r]:ptr[r+1] are outputs (rows[r], cols[e]);
+    init[e] is the register's initial value (bias or 0, already in the format holding
+    it; ``has_bias``: a bias was given, which the tree adds to its root); results and
+    OR-ed flags go to out[e], oflags[e]; event counts to c_*[e]. ``skip0`` as in
+    :func:`lane_loop` (0 or 1). Rows run in parallel (independent outputs).
     """
     for r in prange(rows.shape[0]):
-        _row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-             c_ov, c_sat, c_inx)
+        _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
+                   oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -529,8 +484,28 @@ def float_rows_serial(A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S
     """:func:`float_rows` on the calling thread: small products, where starting the
     thread pool costs more than the work."""
     for r in range(rows.shape[0]):
-        _row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-             c_ov, c_sat, c_inx)
+        _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
+                   oflags, c_ov, c_sat, c_inx)
+
+
+@njit(parallel=True, **JIT)
+def float_rows32(A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
+                 c_sat, c_inx):
+    """:func:`float_rows` for float32 operands whose products are exact in float32 and a
+    register that runs on float32 lanes: sequential or chunked, exact products, no
+    stochastic rounding of the narrow register (the engine checks all of this)."""
+    for r in prange(rows.shape[0]):
+        _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
+                   c_sat, c_inx)
+
+
+@njit(**JIT)
+def float_rows32_serial(A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags,
+                        c_ov, c_sat, c_inx):
+    """:func:`float_rows32` on the calling thread (small products)."""
+    for r in range(rows.shape[0]):
+        _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
+                   c_sat, c_inx)
 
 
 @njit(parallel=True, **JIT)

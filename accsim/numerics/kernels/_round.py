@@ -303,80 +303,6 @@ def _round_float_tiny(x, P, mode, key, srbits):
 
 
 @njit(inline="always", **JIT)
-def _round_normal(mag, neg, P, mode, key, srbits):
-    """:func:`round_float` of a value normal in the target (``mag`` its float64 pattern
-    without the sign, ``neg`` the sign): (value, flags)."""
-    man = P.man_bits
-    # Branch-free: the dropped bits' increment is added to the whole pattern and
-    # the dropped bits are cleared; the carry renormalises through the exponent.
-    s = uint64(52 - man)
-    one = uint64(1)
-    lowmask = (one << s) - one
-    rem = mag & lowmask
-    inexact = uint64(rem != uint64(0))
-    if mode == RNE:
-        # with man_bits = 0 every normal significand is 1 (odd): ties go up
-        lsb = ((mag >> s) | uint64(man == 0)) & one & uint64(s != uint64(0))
-        add = (lowmask >> one) + lsb  # half - 1 + lsb
-    elif mode == RNA:
-        add = (lowmask + one) >> one
-    elif mode == RZ:
-        add = uint64(0)
-    elif mode == RU:
-        add = lowmask & (uint64(0) - uint64(not neg))
-    elif mode == RD:
-        add = lowmask & (uint64(0) - uint64(neg))
-    elif mode == RO:
-        add = uint64(0)
-    else:
-        add = _sr_addend(s, key, srbits)
-    r = (mag + add) & ~lowmask
-    if mode == RO and man > 0:  # man_bits = 0: the truncation is already odd
-        r = r | (inexact << s)
-    if r > uint64(P.max_finite_bits):
-        return _overflow_result(neg, mode, P, True)
-    sign = uint64(neg) << uint64(63)
-    return b2f(sign | r), int64(inexact)
-
-
-@njit(inline="always", **JIT)
-def _round_subnormal(mag, neg, e, P, mode, key, srbits):
-    """:func:`round_float` of a float64 normal value (exponent e) that is subnormal in
-    the target, at most 9 binades below its smallest normal: a fixed quantum
-    2**(emin - man_bits). (value, flags)."""
-    man = P.man_bits
-    emin = P.emin
-    # q = round(M / 2**s2) on the 53-bit significand M with the same increments
-    # as :func:`_round_normal`; s2 = 52 - man + (emin - e) is at most 61 here.
-    s2 = uint64(52 - man + (emin - e))
-    one = uint64(1)
-    m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
-    lowmask = (one << s2) - one
-    rem = m & lowmask
-    q = m >> s2
-    if mode == RNE:
-        q = (m + (lowmask >> one) + (q & one)) >> s2
-    elif mode == RNA:
-        q = (m + ((lowmask + one) >> one)) >> s2
-    elif mode == RU:
-        if not neg:
-            q = (m + lowmask) >> s2
-    elif mode == RD:
-        if neg:
-            q = (m + lowmask) >> s2
-    elif mode == RO:
-        if rem != 0:
-            q = q | one
-    elif mode == SR:
-        q = (m + _sr_addend(s2, key, srbits)) >> s2
-    flags = (F_INEXACT | F_UNDERFLOW) if rem != 0 else 0
-    if q == 0:
-        return _zero(neg, P), flags
-    val = _scale2(np.float64(q), emin - man)
-    return (-val if neg else val), flags
-
-
-@njit(inline="always", **JIT)
 def round_float(x, P, mode, key, srbits):
     """Round float64 ``x`` to the float format ``P``. Returns (value, flags)."""
     b = f2b(x)
@@ -401,9 +327,67 @@ def round_float(x, P, mode, key, srbits):
     emin = P.emin
     e = int64(ef) - 1023
     if ef != 0 and e >= emin:
-        return _round_normal(mag, neg, P, mode, key, srbits)
+        # ---- fast path: normal in the target ----
+        # Branch-free: the dropped bits' increment is added to the whole pattern and
+        # the dropped bits are cleared; the carry renormalises through the exponent.
+        s = uint64(52 - man)
+        one = uint64(1)
+        lowmask = (one << s) - one
+        rem = mag & lowmask
+        inexact = uint64(rem != uint64(0))
+        if mode == RNE:
+            # with man_bits = 0 every normal significand is 1 (odd): ties go up
+            lsb = ((mag >> s) | uint64(man == 0)) & one & uint64(s != uint64(0))
+            add = (lowmask >> one) + lsb  # half - 1 + lsb
+        elif mode == RNA:
+            add = (lowmask + one) >> one
+        elif mode == RZ:
+            add = uint64(0)
+        elif mode == RU:
+            add = lowmask & (uint64(0) - uint64(not neg))
+        elif mode == RD:
+            add = lowmask & (uint64(0) - uint64(neg))
+        elif mode == RO:
+            add = uint64(0)
+        else:
+            add = _sr_addend(s, key, srbits)
+        r = (mag + add) & ~lowmask
+        if mode == RO and man > 0:  # man_bits = 0: the truncation is already odd
+            r = r | (inexact << s)
+        if r > uint64(P.max_finite_bits):
+            return _overflow_result(neg, mode, P, True)
+        sign = uint64(neg) << uint64(63)
+        return b2f(sign | r), int64(inexact)
     if P.subnormals == 1 and ef != 0 and emin - e <= 9:
-        return _round_subnormal(mag, neg, e, P, mode, key, srbits)
+        # ---- subnormal in the target, float64 normal: a fixed quantum 2**(emin-man) ----
+        # q = round(M / 2**s2) on the 53-bit significand M with the same increments
+        # as the fast path; s2 = 52 - man + (emin - e) is at most 61 here.
+        s2 = uint64(52 - man + (emin - e))
+        one = uint64(1)
+        m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
+        lowmask = (one << s2) - one
+        rem = m & lowmask
+        q = m >> s2
+        if mode == RNE:
+            q = (m + (lowmask >> one) + (q & one)) >> s2
+        elif mode == RNA:
+            q = (m + ((lowmask + one) >> one)) >> s2
+        elif mode == RU:
+            if not neg:
+                q = (m + lowmask) >> s2
+        elif mode == RD:
+            if neg:
+                q = (m + lowmask) >> s2
+        elif mode == RO:
+            if rem != 0:
+                q = q | one
+        elif mode == SR:
+            q = (m + _sr_addend(s2, key, srbits)) >> s2
+        flags = (F_INEXACT | F_UNDERFLOW) if rem != 0 else 0
+        if q == 0:
+            return _zero(neg, P), flags
+        val = _scale2(np.float64(q), emin - man)
+        return (-val if neg else val), flags
     if P.subnormals == 1 and emin - e >= man + 2 and mode != SR:
         # ---- below half the smallest subnormal: 0 or the smallest subnormal ----
         up = (mode == RO) or (mode == RU and not neg) or (mode == RD and neg)
