@@ -30,7 +30,11 @@ import platform
 import statistics
 import time
 
+import numba
 import numpy as np
+
+from accsim import FloatFormat, IntFormat, quantize
+from accsim.numerics.engine import matmul
 
 
 def median_time(fn, repeats):
@@ -99,7 +103,6 @@ def loop_int16(A, B, saturate):
 
 def loop_quantize(A, B, fmt):
     """The same loop with accsim.quantize as the per-step rounding."""
-    from accsim import quantize
     s = np.zeros((A.shape[0], B.shape[1]))
     for k in range(A.shape[1]):
         s = quantize(s + np.outer(A[:, k], B[k, :]), fmt)
@@ -139,7 +142,6 @@ def apy_runner(case, A, B):
 # ---- cases ---------------------------------------------------------------------------
 
 def make_cases():
-    from accsim import FloatFormat, IntFormat
     fp16 = FloatFormat(5, 10, name="fp16")
     bf16 = FloatFormat(8, 7, name="bf16")
     e5m7 = FloatFormat(5, 7, name="e5m7")
@@ -161,7 +163,6 @@ def make_cases():
 
 
 def operands(case, m, k, n, rng):
-    from accsim import quantize
     if case["op"] == "int8":
         return (rng.integers(-128, 128, (m, k)).astype(np.float64),
                 rng.integers(-128, 128, (k, n)).astype(np.float64))
@@ -191,9 +192,6 @@ def main(argv=None):
                     help="also time the numpy loop with accsim.quantize as the rounding")
     args = ap.parse_args(argv)
 
-    import numba
-
-    from accsim.numerics.engine import matmul
     if args.threads:
         numba.set_num_threads(args.threads)
     n = m = k = args.size

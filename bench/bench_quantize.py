@@ -17,7 +17,10 @@ import os
 import statistics
 import time
 
+import numba
 import numpy as np
+
+from accsim import FloatFormat, quantize
 
 
 def median_time(fn, repeats):
@@ -41,10 +44,6 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=10**7, help="number of float64 values")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-
-    import numba
-
-    from accsim import FloatFormat, quantize
 
     rng = np.random.default_rng(0)
     # two inputs: "normal" (standard normal, like activations: almost all in the targets'

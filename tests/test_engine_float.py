@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from fractions import Fraction
 
 import naive
 import numba
@@ -34,7 +35,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accsim import FloatFormat
+from accsim import FloatFormat, quantize
 from accsim.numerics.engine import matmul
 
 FP32 = FloatFormat(8, 23, name="fp32")
@@ -170,7 +171,6 @@ class TestOracle:
     @pytest.mark.parametrize("mode", ["rne", "rz", "ru", "rd"])
     def test_mpfr_equals_fraction(self, fmt, mode):
         """The two rounding oracles agree on boundary-heavy values."""
-        from fractions import Fraction
         spec = naive.spec_of(fmt)
         rng = np.random.default_rng(7)
         grid = naive.grid_values(fmt)
@@ -645,7 +645,6 @@ def test_sr_reproducible(kw):
     assert np.array_equal(r1.events.inexact, r2.events.inexact)
     assert not np.array_equal(r1.values, r3.values), "different seeds gave identical results"
     # every result lies in the register's format (the wide one for chunked)
-    from accsim import quantize
     held = kw.get("wide", E5M7) if kw["structure"] == "chunked" else E5M7
     assert np.array_equal(quantize(r1.values, held, "rz"), r1.values)
 

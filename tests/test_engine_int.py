@@ -350,9 +350,6 @@ def test_apytypes_fixed_wrap(int_bits, frac_bits, mode):
 def test_zero_operands_skipped_exactly():
     """Integer steps with a[i, k] == 0 leave the register alone: same values and events
     as Python integers, with saturation before and after the zeros."""
-    import numpy as np
-    from accsim import IntFormat
-    from accsim.numerics.engine import matmul
     rng = np.random.default_rng(11)
     a = rng.integers(-128, 128, (5, 300)).astype(np.float64)
     a[:, 100:200] = 0
@@ -381,9 +378,6 @@ def test_zero_operands_skipped_exactly():
 def test_wrap_fast_path_values_and_int_values():
     """The BLAS-then-reduce wrap path (signed registers, no bias and with bias) against
     Python integers: values, int_values and events, for narrow and wide registers."""
-    import numpy as np
-    from accsim import IntFormat
-    from accsim.numerics.engine import matmul
     rng = np.random.default_rng(21)
     a = rng.integers(-128, 128, (7, 90)).astype(np.float64)
     b = rng.integers(-128, 128, (90, 5)).astype(np.float64)

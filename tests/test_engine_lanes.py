@@ -8,6 +8,10 @@ each other.
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import zlib
 
 import naive
@@ -15,7 +19,8 @@ import numpy as np
 import pytest
 
 from accsim import FloatFormat
-from accsim.numerics.engine import _float32_operands, matmul
+from accsim.numerics import kernels as K
+from accsim.numerics.engine import float32_operands, matmul
 
 FP16 = FloatFormat(5, 10, name="fp16")
 BF16 = FloatFormat(8, 7, name="bf16")
@@ -47,38 +52,38 @@ class TestEligibility:
     def test_fp16_operands_fp16_register(self):
         rng = np.random.default_rng(1)
         a, b = sig_values(rng, (3, 5), 11, -10, 10), sig_values(rng, (5, 3), 11, -10, 10)
-        assert _float32_operands(FP16, a, b) is not None
+        assert float32_operands(FP16, a, b) is not None
 
     def test_product_width_24_taken_25_refused(self):
         rng = np.random.default_rng(2)
         a, b = sig_values(rng, (3, 5), 12, -4, 4), sig_values(rng, (5, 3), 12, -4, 4)
-        assert _float32_operands(FP16, a, b) is not None
+        assert float32_operands(FP16, a, b) is not None
         b13 = sig_values(rng, (5, 3), 13, -4, 4)
-        assert _float32_operands(FP16, a, b13) is None
+        assert float32_operands(FP16, a, b13) is None
 
     def test_tiny_products_refused(self):
         # lowest set bits adding up to -150: a product would fall below float32's
         # subnormal quantum
         a = np.array([[2.0**-75, 1.0]])
         b = np.array([[2.0**-75], [1.0]])
-        assert _float32_operands(BF16, a, b) is None
-        assert _float32_operands(BF16, a, b * 2) is not None
+        assert float32_operands(BF16, a, b) is None
+        assert float32_operands(BF16, a, b * 2) is not None
 
     def test_huge_products_refused(self):
         a = np.array([[2.0**64]])
-        assert _float32_operands(BF16, a, np.array([[2.0**63]])) is None
-        assert _float32_operands(BF16, a, np.array([[2.0**62]])) is not None
+        assert float32_operands(BF16, a, np.array([[2.0**63]])) is None
+        assert float32_operands(BF16, a, np.array([[2.0**62]])) is not None
 
     def test_register_limits(self):
         a = np.ones((2, 2))
-        assert _float32_operands(E8M21, a, a) is not None
-        assert _float32_operands(E8M22, a, a) is None
-        assert _float32_operands(E10M10, a, a) is None
-        assert _float32_operands(FloatFormat(9, 7), a, a) is None
+        assert float32_operands(E8M21, a, a) is not None
+        assert float32_operands(E8M22, a, a) is None
+        assert float32_operands(E10M10, a, a) is None
+        assert float32_operands(FloatFormat(9, 7), a, a) is None
 
     def test_operands_not_float32(self):
         a = np.array([[1.0 + 2.0**-30]])
-        assert _float32_operands(FP16, a, np.ones((1, 1))) is None
+        assert float32_operands(FP16, a, np.ones((1, 1))) is None
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -102,7 +107,7 @@ def test_oracle_at_the_switch(acc, bits, elo, ehi, lanes32, mode):
     b[:, 0] = np.abs(b[:, 0])        # output (0, 0): no cancellation, grows to overflow
     a[1, 3] = 0.0
     a[2, :20] = -a[2, :20]
-    assert (_float32_operands(acc, a, b) is not None) == lanes32
+    assert (float32_operands(acc, a, b) is not None) == lanes32
     check(a, b, acc, f"{acc.name}/{mode}", rounding=mode)
     check(a, b, acc, f"{acc.name}/{mode}/chunked", rounding=mode, structure="chunked",
           chunk_size=7, wide=FloatFormat(8, 23))
@@ -118,7 +123,7 @@ def test_ties_and_specials_in_float32_lanes():
     b = np.ones((4, 3))
     b[:, 1] = -1.0
     b[3, 2] = -0.0
-    assert _float32_operands(FP16, a, b) is not None
+    assert float32_operands(FP16, a, b) is not None
     for mode in MODES:
         check(a, b, FP16, f"ties/{mode}", rounding=mode)
 
@@ -136,8 +141,8 @@ def test_same_values_both_lanes():
     b2[63, :] = 0.0                    # ...but contributes nothing to the compared outputs
     r64 = matmul(a2, b2, E8M21)
     r32b = matmul(a, b2, E8M21)
-    assert _float32_operands(E8M21, a, b2) is not None
-    assert _float32_operands(E8M21, a2, b2) is None
+    assert float32_operands(E8M21, a, b2) is not None
+    assert float32_operands(E8M21, a2, b2) is None
     np.testing.assert_array_equal(r32b.values[:15], r64.values[:15])
     assert r32.values.shape == (16, 16)
 
@@ -283,12 +288,12 @@ class TestBinary32Register:
 
     def test_eligibility(self):
         a = np.ones((2, 2))
-        assert _float32_operands(FP32, a, a, rounding="rne") is not None
+        assert float32_operands(FP32, a, a, rounding="rne") is not None
         for mode in ["rz", "rd", "ru", "rna", "ro"]:
-            assert _float32_operands(FP32, a, a, rounding=mode) is None
+            assert float32_operands(FP32, a, a, rounding=mode) is None
         for other in [FloatFormat(8, 23, subnormals=False), FloatFormat(8, 23, overflow="saturate")]:
-            assert _float32_operands(other, a, a, rounding="rne") is None
-        assert _float32_operands(FP32, a, np.array([[2.0**-100, 1.0], [1.0, 1.0]]) * 2.0**-50,
+            assert float32_operands(other, a, a, rounding="rne") is None
+        assert float32_operands(FP32, a, np.array([[2.0**-100, 1.0], [1.0, 1.0]]) * 2.0**-50,
                                  rounding="rne") is None      # a product below 2^-149
 
     @pytest.mark.parametrize("bits,elo,ehi", [
@@ -304,7 +309,7 @@ class TestBinary32Register:
         b[:, 0] = np.abs(b[:, 0])
         a[1, 5] = 0.0
         a[2, :35] = -a[2, :35]
-        assert _float32_operands(FP32, a, b, rounding="rne") is not None
+        assert float32_operands(FP32, a, b, rounding="rne") is not None
         got = check(a, b, FP32, f"binary32/{elo}")
         check(a, b, FP32, f"binary32/{elo}/bias", bias=np.full((6, 7), 2.0**elo))
         mask = rng.random((6, 7)) < 0.3                   # scattered pairs
@@ -326,7 +331,7 @@ class TestBinary32Register:
         b = np.ones((5, 3))
         b[:, 1] = -1.0
         b[3, 2] = -0.0
-        assert _float32_operands(FP32, a, b, rounding="rne") is not None
+        assert float32_operands(FP32, a, b, rounding="rne") is not None
         got = check(a, b, FP32, "binary32/ties")
         assert got.events.total["overflows"] > 0
         check(a, b, FP32, "binary32/ties/chunked", structure="chunked", chunk_size=2,
@@ -360,7 +365,7 @@ def test_fp16_rne_step_against_numpy_float16_cast():
     exact = bias + a * b                                # exact in float64
     with np.errstate(over="ignore"):
         ref = exact.astype(np.float16).astype(np.float64)
-    assert _float32_operands(FP16, a, b) is not None
+    assert float32_operands(FP16, a, b) is not None
     got = matmul(a, b, FP16, bias=bias)
     same = (got.values.view(np.int64) == ref.view(np.int64))
     bad = np.argwhere(~same)
@@ -378,7 +383,6 @@ def test_operand_statistics_against_python():
     """The operand statistics that decide exactness (max significant bits, lowest and
     highest bit exponents, all-integer) equal a Python computation from
     ``float.as_integer_ratio`` (subnormals, +-0, inf, NaN)."""
-    from accsim.numerics.kernels import _accumulate as K
     rng = np.random.default_rng(11)
     x = sig_values(rng, 300_000, 24, -60, 60)
     x[::5] = np.round(x[::5])
@@ -399,7 +403,6 @@ def test_operand_statistics_against_python():
 def test_operand_statistics_per_entry():
     """Each entry's statistics alone (powers of two, the largest and smallest normals
     and subnormals, odd significands of every width) equal the Python computation."""
-    from accsim.numerics.kernels import _accumulate as K
     rng = np.random.default_rng(12)
     vals = [2.0**e for e in range(-1074, 1024, 7)] + [5e-324, 2.0**-1022, 2.0**1023,
                                                        1.7976931348623157e308,
@@ -420,7 +423,6 @@ def test_float32_operand_statistics():
     """The statistics computed from float32 copies (fp16/bf16-style operands) equal the
     Python computation entry by entry and over a whole array; entries float32 would
     change are counted (then the float64 statistics are used), as are inf and NaN."""
-    from accsim.numerics.kernels import _accumulate as K
     rng = np.random.default_rng(13)
     vals = [2.0**e for e in range(-149, 128)] + [3.4028234663852886e38,
                                                   1.1754942106924411e-38, 1.5, 12345.0]
@@ -448,16 +450,13 @@ def test_float32_operand_statistics():
 def test_binary16_step_detection():
     """The binary16 register uses the hardware conversion exactly where the CPU has it
     (x86-64 with F16C), so the float16-cast oracle above checks that step here."""
-    import os
-    import platform
-    from accsim.numerics.kernels._simd import HALF_NATIVE
     if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo") \
             and "NUMBA_CPU_NAME" not in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
         with open("/proc/cpuinfo") as f:
             flags = f.read().split()
-        assert HALF_NATIVE == ("f16c" in flags)
+        assert K.HALF_NATIVE == ("f16c" in flags)
     else:
-        assert isinstance(HALF_NATIVE, bool)
+        assert isinstance(K.HALF_NATIVE, bool)
 
 
 @pytest.mark.slow
@@ -465,13 +464,10 @@ def test_fp16_oracle_without_hardware_conversion(tmp_path):
     """Where the CPU has no binary16 conversion (here: numba told to target a generic
     x86-64), the fp16 register takes the general float32 rne step; the float16-cast
     oracle above must hold for it too (a separate process, kernels compiled afresh)."""
-    import os
-    import subprocess
-    import sys
     env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
     env.pop("NUMBA_CPU_FEATURES", None)
     code = ("import sys, test_engine_lanes as t\n"
-            "from accsim.numerics.kernels._simd import HALF_NATIVE\n"
+            "from accsim.numerics.kernels import HALF_NATIVE\n"
             "assert not HALF_NATIVE\n"
             "t.test_fp16_rne_step_against_numpy_float16_cast()\n"
             "print('ok')\n")

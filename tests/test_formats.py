@@ -15,6 +15,7 @@ from pathlib import Path
 import gfloat.formats as gf
 import numpy as np
 import pytest
+import yaml
 
 import accsim
 from accsim import FixedFormat, FloatFormat, IntFormat
@@ -402,8 +403,6 @@ def test_missing_yaml_file(tmp_path):
 
 
 def test_builtin_yaml_files_say_what_they_are():
-    import yaml
-
     here = Path(accsim.__file__).resolve().parent
     dirs = [here / "formats" / "numbers", here.parent / "formats" / "numbers"]
     d = next(x for x in dirs if x.is_dir())

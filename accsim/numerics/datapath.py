@@ -2,8 +2,8 @@
 
 One frozen value travels unchanged from the accelerator YAML loader
 (:meth:`accsim.hardware.accelerator.Accelerator.datapath`) through the network simulation
-to the engine (:func:`accsim.numerics.engine.matmul` takes it as ``acc``); the engine alone
-turns it into the kernels' parameters.
+to the engine (:func:`accsim.numerics.engine.matmul` takes it as ``acc``);
+:func:`accsim.numerics.engine.kernel_params` alone turns it into the kernels' parameters.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from .config import load_format
 from .formats import FixedFormat, FloatFormat, IntFormat, rounding_code
 
 Format = Union[FloatFormat, IntFormat, FixedFormat]
@@ -30,7 +31,6 @@ def _resolve_format(f, name):
     if isinstance(f, _FORMATS):
         return f
     if isinstance(f, str):
-        from .config import load_format      # config reads YAML: only when given a name
         try:
             return load_format(f)
         except ValueError as exc:

@@ -81,29 +81,40 @@ How it runs (results never depend on it)
     exact products formed eight lanes by eight k at a time and transposed in vector
     registers. Steps that add exact zeros to nonzero registers (a zero a[i, k] with
     every entry of B finite) are skipped, since they change neither values nor events.
-    Integer operands are held as int32 where they fit.
+    Integer operands are held as int32 where they fit. A signed integer register over
+    all outputs whose partial sums stay below 2^52 takes one exact float64 product (any
+    summation order is exact then); only outputs that may leave the register's range
+    run the register kernel.
+
+The code
+    :func:`matmul` makes a :class:`~accsim.numerics.datapath.Datapath` of its arguments
+    (or takes one); ``_run`` checks the operands (their significant bits decide whether
+    every product is exact in float64, or in float32) and the selection, and
+    :func:`kernel_params` turns the datapath into the kernels' named parameters (the only
+    place that does); ``_float_matmul`` and ``_int_matmul`` pick the kernel and gather
+    per-output results into a :class:`MatmulResult`. The kernels live in
+    :mod:`accsim.numerics.kernels`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import numbers
+from typing import NamedTuple, Optional
+
 import numpy as np
 
-from .datapath import ALIGN_ROUNDINGS, STRUCTURES, Datapath
+from . import kernels
+from .datapath import STRUCTURES, Datapath
 from .formats import FixedFormat, FloatFormat, IntFormat, rounding_code
-from .kernels import format_params
-from .kernels import _accumulate as _acc
-from .kernels import _layout
-from .kernels import _round
+from .kernels import DatapathParams, KernelParams, format_params
 from .rounding import quantize, sr_settings
 
-_STRUCT_CODE = {s: i for i, s in enumerate(STRUCTURES)}
-
-FLAG_INEXACT, FLAG_OVERFLOW, FLAG_SATURATE = 1, 2, 4
+FLAG_INEXACT, FLAG_OVERFLOW, FLAG_SATURATE = (kernels.F_INEXACT, kernels.F_OVERFLOW,
+                                              kernels.F_SATURATE)
+_FLAG_MASK = np.uint8(FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
 _FP32 = FloatFormat(8, 23)
 _FP64 = FloatFormat(11, 52)
-_NO_PRODUCT_PARAMS = format_params(_FP32)   # placeholder: products not rounded
 
 
 class Events:
@@ -120,6 +131,12 @@ class Events:
         self.saturations = saturations
         self.inexact = inexact
         self.flags = flags
+
+    @classmethod
+    def none(cls, m, n):
+        """No event in an (m, n) product."""
+        return cls(*(np.zeros(m, dtype=np.int64) for _ in range(3)),
+                   np.zeros((m, n), dtype=np.uint8))
 
     @property
     def total(self) -> dict:
@@ -174,141 +191,8 @@ class MatmulResult:
         return f"MatmulResult(shape={self.int_values.shape if self.int_values is not None else self._values.shape})"
 
 
-def _as_matrix(x, name):
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{name}: expected a numeric array ({exc})") from None
-    if arr.dtype.kind not in "fiub":
-        raise ValueError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
-    if arr.dtype.kind in "iu":
-        big = np.abs(arr.astype(np.float64)) >= 2.0**53
-        if big.any():
-            raise ValueError(f"{name}: integer entries must be below 2^53 in magnitude")
-    return np.ascontiguousarray(arr, dtype=np.float64)
-
-
-def _sig_stats(X):
-    """:func:`accsim.kernels._accumulate.sig_stats` of every entry of X, on the calling
-    thread (a parallel version was faster alone but left numba's threads spinning
-    against the BLAS product of the integer wrap path right after it: 3x slower)."""
-    if X.size == 0:
-        return 0, 100000, -100000, True
-    return _acc.sig_stats(X.reshape(-1))
-
-
-class _Operand:
-    """Statistics of a C-contiguous float64 operand X: ``stats`` (max significant bits,
-    min last-bit exponent, max leading exponent, all-integer), ``f32`` its float32 copy
-    when one was made and every entry is a float32 value (else None), and ``finite``
-    (all entries finite; computed on first use when not known)."""
-
-    def __init__(self, X, stats=None, f32=None, finite=None):
-        self.X = X
-        self.stats = _sig_stats(X) if stats is None else stats
-        self.f32 = f32
-        self._finite = finite
-
-    @property
-    def finite(self):
-        if self._finite is None:
-            self._finite = bool(np.isfinite(self.X).all())
-        return self._finite
-
-
-def _operands(A, B, want32):
-    """:class:`_Operand` of A and B. With ``want32`` both are copied to float32 with
-    their statistics in one pass each (both on the numba threads when large); an
-    operand that float32 would change gets the float64 statistics instead."""
-    if not (want32 and A.size and B.size):
-        return _Operand(A), _Operand(B)
-    A32 = np.empty(A.shape, dtype=np.float32)
-    B32 = np.empty(B.shape, dtype=np.float32)
-    if A.size + B.size >= 65536:
-        res = _acc.sig_stats_f32_pair(A.reshape(-1), A32.reshape(-1), B.reshape(-1),
-                                      B32.reshape(-1))
-    else:
-        res = [_acc.sig_stats_f32(X.reshape(-1), X32.reshape(-1))
-               for X, X32 in ((A, A32), (B, B32))]
-    ops = []
-    for X, X32, (s, lo, e, integer, nonrep, nonfin) in zip((A, B), (A32, B32), res):
-        if nonrep == 0:
-            ops.append(_Operand(X, (int(s), int(lo), int(e), bool(integer)), X32, nonfin == 0))
-        else:
-            ops.append(_Operand(X))
-    return ops[0], ops[1]
-
-
-def _native_fp64(fmt, mode):
-    return isinstance(fmt, FloatFormat) and fmt == _FP64 and mode == "rne"
-
-
-def _check_float_acc(fmt, mode, name):
-    """Can round(s + p) into ``fmt`` be simulated exactly? Returns native flag."""
-    if _native_fp64(fmt, mode):
-        return True
-    if fmt.man_bits > 50:
-        raise ValueError(
-            f"{name}: a float accumulator with {fmt.man_bits} fraction bits cannot be "
-            "simulated exactly in float64 (at most 50, or IEEE fp64 with rounding 'rne')")
-    if fmt.emax > 1019:
-        raise ValueError(f"{name}: exponent range too large for exact simulation (emax > 1019)")
-    if fmt.emin - fmt.man_bits - 2 < -1074 or (not fmt.subnormals and fmt.emin - fmt.man_bits - 3 < -1074):
-        raise ValueError(f"{name}: smallest quantum too close to float64's (emin - man_bits too small)")
-    return False
-
-
-def _csr(select, m, n):
-    """Rows, row pointers and columns of the outputs to compute, and the mask."""
-    if select is None:
-        rows = np.arange(m, dtype=np.int64)
-        ptr = np.arange(m + 1, dtype=np.int64) * n
-        cols = np.tile(np.arange(n, dtype=np.int64), m)
-        return rows, ptr, cols, None
-    if isinstance(select, tuple) and len(select) == 2:
-        r = np.asarray(select[0]).reshape(-1)
-        c = np.asarray(select[1]).reshape(-1)
-        if r.shape != c.shape or r.dtype.kind not in "iu" or c.dtype.kind not in "iu":
-            if r.size == 0 and c.size == 0:
-                r = r.astype(np.int64)
-                c = c.astype(np.int64)
-            else:
-                raise ValueError("select: expected (rows, cols) integer index arrays of equal length")
-        r = r.astype(np.int64)
-        c = c.astype(np.int64)
-        if r.size and (r.min() < -m or r.max() >= m or c.min() < -n or c.max() >= n):
-            raise ValueError(f"select: index out of range for a ({m}, {n}) result")
-        r = np.where(r < 0, r + m, r)
-        c = np.where(c < 0, c + n, c)
-        mask = np.zeros((m, n), dtype=bool)
-        mask[r, c] = True
-    else:
-        mask = np.asarray(select)
-        if mask.dtype != bool or mask.shape != (m, n):
-            raise ValueError(f"select: expected a boolean mask of shape ({m}, {n}) or (rows, cols)")
-    csr = _layout.mask_csr if mask.size >= 65536 else _layout.mask_csr_serial
-    rows, ptr, cols = csr(mask)
-    return rows, ptr, cols, mask
-
-
-def _init_entries(bias, m, n, rows, ptr, cols, fmt, mode, seed):
-    """Initial register value of every computed output: bias rounded into ``fmt``."""
-    nnz = cols.shape[0]
-    if bias is None:
-        return np.zeros(nnz), None
-    try:
-        bb = np.broadcast_to(np.asarray(bias, dtype=np.float64), (m, n))
-    except (ValueError, TypeError):
-        raise ValueError(f"bias: expected an array broadcastable to ({m}, {n}), "
-                         f"got shape {np.shape(bias)}") from None
-    rid = np.repeat(rows, np.diff(ptr))
-    vals = bb[rid, cols]
-    if not np.all(np.isfinite(vals)):
-        raise ValueError("bias: expected finite values")
-    return quantize(vals, fmt, mode if mode != "sr" else "rne"), bb
-
+# ------------------------------------------------------------------------------------
+# public entry points
 
 def matmul(a, b, acc, *, rounding="rne", structure="sequential", product="exact",
            product_rounding=None, chunk_size=None, wide=None, wide_rounding=None,
@@ -367,167 +251,59 @@ _MATMUL_DEFAULTS = dict(rounding="rne", structure="sequential", product="exact",
                         terms=4, guard_bits=3, align_rounding="rz")
 
 
-def _run(dp, a, b, *, bias, select, seed, sr_bits):
-    """The product on the validated datapath ``dp``."""
-    acc, rounding, structure = dp.acc, dp.rounding, dp.structure
-    chunk_size, wide, wide_rounding = dp.chunk_size, dp.wide, dp.wide_rounding
-    # the kernels take every parameter; those of another structure are unused
-    terms, guard_bits = dp.terms or 0, dp.guard_bits or 0
-    align_rounding = dp.align_rounding or "rz"
-    A = _as_matrix(a, "a")
-    B = _as_matrix(b, "b")
-    m, K = A.shape
-    if B.shape[0] != K:
-        raise ValueError(f"b: expected {K} rows to match a's {K} columns, got shape {B.shape}")
-    n = B.shape[1]
+def kernel_params(dp: Datapath, *, seed=None, sr_bits=None) -> KernelParams:
+    """The kernels' parameters of the datapath ``dp`` for one product, whose stochastic
+    rounding draws from ``seed`` with ``sr_bits`` random bits (see :func:`matmul`): the
+    one place where a Datapath becomes kernel parameters.
 
-    # product handling
-    if dp.rounded_product:
-        pfmt, pround = dp.product, dp.product_rounding
-        pkind, PP = 1, format_params(pfmt)
+    Raises ValueError for a register the engine cannot simulate exactly (float) or does
+    not support (integer / fixed point), naming the field. Parameters of a structure
+    other than ``dp.structure`` are 0; the product and wide formats are the register's
+    when products are exact or the structure is not "chunked" (the kernels do not read
+    them then).
+    """
+    acc, product, wide, fixed = _datapath_params(dp)
+    if isinstance(dp.acc, FloatFormat):
+        fm = [(dp.acc, dp.rounding), (dp.wide, dp.wide_rounding),
+              (dp.product, dp.product_rounding) if dp.rounded_product else (None, None)]
+        srb = _sr_limit(dp.rounding, sr_bits, fm)
+        _, seed_u, srbits = sr_settings("sr" if srb is not None else "rne", seed, srb)
     else:
-        pkind, PP, pround, pfmt = 0, _NO_PRODUCT_PARAMS, "rne", None
-
-    # exactness of products in float64
-    # float32 copies where the float32 lanes may run (checked in full later)
-    want32 = (isinstance(acc, FloatFormat) and structure in ("sequential", "chunked")
-              and pkind == 0 and rounding != "sr" and _lanes32_register(acc, rounding))
-    opA, opB = _operands(A, B, want32)
-    sa, la, ea, inta = opA.stats
-    sb, lb, eb, intb = opB.stats
-    if A.size and B.size and sa > 0 and sb > 0:
-        # significands of sa and sb bits multiply to at most sa + sb bits (sa bits when
-        # the other operand is a power of two)
-        need = max(sa, sb) if min(sa, sb) == 1 else sa + sb
-        if need > 53:
-            raise ValueError(
-                f"a, b: exact products need {need} significant bits (a has up to {sa}, "
-                f"b up to {sb}); float64 holds 53. Use operands of narrower formats")
-        if la + lb < -1074:
-            raise ValueError("a, b: some products fall below float64's smallest subnormal")
-        if ea + eb + 2 > 1019:
-            raise ValueError("a, b: products may exceed float64's range")
-
-    rows, ptr, cols, mask = _csr(select, m, n)
-    code = _STRUCT_CODE[structure]
-
-    if isinstance(acc, FloatFormat):
-        return _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size,
-                             wide, wide_rounding, terms, guard_bits, align_rounding, bias,
-                             rows, ptr, cols, mask, seed, sr_bits, m, n, opA, opB)
-    return _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide,
-                       wide_rounding, bias, rows, ptr, cols, mask, seed, sr_bits,
-                       m, n, (sa, la, ea, inta), (sb, lb, eb, intb), structure)
+        _, seed_u, srbits = sr_settings(dp.rounding, seed, sr_bits)
+    return KernelParams(acc, product, wide, fixed._replace(
+        sr_bits=np.int64(srbits), seed=np.uint64(seed_u).view(np.int64)))
 
 
-def _sr_limit(rounding, sr_bits, fmts_modes):
-    """Engine SR bits: default and maximum 51 - man_bits over stochastic float roundings."""
-    lim = 63
-    for f, md in fmts_modes:
-        if md == "sr" and isinstance(f, FloatFormat):
-            lim = min(lim, 51 - f.man_bits)
-    if sr_bits is None:
-        return lim if lim < 63 else None
-    if sr_bits > lim:
-        raise ValueError(
-            f"sr_bits: at most {lim} random bits can be exact for these formats, got {sr_bits}")
-    return sr_bits
-
-
-def _gather(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, m, n, fill):
-    fmask = np.uint8(FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
-    if (cols.shape[0] == m * n and rows.shape[0] == m and m * n > 0
-            and np.array_equal(rows, np.arange(m))
-            and np.array_equal(cols.reshape(m, n), np.broadcast_to(np.arange(n), (m, n)))):
-        # every output, in row-major order: reshape instead of scattering
-        return vals_e.reshape(m, n), Events(
-            cov.reshape(m, n).sum(axis=1), csat.reshape(m, n).sum(axis=1),
-            cinx.reshape(m, n).sum(axis=1), flags_e.reshape(m, n) & fmask)
-    values = np.empty((m, n))
-    flags = np.empty((m, n), dtype=np.uint8)
-    ov = np.empty(m, dtype=np.int64)
-    sat = np.empty(m, dtype=np.int64)
-    inx = np.empty(m, dtype=np.int64)
-    scatter = _layout.scatter_results if m * n >= 65536 else _layout.scatter_results_serial
-    scatter(rows, ptr, cols, vals_e, flags_e, cov, csat, cinx, fmask, np.float64(fill),
-            values, flags, ov, sat, inx)
-    return values, Events(ov, sat, inx, flags)
-
-
-def _float_matmul(A, B, acc, rounding, code, pkind, PP, pround, pfmt, chunk_size, wide,
-                  wide_rounding, terms, guard_bits, align_rounding, bias, rows, ptr, cols,
-                  mask, seed, sr_bits, m, n, opA, opB):
-    native = _check_float_acc(acc, rounding, "acc")
-    wnative = False
-    PW = format_params(acc)
-    wmode = rounding_code(rounding)
-    init_fmt, init_mode = acc, rounding
-    if code == _acc.S_CHUNK:
-        if not isinstance(wide, FloatFormat):
-            raise ValueError("wide: a float accumulator promotes into a float wide format")
-        wnative = _check_float_acc(wide, wide_rounding, "wide")
-        PW = format_params(wide)
-        wmode = rounding_code(wide_rounding)
-        init_fmt, init_mode = wide, wide_rounding
-    if code == _acc.S_FUSED:
-        if acc.man_bits + guard_bits + 2 + math.ceil(math.log2(terms + 1)) > 62:
-            raise ValueError(
-                f"guard_bits: the fused adder's aligned sum needs {acc.man_bits} + "
-                f"{guard_bits} + {math.ceil(math.log2(terms + 1)) + 2} bits; at most 62 fit")
-        if native:
-            raise ValueError("acc: the fused multi-term adder needs an accumulator of at most 50 fraction bits")
-    fm = [(acc, rounding), (wide, wide_rounding), (pfmt, pround if pkind else None)]
-    srb = _sr_limit(rounding, sr_bits, fm)
-    _, seed_u, srbits = sr_settings("sr" if srb is not None else "rne", seed,
-                                    srb if srb is not None else None)
-    init, _ = _init_entries(bias, m, n, rows, ptr, cols, init_fmt, init_mode, seed)
-    nnz = cols.shape[0]
-    out = np.empty(nnz)
-    oflags = np.zeros(nnz, dtype=np.uint8)
-    cov = np.zeros(nnz, dtype=np.int64)
-    csat = np.zeros(nnz, dtype=np.int64)
-    cinx = np.zeros(nnz, dtype=np.int64)
-    amode = {"rz": 2, "rd": 4, "rne": 0}[align_rounding]
-    P = format_params(acc)
-    big = cols.shape[0] * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
-    skip0 = np.int64(1 if opB.finite else 0)   # 0 * B[k, j] is an exact zero
-    if code in (_acc.S_SEQ, _acc.S_CHUNK) and pkind == 0 and not native and rounding != "sr":
-        # a selection with few outputs per row: blocks of independent registers over
-        # (row, col) pairs; with 32 or more per row on average the row kernels (columns
-        # gathered) fill the vectors and skip a row's zero a[i, k] steps
-        pairs = mask is not None and nnz < 32 * max(rows.shape[0], 1)
-        ops32 = _float32_operands(acc, A, B, opA.stats[:3], opB.stats[:3], rounding,
-                                  b_transposed=pairs, A32=opA.f32, B32=opB.f32)
-        args = (P, np.int64(rounding_code(rounding)), np.int64(code), np.int64(chunk_size or 0),
-                PW, np.int64(wmode), seed_u, srbits, wnative)
-        if pairs:
-            if ops32 is None:
-                Aop, Bt = A, _transposed(B, np.float64)
-            else:
-                Aop, Bt = ops32
-            rid = np.repeat(rows, np.diff(ptr))
-            # wider blocks spread each step's fixed cost over more registers (256 lanes
-            # measured ~15 % faster than 128 on 13k outputs); narrower ones keep both
-            # threads busy on small selections
-            lanes = 256 if nnz >= 8192 else 128
-            _acc.float_pairs(Aop, Bt, rid, cols, init, *args, np.int64(lanes), out, oflags,
-                             cov, csat, cinx)
-        elif ops32 is not None:
-            kern = _acc.float_rows32 if big else _acc.float_rows32_serial
-            kern(ops32[0], ops32[1], rows, ptr, cols, init, *args, skip0, out, oflags, cov, csat,
-                 cinx)
-        if pairs or ops32 is not None:
-            values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n,
-                                     np.nan)
-            return MatmulResult(values, events, selected=mask)
-    kern = _acc.float_rows if big else _acc.float_rows_serial
-    kern(A, B, rows, ptr, cols, init, P, np.int64(rounding_code(rounding)),
-                    np.int64(pkind), PP, np.int64(rounding_code(pround)), np.int64(code),
-                    np.int64(chunk_size or 0), PW, np.int64(wmode), np.int64(terms),
-                    np.int64(guard_bits), np.int64(amode), seed_u, srbits, native, wnative,
-                    bias is not None, skip0, out, oflags, cov, csat, cinx)
-    values, events = _gather(rows, ptr, cols, out, oflags, cov, csat, cinx, m, n, np.nan)
-    return MatmulResult(values, events, selected=mask)
+@functools.lru_cache(maxsize=256)
+def _datapath_params(dp):
+    """What :func:`kernel_params` takes from the datapath alone, checked: the register,
+    product and wide :class:`~accsim.numerics.kernels.FormatParams` and the
+    :class:`~accsim.numerics.kernels.DatapathParams` (``sr_bits`` and ``seed`` 0: set
+    per product). Datapaths are frozen values, so this is kept (the last 256)."""
+    if isinstance(dp.acc, FloatFormat):
+        native, wide_native = _check_float_datapath(dp)
+    else:
+        _check_int_datapath(dp)
+        native, wide_native = False, False
+    chunked = dp.structure == "chunked"
+    fixed = dict(
+        rounding=rounding_code(dp.rounding),
+        product_kind=int(dp.rounded_product),
+        product_rounding=rounding_code(dp.product_rounding if dp.rounded_product else "rne"),
+        structure=STRUCTURES.index(dp.structure),
+        chunk_size=dp.chunk_size or 0,
+        wide_rounding=rounding_code(dp.wide_rounding if chunked else dp.rounding),
+        terms=dp.terms or 0,
+        guard_bits=dp.guard_bits or 0,
+        align_rounding=rounding_code(dp.align_rounding or "rz"),
+        native=int(native),
+        wide_native=int(wide_native),
+        sr_bits=0,
+        seed=0)
+    return (format_params(dp.acc),
+            format_params(dp.product if dp.rounded_product else dp.acc),
+            format_params(dp.wide if chunked else dp.acc),
+            DatapathParams(**{k: np.int64(v) for k, v in fixed.items()}))
 
 
 def scalar_step(fmt, rounding, acc, a, b):
@@ -550,32 +326,13 @@ def scalar_step(fmt, rounding, acc, a, b):
         if na * nb * dp != npp * da * db:  # the product is not exact: refuse there
             return None
     native = _check_float_acc(fmt, rounding, "format")
-    P = format_params(fmt)
-    code = np.int64(rounding_code(rounding))
-    # per-call buffers: the kernels release the GIL, so callers' threads may overlap
-    xbuf, obuf, fbuf = np.array([acc], dtype=np.float64), np.empty(1), np.empty(1, np.uint8)
-    _round.quantize_kernel_serial(xbuf, obuf, P, code, np.uint64(0), np.int64(0), fbuf)
-    v, f = _acc.fadd(float(obuf[0]), p, P, code, np.uint64(0), np.int64(0), native)
+    v, f = kernels.register_step(float(acc), p, format_params(fmt),
+                                 np.int64(rounding_code(rounding)), native)
     return float(v), int(f) & (FLAG_INEXACT | FLAG_OVERFLOW | FLAG_SATURATE)
 
 
-def _lanes32_register(acc, rounding):
-    """Can the float register ``acc`` with ``rounding`` run on float32 lanes? At most 22
-    significant bits (float32 round-to-odd keeps two more) or IEEE binary32 with rne
-    (the hardware add), and a normal range inside float32's."""
-    return ((acc.man_bits <= 21 or (acc == _FP32 and rounding == "rne"))
-            and acc.emin >= -126 and acc.emax <= 127)
-
-
-def _transposed(X, dtype):
-    """X.T as a C-contiguous array of ``dtype`` (a float dtype holding X's values)."""
-    out = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
-    (_layout.transpose_into if X.size >= 65536 else _layout.transpose_into_serial)(X, out)
-    return out
-
-
-def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed=False,
-                      A32=None, B32=None):
+def float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed=False,
+                     A32=None, B32=None):
     """(A, B) as float32 when the float32-lane kernel is exact for them, else None
     (with ``b_transposed``: (A, B.T), both C-contiguous). ``A32``, ``B32``: float32
     copies already made (used instead of converting again).
@@ -587,7 +344,7 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed
     with an entry of B is exact in float32: significand widths add up to at most 24,
     lowest set bits to at least 2^-149, leading exponents to at most 126. ``sta``,
     ``stb``: (max significant bits, min last-bit exponent, max leading exponent) of the
-    finite nonzero entries (:func:`accsim.kernels._accumulate.sig_stats`). The kernel
+    finite nonzero entries (:func:`accsim.numerics.kernels.sig_stats`). The kernel
     is the same algorithm as the float64 one; float32 is only a faster container.
     """
     A = np.asarray(A, dtype=np.float64)
@@ -612,179 +369,575 @@ def _float32_operands(acc, A, B, sta=None, stb=None, rounding=None, b_transposed
     return A32, B.astype(np.float32) if B32 is None else B32
 
 
-def _int_range(f):
-    return np.int64(f.min_int), np.int64(f.max_int)
+# ------------------------------------------------------------------------------------
+# datapath checks (kernel_params)
+
+def _native_fp64(fmt, mode):
+    return isinstance(fmt, FloatFormat) and fmt == _FP64 and mode == "rne"
 
 
-def _int_matmul(A, B, acc, rounding, code, pkind, pfmt, chunk_size, wide, wide_rounding,
-                bias, rows, ptr, cols, mask, seed, sr_bits, m, n, sta, stb, structure):
-    if code not in (_acc.S_SEQ, _acc.S_CHUNK):
+def _check_float_acc(fmt, mode, name):
+    """Can round(s + p) into ``fmt`` be simulated exactly? Returns native flag."""
+    if _native_fp64(fmt, mode):
+        return True
+    if fmt.man_bits > 50:
+        raise ValueError(
+            f"{name}: a float accumulator with {fmt.man_bits} fraction bits cannot be "
+            "simulated exactly in float64 (at most 50, or IEEE fp64 with rounding 'rne')")
+    if fmt.emax > 1019:
+        raise ValueError(f"{name}: exponent range too large for exact simulation (emax > 1019)")
+    if fmt.emin - fmt.man_bits - 2 < -1074 or (not fmt.subnormals and fmt.emin - fmt.man_bits - 3 < -1074):
+        raise ValueError(f"{name}: smallest quantum too close to float64's (emin - man_bits too small)")
+    return False
+
+
+def _check_float_datapath(dp):
+    """Checks of a float register datapath: (native, wide_native), whether the register
+    and the wide register are IEEE binary64 with rne (the hardware add)."""
+    acc = dp.acc
+    native = _check_float_acc(acc, dp.rounding, "acc")
+    wide_native = False
+    if dp.structure == "chunked":
+        if not isinstance(dp.wide, FloatFormat):
+            raise ValueError("wide: a float accumulator promotes into a float wide format")
+        wide_native = _check_float_acc(dp.wide, dp.wide_rounding, "wide")
+    if dp.structure == "fused":
+        carry = math.ceil(math.log2(dp.terms + 1))
+        if acc.man_bits + dp.guard_bits + 2 + carry > 62:
+            raise ValueError(
+                f"guard_bits: the fused adder's aligned sum needs {acc.man_bits} + "
+                f"{dp.guard_bits} + {carry + 2} bits; at most 62 fit")
+        if native:
+            raise ValueError("acc: the fused multi-term adder needs an accumulator of at most 50 fraction bits")
+    return native, wide_native
+
+
+def _sr_limit(rounding, sr_bits, fmts_modes):
+    """Engine SR bits: default and maximum 51 - man_bits over stochastic float roundings."""
+    lim = 63
+    for f, md in fmts_modes:
+        if md == "sr" and isinstance(f, FloatFormat):
+            lim = min(lim, 51 - f.man_bits)
+    if sr_bits is None:
+        return lim if lim < 63 else None
+    if sr_bits > lim:
+        raise ValueError(
+            f"sr_bits: at most {lim} random bits can be exact for these formats, got {sr_bits}")
+    return sr_bits
+
+
+def _check_int_datapath(dp):
+    """Checks of an integer / fixed-point register datapath."""
+    acc = dp.acc
+    if dp.structure not in ("sequential", "chunked"):
         raise ValueError(f"structure: integer and fixed-point accumulators support "
-                         f"'sequential' and 'chunked', not {structure!r}")
-    if pkind:
+                         f"'sequential' and 'chunked', not {dp.structure!r}")
+    if dp.rounded_product:
         raise ValueError("product: integer and fixed-point accumulators take exact products "
                          "(each rounded to the accumulator's grid)")
     if not acc.signed and acc.bits >= 63:
         raise ValueError("acc: unsigned accumulators of 63 or 64 bits are not supported")
-    sa, la, ea, inta = sta
-    sb, lb, eb, intb = stb
-    frac = acc.frac_bits
-    if isinstance(acc, IntFormat) and not (inta and intb):
-        raise ValueError("a, b: an integer accumulator needs integer-valued operands "
-                         "(use a FixedFormat accumulator or scale the operands)")
-    if A.size and B.size and ea > -100000 and eb > -100000 and ea + eb + 2 + frac > 62:
-        raise ValueError("a, b: products may exceed 2^62 units of the accumulator")
-    wbits, wsat, wlo, whi = np.int64(64), False, np.int64(0), np.int64(0)
-    init_fmt = acc
-    if code == _acc.S_CHUNK:
-        if not isinstance(wide, (IntFormat, FixedFormat)) or wide.frac_bits != frac:
+    if dp.structure == "chunked":
+        wide = dp.wide
+        if not isinstance(wide, (IntFormat, FixedFormat)) or wide.frac_bits != acc.frac_bits:
             raise ValueError("wide: an integer/fixed accumulator promotes into an integer/fixed "
                              "format with the same frac_bits")
         if not wide.signed and wide.bits >= 63:
             raise ValueError("wide: unsigned formats of 63 or 64 bits are not supported")
-        wlo, whi = _int_range(wide)
-        wbits, wsat = np.int64(wide.bits), wide.overflow == "saturate"
-        init_fmt = wide
-    _, seed_u, srbits = sr_settings(rounding, seed, sr_bits)
-    init_f, _ = _init_entries(bias, m, n, rows, ptr, cols, init_fmt,
-                              wide_rounding if code == _acc.S_CHUNK else rounding, seed)
-    if bias is None:
-        init = np.zeros(init_f.shape[0], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------
+# operands and selections
+
+def _as_matrix(x, name):
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{name}: expected a numeric array ({exc})") from None
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
+    if arr.dtype.kind in "iu":
+        big = np.abs(arr.astype(np.float64)) >= 2.0**53
+        if big.any():
+            raise ValueError(f"{name}: integer entries must be below 2^53 in magnitude")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _sig_stats(X):
+    """:func:`accsim.numerics.kernels.sig_stats` of every entry of X, on the calling
+    thread (a parallel version was faster alone but left numba's threads spinning
+    against the BLAS product of the integer wrap path right after it: 3x slower)."""
+    if X.size == 0:
+        return 0, 100000, -100000, True
+    return kernels.sig_stats(X.reshape(-1))
+
+
+class _Operand:
+    """Statistics of a C-contiguous float64 operand X: ``stats`` (max significant bits,
+    min last-bit exponent, max leading exponent, all-integer), ``f32`` its float32 copy
+    when one was made and every entry is a float32 value (else None), and ``finite``
+    (all entries finite; computed on first use when not known)."""
+
+    def __init__(self, X, stats=None, f32=None, finite=None):
+        self.X = X
+        self.stats = _sig_stats(X) if stats is None else stats
+        self.f32 = f32
+        self._finite = finite
+
+    @property
+    def finite(self):
+        if self._finite is None:
+            self._finite = bool(np.isfinite(self.X).all())
+        return self._finite
+
+
+def _operands(A, B, want32):
+    """:class:`_Operand` of A and B. With ``want32`` both are copied to float32 with
+    their statistics in one pass each (both on the numba threads when large); an
+    operand that float32 would change gets the float64 statistics instead."""
+    if not (want32 and A.size and B.size):
+        return _Operand(A), _Operand(B)
+    A32 = np.empty(A.shape, dtype=np.float32)
+    B32 = np.empty(B.shape, dtype=np.float32)
+    if A.size + B.size >= kernels.PARALLEL_MIN:
+        res = kernels.sig_stats_f32_pair(A.reshape(-1), A32.reshape(-1), B.reshape(-1),
+                                         B32.reshape(-1))
     else:
-        init = np.rint(np.ldexp(init_f, frac)).astype(np.int64)
-    lo, hi = _int_range(acc)
-    sat = acc.overflow == "saturate"
-    mode = np.int64(rounding_code(rounding))
+        res = [kernels.sig_stats_f32(X.reshape(-1), X32.reshape(-1))
+               for X, X32 in ((A, A32), (B, B32))]
+    ops = []
+    for X, X32, (s, lo, e, integer, nonrep, nonfin) in zip((A, B), (A32, B32), res):
+        if nonrep == 0:
+            ops.append(_Operand(X, (int(s), int(lo), int(e), bool(integer)), X32, nonfin == 0))
+        else:
+            ops.append(_Operand(X))
+    return ops[0], ops[1]
 
-    exact_ints = (code == _acc.S_SEQ and frac == 0 and inta and intb and acc.bits < 64
-                  and (acc.signed or acc.bits < 63))
-    _ops = []
 
-    def int_ops():
-        """(A, B, B transposed) as int32 where they fit, else int64; made on first use.
-        32x32->64-bit products vectorise (AVX2 has no 64-bit multiply), and half the
-        memory traffic."""
-        if not _ops:
+def _check_products(A, B, sta, stb):
+    """Refuse operands some of whose products float64 cannot hold exactly."""
+    sa, la, ea, _ = sta
+    sb, lb, eb, _ = stb
+    if not (A.size and B.size and sa > 0 and sb > 0):
+        return
+    # significands of sa and sb bits multiply to at most sa + sb bits (sa bits when
+    # the other operand is a power of two)
+    need = max(sa, sb) if min(sa, sb) == 1 else sa + sb
+    if need > 53:
+        raise ValueError(
+            f"a, b: exact products need {need} significant bits (a has up to {sa}, "
+            f"b up to {sb}); float64 holds 53. Use operands of narrower formats")
+    if la + lb < -1074:
+        raise ValueError("a, b: some products fall below float64's smallest subnormal")
+    if ea + eb + 2 > 1019:
+        raise ValueError("a, b: products may exceed float64's range")
+
+
+class _Selection(NamedTuple):
+    """The outputs to compute in CSR form: nonempty ``rows``, row pointers ``ptr``
+    (len(rows) + 1) and columns ``cols`` (int64), and the (m, n) ``mask`` (None: all)."""
+    rows: np.ndarray
+    ptr: np.ndarray
+    cols: np.ndarray
+    mask: Optional[np.ndarray]
+
+    def row_ids(self):
+        """The row of every output (aligned with ``cols``)."""
+        return np.repeat(self.rows, np.diff(self.ptr))
+
+
+def _selection(select, m, n):
+    """The :class:`_Selection` of ``select`` (None, an (m, n) bool mask or (rows, cols))."""
+    if select is None:
+        rows = np.arange(m, dtype=np.int64)
+        ptr = np.arange(m + 1, dtype=np.int64) * n
+        cols = np.tile(np.arange(n, dtype=np.int64), m)
+        return _Selection(rows, ptr, cols, None)
+    if isinstance(select, tuple) and len(select) == 2:
+        mask = _pairs_mask(select, m, n)
+    else:
+        mask = np.asarray(select)
+        if mask.dtype != bool or mask.shape != (m, n):
+            raise ValueError(f"select: expected a boolean mask of shape ({m}, {n}) or (rows, cols)")
+    csr = kernels.mask_csr if mask.size >= kernels.PARALLEL_MIN else kernels.mask_csr_serial
+    rows, ptr, cols = csr(mask)
+    return _Selection(rows, ptr, cols, mask)
+
+
+def _pairs_mask(select, m, n):
+    """The (m, n) mask of a selection given as (rows, cols) index arrays (negative
+    indices count from the end)."""
+    r = np.asarray(select[0]).reshape(-1)
+    c = np.asarray(select[1]).reshape(-1)
+    if r.shape != c.shape or r.dtype.kind not in "iu" or c.dtype.kind not in "iu":
+        if not (r.size == 0 and c.size == 0):
+            raise ValueError("select: expected (rows, cols) integer index arrays of equal length")
+    r = r.astype(np.int64)
+    c = c.astype(np.int64)
+    if r.size and (r.min() < -m or r.max() >= m or c.min() < -n or c.max() >= n):
+        raise ValueError(f"select: index out of range for a ({m}, {n}) result")
+    r = np.where(r < 0, r + m, r)
+    c = np.where(c < 0, c + n, c)
+    mask = np.zeros((m, n), dtype=bool)
+    mask[r, c] = True
+    return mask
+
+
+def _init_entries(bias, m, n, sel, fmt, mode, seed):
+    """Initial register value of every computed output: bias rounded into ``fmt``."""
+    nnz = sel.cols.shape[0]
+    if bias is None:
+        return np.zeros(nnz), None
+    try:
+        bb = np.broadcast_to(np.asarray(bias, dtype=np.float64), (m, n))
+    except (ValueError, TypeError):
+        raise ValueError(f"bias: expected an array broadcastable to ({m}, {n}), "
+                         f"got shape {np.shape(bias)}") from None
+    vals = bb[sel.row_ids(), sel.cols]
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("bias: expected finite values")
+    return quantize(vals, fmt, mode if mode != "sr" else "rne"), bb
+
+
+class _Outputs(NamedTuple):
+    """Per-output kernel results, in selection order: register ``values`` and the OR of
+    their event ``flags``; counts of ``overflows``, ``saturations`` and ``inexact``
+    roundings (int64). Passed to a kernel as its last five arguments."""
+    values: np.ndarray
+    flags: np.ndarray
+    overflows: np.ndarray
+    saturations: np.ndarray
+    inexact: np.ndarray
+
+    @classmethod
+    def empty(cls, nnz, dtype):
+        """Results of nnz outputs whose register values have ``dtype``."""
+        return cls(np.empty(nnz, dtype=dtype), np.zeros(nnz, dtype=np.uint8),
+                   *(np.zeros(nnz, dtype=np.int64) for _ in range(3)))
+
+
+def _gather(sel, values_e, res, m, n, fill):
+    """(values, Events) of an (m, n) product from per-output ``values_e`` and the events
+    of ``res``; outputs not selected are ``fill``, with no events."""
+    rows, ptr, cols = sel.rows, sel.ptr, sel.cols
+    if (cols.shape[0] == m * n and rows.shape[0] == m and m * n > 0
+            and np.array_equal(rows, np.arange(m))
+            and np.array_equal(cols.reshape(m, n), np.broadcast_to(np.arange(n), (m, n)))):
+        # every output, in row-major order: reshape instead of scattering
+        return values_e.reshape(m, n), Events(
+            res.overflows.reshape(m, n).sum(axis=1), res.saturations.reshape(m, n).sum(axis=1),
+            res.inexact.reshape(m, n).sum(axis=1), res.flags.reshape(m, n) & _FLAG_MASK)
+    values = np.empty((m, n))
+    flags = np.empty((m, n), dtype=np.uint8)
+    ov = np.empty(m, dtype=np.int64)
+    sat = np.empty(m, dtype=np.int64)
+    inx = np.empty(m, dtype=np.int64)
+    scatter = (kernels.scatter_results if m * n >= kernels.PARALLEL_MIN
+               else kernels.scatter_results_serial)
+    scatter(rows, ptr, cols, values_e, res.flags, res.overflows, res.saturations, res.inexact,
+            _FLAG_MASK, np.float64(fill), values, flags, ov, sat, inx)
+    return values, Events(ov, sat, inx, flags)
+
+
+# ------------------------------------------------------------------------------------
+# the product
+
+def _run(dp, a, b, *, bias, select, seed, sr_bits):
+    """The product on the validated datapath ``dp``."""
+    A = _as_matrix(a, "a")
+    B = _as_matrix(b, "b")
+    m, K = A.shape
+    if B.shape[0] != K:
+        raise ValueError(f"b: expected {K} rows to match a's {K} columns, got shape {B.shape}")
+    opA, opB = _operands(A, B, _wants_float32(dp))
+    _check_products(A, B, opA.stats, opB.stats)
+    sel = _selection(select, m, B.shape[1])
+    kp = kernel_params(dp, seed=seed, sr_bits=sr_bits)
+    if isinstance(dp.acc, FloatFormat):
+        return _float_matmul(A, B, dp, kp, sel, bias, seed, opA, opB)
+    return _int_matmul(A, B, dp, kp, sel, bias, seed, opA.stats, opB.stats)
+
+
+def _wants_float32(dp):
+    """May the float32 lanes run this datapath (then the operands are copied to float32
+    while their statistics are taken)? Checked in full by :func:`float32_operands`."""
+    return (isinstance(dp.acc, FloatFormat) and dp.structure in ("sequential", "chunked")
+            and not dp.rounded_product and dp.rounding != "sr"
+            and _lanes32_register(dp.acc, dp.rounding))
+
+
+def _lanes32_register(acc, rounding):
+    """Can the float register ``acc`` with ``rounding`` run on float32 lanes? At most 22
+    significant bits (float32 round-to-odd keeps two more) or IEEE binary32 with rne
+    (the hardware add), and a normal range inside float32's."""
+    return ((acc.man_bits <= 21 or (acc == _FP32 and rounding == "rne"))
+            and acc.emin >= -126 and acc.emax <= 127)
+
+
+def _transposed(X, dtype):
+    """X.T as a C-contiguous array of ``dtype`` (a float dtype holding X's values)."""
+    out = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
+    transpose = (kernels.transpose_into if X.size >= kernels.PARALLEL_MIN
+                 else kernels.transpose_into_serial)
+    transpose(X, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------
+# float registers
+
+def _float_matmul(A, B, dp, kp, sel, bias, seed, opA, opB):
+    """The product into a float register: the lane kernels where they apply (vectorised
+    steps, float32 lanes when exact, blocks of scattered outputs for sparse
+    selections), else the general row kernel."""
+    m, n = A.shape[0], B.shape[1]
+    chunked = dp.structure == "chunked"
+    init, _ = _init_entries(bias, m, n, sel, dp.wide if chunked else dp.acc,
+                            dp.wide_rounding if chunked else dp.rounding, seed)
+    nnz = sel.cols.shape[0]
+    res = _Outputs.empty(nnz, np.float64)
+    if (dp.structure in ("sequential", "chunked") and not dp.rounded_product
+            and not kp.datapath.native and dp.rounding != "sr"):
+        # a selection with few outputs per row: blocks of independent registers over
+        # (row, col) pairs; with 32 or more per row on average the row kernels (columns
+        # gathered) fill the vectors and skip a row's zero a[i, k] steps
+        pairs = sel.mask is not None and nnz < 32 * max(sel.rows.shape[0], 1)
+        ops32 = float32_operands(dp.acc, A, B, opA.stats[:3], opB.stats[:3], dp.rounding,
+                                 b_transposed=pairs, A32=opA.f32, B32=opB.f32)
+        if pairs:
+            _float_pairs(A, B, ops32, sel, init, kp, res)
+            return _float_result(sel, res, m, n)
+    else:
+        ops32 = None
+    big = nnz * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
+    skip0 = np.int64(1 if opB.finite else 0)   # 0 * B[k, j] is an exact zero
+    if ops32 is not None:
+        kern = kernels.float_rows32 if big else kernels.float_rows32_serial
+        kern(*ops32, sel.rows, sel.ptr, sel.cols, init, skip0, *kp, *res)
+    else:
+        kern = kernels.float_rows if big else kernels.float_rows_serial
+        kern(A, B, sel.rows, sel.ptr, sel.cols, init, bias is not None, skip0, *kp, *res)
+    return _float_result(sel, res, m, n)
+
+
+def _float_pairs(A, B, ops32, sel, init, kp, res):
+    """Scattered outputs in blocks of registers (:func:`accsim.numerics.kernels.float_pairs`),
+    on float32 operands ``ops32`` (A, B transposed) when given."""
+    Aop, Bt = (A, _transposed(B, np.float64)) if ops32 is None else ops32
+    nnz = sel.cols.shape[0]
+    # wider blocks spread each step's fixed cost over more registers (256 lanes
+    # measured ~15 % faster than 128 on 13k outputs); narrower ones keep both
+    # threads busy on small selections
+    lanes = 256 if nnz >= 8192 else 128
+    kernels.float_pairs(Aop, Bt, sel.row_ids(), sel.cols, init, np.int64(lanes), *kp, *res)
+
+
+def _float_result(sel, res, m, n):
+    values, events = _gather(sel, res.values, res, m, n, np.nan)
+    return MatmulResult(values, events, selected=sel.mask)
+
+
+# ------------------------------------------------------------------------------------
+# integer and fixed-point registers
+
+def _int_matmul(A, B, dp, kp, sel, bias, seed, sta, stb):
+    """The product into an integer / fixed-point register: one exact BLAS product where
+    every partial sum is exact in float64 (signed integer registers over all outputs),
+    else the register kernels."""
+    acc = dp.acc
+    m, n = A.shape[0], B.shape[1]
+    _check_int_operands(acc, A, B, sta, stb)
+    init = _int_init(bias, m, n, sel, dp, seed)
+    exact_ints = (dp.structure == "sequential" and acc.frac_bits == 0 and sta[3] and stb[3]
+                  and acc.bits < 64 and (acc.signed or acc.bits < 63))
+    kern = _IntKernels(A, B, kp, exact_ints)
+    if (sel.mask is None and dp.structure == "sequential" and isinstance(acc, IntFormat)
+            and acc.signed):
+        result = _int_blas(A, B, acc, bias, init, kern)
+        if result is not None:
+            return result
+    return _int_result(kern.run(sel, init), sel, acc, m, n)
+
+
+def _check_int_operands(acc, A, B, sta, stb):
+    """Refuse operands an integer / fixed-point register cannot take."""
+    _, _, ea, inta = sta
+    _, _, eb, intb = stb
+    if isinstance(acc, IntFormat) and not (inta and intb):
+        raise ValueError("a, b: an integer accumulator needs integer-valued operands "
+                         "(use a FixedFormat accumulator or scale the operands)")
+    if A.size and B.size and ea > -100000 and eb > -100000 and \
+            ea + eb + 2 + acc.frac_bits > 62:
+        raise ValueError("a, b: products may exceed 2^62 units of the accumulator")
+
+
+def _int_init(bias, m, n, sel, dp, seed):
+    """Initial register contents of every computed output, int64 units of
+    2**-frac_bits: the bias rounded into the register (the wide one for "chunked")."""
+    chunked = dp.structure == "chunked"
+    init_f, _ = _init_entries(bias, m, n, sel, dp.wide if chunked else dp.acc,
+                              dp.wide_rounding if chunked else dp.rounding, seed)
+    if bias is None:
+        return np.zeros(init_f.shape[0], dtype=np.int64)
+    return np.rint(np.ldexp(init_f, dp.acc.frac_bits)).astype(np.int64)
+
+
+class _IntKernels:
+    """Runs the integer register kernels on selections of A @ B. With ``exact_ints``
+    (sequential, integer operands and register, frac_bits 0) the branch-free kernels on
+    integer copies of the operands: int32 where they fit, else int64, made on first use
+    (32 x 32 -> 64-bit products vectorise, AVX2 has no 64-bit multiply, and half the
+    memory traffic)."""
+
+    def __init__(self, A, B, kp, exact_ints):
+        self.A, self.B, self.kp, self.exact_ints = A, B, kp, exact_ints
+        self._ints = None
+        self._bt = None
+
+    def _int_operands(self):
+        if self._ints is None:
+            A, B = self.A, self.B
             amax = max(-A.min(initial=0), A.max(initial=0), -B.min(initial=0),
                        B.max(initial=0))
             ity = np.int32 if amax < 2**31 else np.int64
-            _ops.extend([A.astype(ity), B.astype(ity), None])
-        return _ops
+            self._ints = (A.astype(ity), B.astype(ity))
+        return self._ints
 
-    def Bit():
-        ops = int_ops()
-        if ops[2] is None:
-            ops[2] = np.ascontiguousarray(ops[1].T)
-        return ops[2]
+    def _int_b_transposed(self):
+        if self._bt is None:
+            self._bt = np.ascontiguousarray(self._int_operands()[1].T)
+        return self._bt
 
-    def run(rows_, ptr_, cols_, init_):
-        nnz = cols_.shape[0]
-        out = np.empty(nnz, dtype=np.int64)
-        oflags = np.zeros(nnz, dtype=np.uint8)
-        cov = np.zeros(nnz, dtype=np.int64)
-        csat = np.zeros(nnz, dtype=np.int64)
-        cinx = np.zeros(nnz, dtype=np.int64)
-        if exact_ints:
-            if nnz < m * n:  # a selection: blocks of scattered (row, col) registers
-                rid = np.repeat(rows_, np.diff(ptr_))
-                _acc.int_pairs_exact(int_ops()[0], Bit(), rid, cols_, init_, lo, hi,
-                                     np.int64(acc.bits), acc.signed, sat, np.int64(16),
-                                     out, oflags, cov, csat)
-            else:
-                Ai, Bi, _ = int_ops()
-                _acc.int_rows_exact(Ai, Bi, rows_, ptr_, cols_, init_, lo, hi,
-                                    np.int64(acc.bits), acc.signed, sat, out, oflags, cov, csat)
-            return out, oflags, cov, csat, cinx
-        _acc.int_rows(A, B, rows_, ptr_, cols_, init_, np.int64(frac), lo, hi,
-                      np.int64(acc.bits), sat, mode, np.int64(code), np.int64(chunk_size or 0),
-                      wlo, whi, wbits, wsat, seed_u, srbits, out, oflags, cov, csat, cinx)
-        return out, oflags, cov, csat, cinx
+    def run(self, sel, init):
+        """:class:`_Outputs` (int64 register contents) of the outputs ``sel``, whose
+        registers start at ``init``."""
+        kp = self.kp
+        res = _Outputs.empty(sel.cols.shape[0], np.int64)
+        if not self.exact_ints:
+            kernels.int_rows(self.A, self.B, sel.rows, sel.ptr, sel.cols, init, kp.acc,
+                             kp.wide, kp.datapath, *res)
+        elif sel.cols.shape[0] < self.A.shape[0] * self.B.shape[1]:
+            # a selection: blocks of scattered (row, col) registers
+            kernels.int_pairs_exact(self._int_operands()[0], self._int_b_transposed(),
+                                    sel.row_ids(), sel.cols, init, np.int64(16), kp.acc,
+                                    *res[:4])
+        else:
+            Ai, Bi = self._int_operands()
+            kernels.int_rows_exact(Ai, Bi, sel.rows, sel.ptr, sel.cols, init, kp.acc,
+                                   *res[:4])
+        return res
 
-    def finish(ivals):
-        if frac == 0 and acc.bits <= 54:      # every register value is a float64
-            return ivals.astype(np.float64)
-        with np.errstate(all="ignore"):
-            vals = np.ldexp(ivals.astype(np.float64), -frac)
-        big = np.abs(ivals) > (1 << 53)
-        if big.any() and np.any(np.ldexp(vals[big], frac).astype(np.int64) != ivals[big]):
-            return ValueError("values: some accumulator contents have more than 53 significant "
-                              "bits; read result.int_values")
-        return vals
 
-    fast = (mask is None and code == _acc.S_SEQ and isinstance(acc, IntFormat) and acc.signed)
-    if fast:
-        binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
-        # a global bound on every partial sum: max row 1-norm of A times max |B|
-        gbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
-            (max(-B.min(), B.max()) if B.size else 0.0) + \
-            (np.abs(binit).max() if bias is not None and binit.size else 0.0)
-        if gbound < 2.0**52:
-            # every partial sum is an integer below 2^52: BLAS is exact in any order
-            exact_f = A @ B
-            if bias is not None:
-                exact_f += binit
+def _int_float_values(ivals, acc):
+    """float64 values of register contents ``ivals`` (int64 units of 2**-frac_bits), or a
+    ValueError (returned: raised when ``values`` is read) when some have more than 53
+    significant bits."""
+    frac = acc.frac_bits
+    if frac == 0 and acc.bits <= 54:      # every register value is a float64
+        return ivals.astype(np.float64)
+    with np.errstate(all="ignore"):
+        vals = np.ldexp(ivals.astype(np.float64), -frac)
+    big = np.abs(ivals) > (1 << 53)
+    if big.any() and np.any(np.ldexp(vals[big], frac).astype(np.int64) != ivals[big]):
+        return ValueError("values: some accumulator contents have more than 53 significant "
+                          "bits; read result.int_values")
+    return vals
 
-            def risky_mask():
-                if gbound <= float(acc.max_int):
-                    return np.zeros((m, n), dtype=bool)
-                bound = np.abs(A) @ np.abs(B) + np.abs(binit)
-                return bound > float(acc.max_int)
-            if sat:
-                risky = risky_mask()
-                ivals = exact_f.astype(np.int64)
-                if risky.any():
-                    r_rows, r_ptr, r_cols, _ = _csr(risky, m, n)
-                    rid = np.repeat(r_rows, np.diff(r_ptr))
-                    res = run(r_rows, r_ptr, r_cols, init.reshape(m, n)[rid, r_cols].copy())
-                    ivals[rid, r_cols] = res[0]
-                    evs = _gather(r_rows, r_ptr, r_cols, res[0].astype(np.float64), *res[1:],
-                                  m, n, 0.0)[1]
-                else:
-                    evs = Events(*(np.zeros(m, dtype=np.int64) for _ in range(3)),
-                                 np.zeros((m, n), dtype=np.uint8))
-                return MatmulResult(finish(ivals), evs, int_values=ivals)
-            # wrap: modular arithmetic, order-independent: reduce the exact sum
-            bits = acc.bits
-            vals = exact_f
-            if bits <= 52:
-                # two's complement wrap in float64, in place and exact (integers below
-                # 2^53, power-of-two scalings): ((x + h) mod 2^B) - h
-                h = float(1 << (bits - 1))
-                vals += h
-                q = vals * (2.0 ** -bits)
-                np.floor(q, out=q)
-                q *= 2.0 ** bits
-                vals -= q
-                vals -= h
-                ivals = lambda: vals.astype(np.int64)     # noqa: E731  (on demand)
-            else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps
-                ivals = exact_f.astype(np.int64)
-                vals = finish(ivals)
 
-            def lazy_events():
-                risky = risky_mask()
-                if not risky.any():
-                    return Events(*(np.zeros(m, dtype=np.int64) for _ in range(3)),
-                                  np.zeros((m, n), dtype=np.uint8))
-                r_rows, r_ptr, r_cols, _ = _csr(risky, m, n)
-                rid = np.repeat(r_rows, np.diff(r_ptr))
-                res = run(r_rows, r_ptr, r_cols, init.reshape(m, n)[rid, r_cols].copy())
-                return _gather(r_rows, r_ptr, r_cols, res[0].astype(np.float64), *res[1:],
-                               m, n, 0.0)[1]
-            return MatmulResult(vals, events_fn=lazy_events, int_values=ivals)
-
-    out, oflags, cov, csat, cinx = run(rows, ptr, cols, init)
-    vals_e = finish(out)
+def _int_result(res, sel, acc, m, n):
+    """The :class:`MatmulResult` of the register kernels' results ``res``."""
+    vals_e = _int_float_values(res.values, acc)
     if isinstance(vals_e, Exception):
-        _, events = _gather(rows, ptr, cols, out.astype(np.float64), oflags, cov, csat,
-                            cinx, m, n, np.nan)
+        _, events = _gather(sel, res.values.astype(np.float64), res, m, n, np.nan)
         vals = vals_e
     else:
-        vals, events = _gather(rows, ptr, cols, vals_e, oflags, cov, csat, cinx, m, n,
-                               np.nan)
-    if mask is None and cols.shape[0] == m * n:
-        ivals = out.reshape(m, n)
+        vals, events = _gather(sel, vals_e, res, m, n, np.nan)
+    if sel.mask is None and sel.cols.shape[0] == m * n:
+        ivals = res.values.reshape(m, n)
     else:
         ivals = np.zeros((m, n), dtype=np.int64)
-        ivals[np.repeat(rows, np.diff(ptr)), cols] = out
-    return MatmulResult(vals, events, int_values=ivals, selected=mask)
+        ivals[sel.row_ids(), sel.cols] = res.values
+    return MatmulResult(vals, events, int_values=ivals, selected=sel.mask)
+
+
+def _int_blas(A, B, acc, bias, init, kern):
+    """A signed sequential integer register over all outputs whose partial sums are all
+    integers below 2^52 (a bound: the largest row 1-norm of A times max |B|, plus the
+    bias): one exact float64 product, since any summation order is exact. Only outputs
+    whose partial sums may leave the register's range run the register kernels (for
+    saturation: their values; for wrap: their events, computed when first read, as
+    wrapping is modular and the exact sum reduced modulo 2^bits is the value). None
+    when the bound does not hold."""
+    m, n = A.shape[0], B.shape[1]
+    binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
+    gbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
+        (max(-B.min(), B.max()) if B.size else 0.0) + \
+        (np.abs(binit).max() if bias is not None and binit.size else 0.0)
+    if gbound >= 2.0**52:
+        return None
+    exact_f = A @ B
+    if bias is not None:
+        exact_f += binit
+    risky = functools.partial(_risky_mask, A, B, binit, gbound, acc)
+    if acc.overflow == "saturate":
+        ivals = exact_f.astype(np.int64)
+        rsel, res = _run_risky(risky(), init, kern, m, n)
+        if rsel is None:
+            events = Events.none(m, n)
+        else:
+            ivals[rsel.row_ids(), rsel.cols] = res.values
+            events = _gather(rsel, res.values.astype(np.float64), res, m, n, 0.0)[1]
+        return MatmulResult(_int_float_values(ivals, acc), events, int_values=ivals)
+    if acc.bits <= 52:
+        vals = _wrap_in_place(exact_f, acc.bits)
+        ivals = functools.partial(vals.astype, np.int64)      # on demand
+    else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps
+        ivals = exact_f.astype(np.int64)
+        vals = _int_float_values(ivals, acc)
+    return MatmulResult(vals, int_values=ivals,
+                        events_fn=functools.partial(_risky_events, risky, init, kern, m, n))
+
+
+def _risky_mask(A, B, binit, gbound, acc):
+    """(m, n) bool: outputs whose partial sums may exceed the register's largest value
+    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``)."""
+    if gbound <= float(acc.max_int):
+        return np.zeros((A.shape[0], B.shape[1]), dtype=bool)
+    bound = np.abs(A) @ np.abs(B) + np.abs(binit)
+    return bound > float(acc.max_int)
+
+
+def _run_risky(risky, init, kern, m, n):
+    """(selection, :class:`_Outputs`) of the register kernels on the outputs of the mask
+    ``risky`` (their registers start at ``init``, all (m, n) outputs' initial contents),
+    or (None, None) when there are none."""
+    if not risky.any():
+        return None, None
+    rsel = _selection(risky, m, n)
+    res = kern.run(rsel, init.reshape(m, n)[rsel.row_ids(), rsel.cols].copy())
+    return rsel, res
+
+
+def _risky_events(risky, init, kern, m, n):
+    """The Events of the BLAS path: those of the outputs ``risky()`` marks, by the
+    register kernels."""
+    rsel, res = _run_risky(risky(), init, kern, m, n)
+    if rsel is None:
+        return Events.none(m, n)
+    return _gather(rsel, res.values.astype(np.float64), res, m, n, 0.0)[1]
+
+
+def _wrap_in_place(vals, bits):
+    """Two's-complement wrap of the integer float64 values ``vals`` (below 2^53) to
+    ``bits`` <= 52 bits, in place and exact (power-of-two scalings):
+    ((x + h) mod 2^bits) - h with h = 2^(bits - 1). Returns vals."""
+    h = float(1 << (bits - 1))
+    vals += h
+    q = vals * (2.0 ** -bits)
+    np.floor(q, out=q)
+    q *= 2.0 ** bits
+    vals -= q
+    vals -= h
+    return vals

@@ -36,7 +36,7 @@ FLOAT_OVERFLOW = ("inf", "saturate")
 INT_OVERFLOW = ("wrap", "saturate")
 SPECIALS = ("ieee", "fn", "fnuz", "none")
 
-# Kernel-facing integer codes (keep in sync with accsim.kernels._round).
+# Kernel-facing integer codes of the rounding modes (the kernels take theirs from here).
 MODE_CODES = {m: i for i, m in enumerate(ROUNDING_MODES)}
 
 

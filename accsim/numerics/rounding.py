@@ -7,11 +7,10 @@ import os
 
 import numpy as np
 
+from . import kernels
+from .config import load_format
 from .formats import FloatFormat, FixedFormat, IntFormat, rounding_code
 from .kernels import format_params
-from .kernels import _round as _r
-
-_PARALLEL_MIN = 1 << 16
 
 
 def check_format(fmt, name="fmt"):
@@ -59,7 +58,6 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     or for integers); infinities follow the format's specials and overflow policy.
     """
     if isinstance(fmt, str):
-        from .config import load_format
         fmt = load_format(fmt)
     check_format(fmt)
     mode, seed_u, srbits = sr_settings(rounding, seed, sr_bits)
@@ -72,14 +70,15 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     out = np.empty_like(flat)
     flags = np.empty(flat.shape[0], dtype=np.uint8)
     params = format_params(fmt)
-    kern = _r.quantize_kernel if flat.shape[0] >= _PARALLEL_MIN else _r.quantize_kernel_serial
+    kern = (kernels.quantize_kernel if flat.shape[0] >= kernels.PARALLEL_MIN
+            else kernels.quantize_kernel_serial)
     kern(flat, out, params, mode, seed_u, srbits, flags)
     if flat.shape[0]:
-        bad = flags & np.uint8(_r.F_INVALID | _r.F_UNREPR)
+        bad = flags & np.uint8(kernels.F_INVALID | kernels.F_UNREPR)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             v = flat[i]
-            if bad[i] & _r.F_INVALID:
+            if bad[i] & kernels.F_INVALID:
                 what = "NaN" if np.isnan(v) else "infinity"
                 raise ValueError(
                     f"x: {what} at index {i} has no representation in {fmt.label} "
@@ -109,7 +108,8 @@ def quantize_flags(x, fmt, rounding="rne"):
     x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.empty_like(x)
     flags = np.zeros(x.shape[0], dtype=np.uint8)
-    _r.quantize_kernel_serial(x, out, format_params(fmt), rounding_code(rounding),
+    kernels.quantize_kernel_serial(x, out, format_params(fmt), rounding_code(rounding),
                               np.uint64(0), np.int64(0), flags)
-    valid = (flags & np.uint8(_r.F_INVALID | _r.F_UNREPR)) == 0
-    return out, flags & np.uint8(_r.F_INEXACT | _r.F_OVERFLOW | _r.F_SATURATE), valid
+    valid = (flags & np.uint8(kernels.F_INVALID | kernels.F_UNREPR)) == 0
+    events = np.uint8(kernels.F_INEXACT | kernels.F_OVERFLOW | kernels.F_SATURATE)
+    return out, flags & events, valid

@@ -9,9 +9,8 @@ copies and fancy indexing cost as much as a small selection's whole computation.
 import numpy as np
 from numba import njit, prange, int64, uint8
 
+from ._codes import JIT
 from ._simd import transpose8
-
-JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 
 @njit(inline="always", **JIT)

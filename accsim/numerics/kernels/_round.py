@@ -1,7 +1,9 @@
 """Scalar rounding of float64 values to any accsim format, and the quantize kernel.
 
-Private module. Formats reach these kernels as a tuple of int64 parameters built by
-:func:`accsim.kernels.format_params`, so one compiled kernel serves every format.
+Private module (the kernels package re-exports what the engine and ``quantize`` call).
+Formats reach these kernels as :class:`accsim.numerics.kernels.FormatParams`, a named
+tuple of int64 fields read by name (``P.man_bits``), so one compiled kernel serves every
+format.
 
 Float formats are rounded on the float64 bit pattern. For a normal float64 x whose
 exponent is at least the target's ``emin`` the target quantum is ``s = 52 - man_bits``
@@ -14,7 +16,7 @@ low bits of the pattern::
 Adding the increment to the whole pattern and masking the dropped bits rounds
 correctly, the carry into the exponent field doing the renormalisation. Values below
 the target's smallest normal (and float64 subnormals) take the integer path
-``_round_shift`` on the 53-bit significand with SoftFloat-style sticky handling, safe
+``round_shift`` on the 53-bit significand with SoftFloat-style sticky handling, safe
 for every shift distance.
 """
 
@@ -24,42 +26,17 @@ from llvmlite import ir
 from numba import njit, prange, uint64, int64, types
 from numba.extending import intrinsic
 
-# rounding-mode codes: same order as accsim.formats.ROUNDING_MODES
-RNE, RNA, RZ, RU, RD, RO, SR = 0, 1, 2, 3, 4, 5, 6
-
-# event flags returned with every rounding
-F_INEXACT = 1      # result differs from the exact value
-F_OVERFLOW = 2     # exact value beyond the largest finite (or out of integer range)
-F_SATURATE = 4     # the result was clamped to the largest magnitude
-F_UNDERFLOW = 8    # nonzero tiny result flushed to zero (subnormals off) or inexact tiny
-F_INVALID = 16     # input with no meaning in the format (NaN without NaN, inf with wrap)
-F_UNREPR = 32      # exact integer result has no float64 representation (bits > 53)
-
-# parameter tuple layout (int64 each)
-P_KIND = 0      # 0 float, 1 integer / fixed point
-P_MAN = 1       # float: man_bits
-P_EMIN = 2      # float: emin
-P_EMAX = 3      # float: emax
-P_MAXBITS = 4   # float: bit pattern of max finite (positive)
-P_SUB = 5       # float: subnormals
-P_INF = 6       # float: has infinity
-P_NAN = 7       # float: has NaN
-P_NEGZ = 8      # float: has -0
-P_OVF = 9       # 0 inf, 1 saturate, 2 wrap
-P_BITS = 10     # int/fixed: width
-P_FRAC = 11     # int/fixed: frac_bits
-P_SIGNED = 12   # int/fixed: signed
-N_PARAMS = 13
+from ._codes import (
+    F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNDERFLOW, F_UNREPR, JIT,
+    RD, RNA, RNE, RO, RU, RZ, SR,
+)
 
 _MASK63 = 0x7FFFFFFFFFFFFFFF
-_EXP_MASK = 0x7FF0000000000000
 _FRAC_MASK = 0x000FFFFFFFFFFFFF
 _HIDDEN = 0x0010000000000000
 _SIGN = 0x8000000000000000
 _QNAN = 0x7FF8000000000000
 _INF = 0x7FF0000000000000
-
-JIT = dict(nogil=True, cache=True, error_model="numpy")  # never fastmath: see STYLE
 
 
 @njit(uint64(uint64), inline="always", **JIT)
@@ -72,7 +49,7 @@ def splitmix64(z):
 
 
 @intrinsic
-def _f2b(typingctx, x):
+def f2b(typingctx, x):
     """Bit pattern of a float64 as uint64 (an LLVM bitcast, no memory traffic)."""
     if not isinstance(x, types.Float):
         return None
@@ -86,7 +63,7 @@ def _f2b(typingctx, x):
 
 
 @intrinsic
-def _b2f(typingctx, b):
+def b2f(typingctx, b):
     """float64 whose bit pattern is the 64-bit integer b."""
     if not isinstance(b, types.Integer):
         return None
@@ -142,7 +119,7 @@ def _sr_up(rem, s, key, srbits):
 
 
 @intrinsic
-def _f2i(typingctx, x):
+def f2i(typingctx, x):
     """Bit pattern of a float64 (float32) as int64 (int32): signed compares vectorise on
     AVX2."""
     if not isinstance(x, types.Float) or x.bitwidth not in (32, 64):
@@ -155,7 +132,7 @@ def _f2i(typingctx, x):
 
 
 @intrinsic
-def _i2f(typingctx, b):
+def i2f(typingctx, b):
     """float64 (float32) whose bit pattern is the int64 (int32) b."""
     if not isinstance(b, types.Integer) or b.bitwidth not in (32, 64):
         return None
@@ -184,7 +161,7 @@ def _sr_addend(s, key, srbits):
 
 
 @njit(**JIT)
-def _round_shift(m, s, neg, mode, key, srbits):
+def round_shift(m, s, neg, mode, key, srbits):
     """Round the integer m / 2**s (m < 2**53, s >= 0, any size) to an integer.
 
     ``neg`` is the sign of the value (for directed modes). Returns (q, inexact).
@@ -232,9 +209,9 @@ def _overflow_result(neg, mode, P, up):
     ``up`` tells, for stochastic rounding, whether the draw went past max finite.
     """
     sign = uint64(_SIGN) if neg else uint64(0)
-    maxb = uint64(P[P_MAXBITS])
-    if P[P_OVF] == 1:
-        return _b2f(sign | maxb), F_OVERFLOW | F_SATURATE | F_INEXACT
+    maxb = uint64(P.max_finite_bits)
+    if P.overflow == 1:
+        return b2f(sign | maxb), F_OVERFLOW | F_SATURATE | F_INEXACT
     to_inf = True
     if mode == RZ or mode == RO:
         to_inf = False
@@ -245,15 +222,15 @@ def _overflow_result(neg, mode, P, up):
     elif mode == SR:
         to_inf = up
     if not to_inf:
-        return _b2f(sign | maxb), F_OVERFLOW | F_INEXACT
-    if P[P_INF] == 1:
-        return _b2f(sign | uint64(_INF)), F_OVERFLOW | F_INEXACT
-    return _b2f(uint64(_QNAN)), F_OVERFLOW | F_INEXACT
+        return b2f(sign | maxb), F_OVERFLOW | F_INEXACT
+    if P.has_inf == 1:
+        return b2f(sign | uint64(_INF)), F_OVERFLOW | F_INEXACT
+    return b2f(uint64(_QNAN)), F_OVERFLOW | F_INEXACT
 
 
 @njit(**JIT)
 def _zero(neg, P):
-    if neg and P[P_NEGZ] == 1:
+    if neg and P.neg_zero == 1:
         return -0.0
     return 0.0
 
@@ -264,28 +241,28 @@ def _scale2(v, e):
     power-of-two multiplies built from bit patterns, no libm call."""
     if e >= -1022:
         if e <= 1023:
-            return v * _b2f(uint64(e + 1023) << uint64(52))
-        return (v * _b2f(uint64(e - 64 + 1023) << uint64(52))) * 1.8446744073709552e19
+            return v * b2f(uint64(e + 1023) << uint64(52))
+        return (v * b2f(uint64(e - 64 + 1023) << uint64(52))) * 1.8446744073709552e19
     # 2**e is subnormal or below: go through 2**(e + 128) then 2**-128
-    return (v * _b2f(uint64(e + 128 + 1023) << uint64(52))) * 2.938735877055719e-39
+    return (v * b2f(uint64(e + 128 + 1023) << uint64(52))) * 2.938735877055719e-39
 
 
 @njit(**JIT)
 def _round_float_tiny(x, P, mode, key, srbits):
     """round_float for |x| below the target's smallest normal (x finite, nonzero)."""
-    b = _f2b(x)
+    b = f2b(x)
     neg = (b >> uint64(63)) != 0
     mag = b & uint64(_MASK63)
     ef = mag >> uint64(52)
-    man = P[P_MAN]
-    emin = P[P_EMIN]
+    man = P.man_bits
+    emin = P.emin
     e = int64(ef) - 1023
     # ---- below the target's smallest normal (or float64 subnormal) ----
     if ef == 0:
         m = mag & uint64(_FRAC_MASK)
         E = int64(-1074)
         # true exponent of the leading bit
-        e = int64(63 - int64(_clz64(m))) - 1074
+        e = int64(63 - int64(clz64(m))) - 1074
     else:
         m = (mag & uint64(_FRAC_MASK)) | uint64(_HIDDEN)
         E = e - 52
@@ -295,13 +272,13 @@ def _round_float_tiny(x, P, mode, key, srbits):
         s = qe - E
         if s <= 0:
             return x, 0
-        q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+        q, inexact = round_shift(m, s, neg, mode, key, srbits)
         val = _scale2(np.float64(q), qe)
         return (-val if neg else val), F_INEXACT if inexact else 0
-    if P[P_SUB] == 1:
+    if P.subnormals == 1:
         qe = emin - man
         s = qe - E
-        q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+        q, inexact = round_shift(m, s, neg, mode, key, srbits)
         if q == 0:
             return _zero(neg, P), (F_INEXACT | F_UNDERFLOW) if inexact else 0
         val = _scale2(np.float64(q), qe)
@@ -315,7 +292,7 @@ def _round_float_tiny(x, P, mode, key, srbits):
     s = qe - E
     if s <= 0:
         return _zero(neg, P), F_INEXACT | F_UNDERFLOW
-    q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+    q, inexact = round_shift(m, s, neg, mode, key, srbits)
     if q == (uint64(1) << uint64(man + 1)):
         val = _scale2(1.0, emin)
         if neg:
@@ -328,26 +305,26 @@ def _round_float_tiny(x, P, mode, key, srbits):
 @njit(inline="always", **JIT)
 def round_float(x, P, mode, key, srbits):
     """Round float64 ``x`` to the float format ``P``. Returns (value, flags)."""
-    b = _f2b(x)
+    b = f2b(x)
     neg = (b >> uint64(63)) != 0
     mag = b & uint64(_MASK63)
     ef = mag >> uint64(52)
     if ef == 0x7FF:
         if (mag & uint64(_FRAC_MASK)) != 0:  # NaN
-            if P[P_NAN] == 1:
+            if P.has_nan == 1:
                 return x, 0
             return x, F_INVALID
         # infinity
-        if P[P_INF] == 1:
+        if P.has_inf == 1:
             return x, 0
-        if P[P_OVF] == 1:
+        if P.overflow == 1:
             sign = uint64(_SIGN) if neg else uint64(0)
-            return _b2f(sign | uint64(P[P_MAXBITS])), F_OVERFLOW | F_SATURATE
-        return _b2f(uint64(_QNAN)), F_OVERFLOW
+            return b2f(sign | uint64(P.max_finite_bits)), F_OVERFLOW | F_SATURATE
+        return b2f(uint64(_QNAN)), F_OVERFLOW
     if mag == 0:
         return _zero(neg, P), 0
-    man = P[P_MAN]
-    emin = P[P_EMIN]
+    man = P.man_bits
+    emin = P.emin
     e = int64(ef) - 1023
     if ef != 0 and e >= emin:
         # ---- fast path: normal in the target ----
@@ -377,11 +354,11 @@ def round_float(x, P, mode, key, srbits):
         r = (mag + add) & ~lowmask
         if mode == RO and man > 0:  # man_bits = 0: the truncation is already odd
             r = r | (inexact << s)
-        if r > uint64(P[P_MAXBITS]):
+        if r > uint64(P.max_finite_bits):
             return _overflow_result(neg, mode, P, True)
         sign = uint64(neg) << uint64(63)
-        return _b2f(sign | r), int64(inexact)
-    if P[P_SUB] == 1 and ef != 0 and emin - e <= 9:
+        return b2f(sign | r), int64(inexact)
+    if P.subnormals == 1 and ef != 0 and emin - e <= 9:
         # ---- subnormal in the target, float64 normal: a fixed quantum 2**(emin-man) ----
         # q = round(M / 2**s2) on the 53-bit significand M with the same increments
         # as the fast path; s2 = 52 - man + (emin - e) is at most 61 here.
@@ -411,7 +388,7 @@ def round_float(x, P, mode, key, srbits):
             return _zero(neg, P), flags
         val = _scale2(np.float64(q), emin - man)
         return (-val if neg else val), flags
-    if P[P_SUB] == 1 and emin - e >= man + 2 and mode != SR:
+    if P.subnormals == 1 and emin - e >= man + 2 and mode != SR:
         # ---- below half the smallest subnormal: 0 or the smallest subnormal ----
         up = (mode == RO) or (mode == RU and not neg) or (mode == RD and neg)
         if up:
@@ -422,7 +399,7 @@ def round_float(x, P, mode, key, srbits):
 
 
 @intrinsic
-def _clz64(typingctx, v):
+def clz64(typingctx, v):
     """Leading zeros of a 64-bit integer (64 for zero): LLVM ctlz."""
     if not isinstance(v, types.Integer):
         return None
@@ -437,7 +414,7 @@ def _clz64(typingctx, v):
 
 
 @intrinsic
-def _ctz64(typingctx, v):
+def ctz64(typingctx, v):
     """Trailing zeros of a 64-bit integer (64 for zero): LLVM cttz."""
     if not isinstance(v, types.Integer):
         return None
@@ -450,6 +427,47 @@ def _ctz64(typingctx, v):
     return types.int64(v), codegen
 
 
+@njit(inline="always", **JIT)
+def _int_range(q, big, neg, P, flags):
+    """:func:`round_int`'s range check of the rounded magnitude ``q`` (mod 2**64 when
+    ``big``) with sign ``neg``: wrapped or saturated into format P. Returns (q, neg,
+    flags), the magnitude and sign of the stored integer."""
+    bits = P.bits
+    signed = P.signed == 1
+    sat = P.overflow == 1
+    if signed:
+        lim_pos = (uint64(1) << uint64(bits - 1)) - uint64(1)
+        lim_neg = uint64(1) << uint64(bits - 1)
+    else:
+        lim_pos = ((uint64(1) << uint64(bits)) - uint64(1) if bits < 64
+                   else uint64(0xFFFFFFFFFFFFFFFF))
+        lim_neg = uint64(0)
+    if neg:
+        out = big or q > lim_neg
+    else:
+        out = big or q > lim_pos
+    if out:
+        flags |= F_OVERFLOW
+        if sat:
+            flags |= F_SATURATE
+            if neg:
+                q = lim_neg
+            else:
+                q = lim_pos
+        else:
+            # wrap modulo 2**bits, then reinterpret as signed when the format is signed
+            w = (uint64(0) - q) if neg else q
+            if bits < 64:
+                w = w & ((uint64(1) << uint64(bits)) - uint64(1))
+            if signed and w >= lim_neg:
+                neg = True
+                q = (uint64(1) << uint64(bits)) - w if bits < 64 else uint64(0) - w
+            else:
+                neg = False
+                q = w
+    return q, neg, flags
+
+
 @njit(**JIT)
 def round_int(x, P, mode, key, srbits):
     """Round float64 ``x`` to the integer / fixed-point format ``P``: (value, flags).
@@ -458,11 +476,9 @@ def round_int(x, P, mode, key, srbits):
     modulo 2**bits or saturated. The result is returned as float64 (exact unless flag
     F_UNREPR is set: more than 53 significant bits).
     """
-    bits = P[P_BITS]
-    frac = P[P_FRAC]
-    signed = P[P_SIGNED] == 1
-    sat = P[P_OVF] == 1
-    b = _f2b(x)
+    frac = P.frac_bits
+    sat = P.overflow == 1
+    b = f2b(x)
     neg = (b >> uint64(63)) != 0
     mag = b & uint64(_MASK63)
     ef = mag >> uint64(52)
@@ -485,49 +501,20 @@ def round_int(x, P, mode, key, srbits):
         s = qe - E
         big = False
         if s >= 0:
-            q, inexact = _round_shift(m, s, neg, mode, key, srbits)
+            q, inexact = round_shift(m, s, neg, mode, key, srbits)
             if inexact:
                 flags |= F_INEXACT
         else:
             sh = -s
             # leading bit of m at position 63 - clz; value needs (64 - clz + sh) bits
-            if sh >= 64 or (64 - _clz64(m)) + sh > 64:
+            if sh >= 64 or (64 - clz64(m)) + sh > 64:
                 big = True
                 q = (m << uint64(sh)) if sh < 64 else uint64(0)
             else:
                 q = m << uint64(sh)
-    # q: magnitude (mod 2**64 when big). Range check.
-    if signed:
-        lim_pos = (uint64(1) << uint64(bits - 1)) - uint64(1)
-        lim_neg = uint64(1) << uint64(bits - 1)
-    else:
-        lim_pos = (uint64(1) << uint64(bits)) - uint64(1) if bits < 64 else uint64(0xFFFFFFFFFFFFFFFF)
-        lim_neg = uint64(0)
-    if neg:
-        out = big or q > lim_neg
-    else:
-        out = big or q > lim_pos
     if q == 0 and not big:
         return 0.0, flags
-    if out:
-        flags |= F_OVERFLOW
-        if sat:
-            flags |= F_SATURATE
-            if neg:
-                q = lim_neg
-            else:
-                q = lim_pos
-        else:
-            # wrap modulo 2**bits, then reinterpret as signed when the format is signed
-            w = (uint64(0) - q) if neg else q
-            if bits < 64:
-                w = w & ((uint64(1) << uint64(bits)) - uint64(1))
-            if signed and w >= lim_neg:
-                neg = True
-                q = (uint64(1) << uint64(bits)) - w if bits < 64 else uint64(0) - w
-            else:
-                neg = False
-                q = w
+    q, neg, flags = _int_range(q, big, neg, P, flags)
     if q == 0:
         return 0.0, flags
     if q >= (uint64(1) << uint64(53)) and _sigbits(q) > 53:
@@ -541,13 +528,13 @@ def round_int(x, P, mode, key, srbits):
 @njit(**JIT)
 def _sigbits(u):
     """Significant bits of the nonzero uint64 u (leading one to trailing one)."""
-    return 64 - _clz64(u) - _ctz64(u)
+    return 64 - clz64(u) - ctz64(u)
 
 
 @njit(**JIT)
 def round_any(x, P, mode, key, srbits):
     """Round to a float, integer or fixed-point format: (value, flags)."""
-    if P[P_KIND] == 0:
+    if P.kind == 0:
         return round_float(x, P, mode, key, srbits)
     return round_int(x, P, mode, key, srbits)
 
@@ -558,10 +545,35 @@ def element_key(seed, idx):
     return splitmix64(uint64(seed) ^ splitmix64(uint64(idx) * uint64(0xD1B54A32D192ED03)))
 
 
+@njit(**JIT)
+def out_key(seed, r, c):
+    """Counter-based key of output (r, c) of a matrix product seeded by ``seed``."""
+    return splitmix64(uint64(seed) ^ splitmix64(uint64(r) * uint64(0x100000001B3) + uint64(c)))
+
+
+@njit(**JIT)
+def step_key(base, t):
+    """Key of rounding number ``t`` of the register whose key is ``base``."""
+    return base + uint64(t) * uint64(0x9E3779B97F4A7C15)
+
+
+@njit(**JIT)
+def decompose(x):
+    """|x| = m * 2**E with integer m < 2**53 (x finite); returns (m, E, neg)."""
+    b = f2b(x)
+    neg = (b >> uint64(63)) != 0
+    mag = b & uint64(_MASK63)
+    ef = int64(mag >> uint64(52))
+    fr = mag & uint64(_FRAC_MASK)
+    if ef == 0:
+        return fr, int64(-1074), neg
+    return fr | uint64(_HIDDEN), ef - 1075, neg
+
+
 @njit(inline="always", **JIT)
 def _quantize_elem(x, i, P, mode, seed, srbits):
     key = element_key(seed, i) if mode == SR else uint64(0)
-    if P[P_KIND] == 0:
+    if P.kind == 0:
         return round_float(x, P, mode, key, srbits)
     return round_int(x, P, mode, key, srbits)
 

@@ -5,8 +5,10 @@ multiplies (``fmul`` without fast-math flags, never contracted into an FMA), so 
 are the same operations as numba's scalar code, only laid out in vector registers.
 """
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
+from numba.core import config as numba_config
 from numba.extending import intrinsic
 
 _I32 = ir.IntType(32)
@@ -126,13 +128,11 @@ def _native_half_conversion():
     (x86-64 F16C: vcvtps2ph / vcvtph2ps)? Elsewhere LLVM would call a runtime library
     function that numba does not link, so the binary16 step is then not used."""
     try:
-        import llvmlite.binding as llvm
-        from numba.core import config
         if not llvm.get_process_triple().startswith("x86_64"):
             return False
-        if config.CPU_FEATURES is not None:          # NUMBA_CPU_FEATURES overrides the host
-            return "+f16c" in config.CPU_FEATURES.split(",")
-        if config.CPU_NAME is not None:              # NUMBA_CPU_NAME: features unknown
+        if numba_config.CPU_FEATURES is not None:   # NUMBA_CPU_FEATURES overrides the host
+            return "+f16c" in numba_config.CPU_FEATURES.split(",")
+        if numba_config.CPU_NAME is not None:       # NUMBA_CPU_NAME: features unknown
             return False
         return bool(llvm.get_host_cpu_features().get("f16c", False))
     except Exception:  # noqa: BLE001  (any doubt: the general step)

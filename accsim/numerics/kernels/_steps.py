@@ -1,0 +1,408 @@
+"""One add of a float register: the general scalar step and the vector steps.
+
+Private module. :func:`fadd` is the register's general add (any float format and
+mode, stochastic rounding included). The vector steps below are branch-free versions of
+it for the common case; each has the signature
+
+    step(x, p, C) -> (value, bad, inexact)
+
+for the register value x and the exact product p (both float64, or both float32 on
+float32 lanes), with ``C`` the step's loop-invariant constants (a tuple from its
+``consts`` function, empty for steps that need none). ``bad`` is 1 where the step
+cannot give the result (a tiny sum, overflow, inf/NaN): the caller then redoes that
+lane with :func:`fadd` from the same x and p, and ``value`` is meaningless there.
+``inexact`` is 1 where the step was good and inexact. ``bad`` and ``inexact`` are int64
+beside float64 lanes and int32 beside float32 lanes (8 lanes per AVX2 register).
+
+Exact sums: ``x + p`` is formed exactly as ``hi + lo`` (TwoSum) and compressed with
+round-to-odd (``hi`` nudged to the odd neighbour toward ``lo`` when ``lo != 0``).
+Rounding that value to a format with at least two fewer significant bits than the
+container (float64: at most 51, float32: at most 22) gives the correctly rounded exact
+sum in every mode (Boldo & Melquiond, "When double rounding is odd", 2005).
+
+=================  ======  =====================================================
+step               lanes   register
+=================  ======  =====================================================
+step64             f64     any format of at most 51 significant bits, any mode
+step64_native      f64     IEEE binary64 with rne: the hardware add
+step32             f32     at most 22 significant bits in float32's range
+step32_rne         f32     rne into a format with -0 and 1..21 fraction bits
+step32_half        f32     IEEE binary16 with rne, hardware conversion (F16C)
+step32_native      f32     IEEE binary32 with rne: the hardware add
+=================  ======  =====================================================
+"""
+
+import math
+
+from numba import njit, float32, int32, int64, uint64
+
+from ._codes import F_INEXACT, F_OVERFLOW, JIT, RD, RNA, RNE, RO, RU, SR
+from ._round import b2f, element_key, f2b, f2i, i2f, round_float
+from ._simd import round_half
+
+
+@njit(inline="always", **JIT)
+def two_sum(x, p):
+    """(hi, lo) with hi + lo = x + p exactly (TwoSum; hi the rounded sum). lo is NaN
+    wherever hi is inf or NaN."""
+    hi = x + p
+    bp = hi - x
+    lo = (x - (hi - bp)) + (p - bp)
+    return hi, lo
+
+
+@njit(inline="always", **JIT)
+def ro_bits32(hi, lo):
+    """int32 pattern of the float32 round-to-odd of the exact hi + lo (from
+    :func:`two_sum`): hi stepped one ulp toward lo when lo != 0 and hi's last bit is
+    even (no step when lo is NaN)."""
+    hb = f2i(hi)
+    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
+    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
+    return int32(hb + int32(delta & int32(-fix)))
+
+
+@njit(inline="always", **JIT)
+def ro_sum(s, p):
+    """float64 round-to-odd of the exact s + p (both float64)."""
+    hi, lo = two_sum(s, p)
+    # branch-free: when lo != 0 (and not NaN) and hi's last bit is even, step hi one
+    # ulp toward lo (up in magnitude if lo has hi's sign, down otherwise)
+    hb = f2b(hi)
+    fix = uint64((lo != 0.0) & (lo == lo)) & ~hb & uint64(1)
+    toward = uint64((lo > 0.0) == (hi > 0.0))
+    return b2f(hb + ((toward + toward - uint64(1)) & (uint64(0) - fix)))
+
+
+@njit(**JIT)
+def _fadd_native(s, p):
+    """IEEE binary64 round-to-nearest-even add: the hardware add is the register."""
+    hi = s + p
+    if hi == 0.0:
+        return hi, 0
+    bp = hi - s
+    lo = (s - (hi - bp)) + (p - bp)
+    f = 0
+    if lo != 0.0 and lo == lo:
+        f = F_INEXACT
+    if math.isinf(hi) and not math.isinf(s) and not math.isinf(p):
+        f = F_OVERFLOW | F_INEXACT
+    return hi, f
+
+
+@njit(**JIT)
+def _zero_sum(s, p, mode):
+    """Sign of an exact zero sum (IEEE 754 6.3): x + x keeps x's sign; otherwise +0,
+    or -0 under round-down."""
+    if s == 0.0 and p == 0.0 and (f2b(s) >> uint64(63)) == (f2b(p) >> uint64(63)):
+        return s
+    return -0.0 if mode == RD else 0.0
+
+
+@njit(inline="always", **JIT)
+def fadd(s, p, P, mode, key, srbits, native):
+    """One rounded add of the register: round(s + p) into float format P: (value, flags).
+    ``native``: P is IEEE binary64 with rne (the hardware add)."""
+    if native:
+        return _fadd_native(s, p)
+    v = ro_sum(s, p)
+    if v == 0.0:
+        v = _zero_sum(s, p, mode)
+    return round_float(v, P, mode, key, srbits)
+
+
+@njit(**JIT)
+def register_step(s, p, P, mode, native):
+    """One step of the float register P, called from Python: the value s is first
+    loaded into the register (rounded into P with ``mode``, as
+    :func:`accsim.numerics.kernels.quantize_kernel`
+    rounds element 0 with seed 0; not counted), then rounded s + p with :func:`fadd`:
+    (value, flags of the add)."""
+    key = element_key(uint64(0), 0) if mode == SR else uint64(0)
+    v, _ = round_float(s, P, mode, key, int64(0))
+    return fadd(v, p, P, mode, uint64(0), int64(0), native)
+
+
+# ------------------------------------------------------------------------------------
+# float64 lanes
+
+@njit(inline="always", **JIT)
+def mode_consts(mode, s):
+    """Rounding constants of :func:`step64` for rounding at shift s (1..52).
+
+    With ``mag`` the float64 pattern without its sign, the increment added before
+    clearing the s dropped bits is ``base + ((mag >> s) & lsb_en) + (dpos ^ (neg & dxor))``
+    (``neg`` all ones for a negative value; at most one of dpos/dneg is nonzero, and
+    dxor = dpos ^ dneg selects dneg for negatives); round-to-odd then ORs
+    ``inexact << s`` masked by ``ro_mask``. With man_bits = 0 (s = 52) every normal
+    significand is 1, i.e. odd: ties-to-even always goes up and round-to-odd truncates.
+    All int64: signed compares and shifts vectorise on AVX2; unsigned 64-bit compares
+    do not.
+    """
+    lowmask = (int64(1) << s) - 1
+    base, lsb_en, dpos, dneg, ro_mask = int64(0), int64(0), int64(0), int64(0), int64(0)
+    if mode == RNE:
+        base = lowmask >> 1
+        if s == 52:
+            base += 1
+        else:
+            lsb_en = int64(1)
+    elif mode == RNA:
+        base = (lowmask + 1) >> 1
+    elif mode == RU:
+        dpos = lowmask
+    elif mode == RD:
+        dneg = lowmask
+    elif mode == RO:
+        if s < 52:
+            ro_mask = int64(-1)
+    return lowmask, base, lsb_en, dpos, dpos ^ dneg, ro_mask
+
+
+@njit(inline="always", **JIT)
+def zero_consts(mode, P):
+    """(zrd, znz) of :func:`step64` for rounding mode ``mode`` and format ``P``."""
+    return int64(-1) if mode == RD else int64(0), int64(-1) if P.neg_zero else int64(0)
+
+
+@njit(inline="always", **JIT)
+def consts64(P, mode):
+    """The constants C of :func:`step64` for format P and rounding ``mode``: (s, lowmask,
+    base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz), s = 52 - man_bits the
+    dropped bits, minb and maxb the patterns of the smallest normal and the largest
+    finite value."""
+    s = int64(52 - P.man_bits)
+    maxb = int64(P.max_finite_bits)
+    minb = int64(P.emin + 1023) << 52  # pattern of the smallest normal
+    lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts(mode, s)
+    zrd, znz = zero_consts(mode, P)
+    return s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz
+
+
+@njit(inline="always", **JIT)
+def step64(x, p, C):
+    """Branch-free round(x + p) on float64 lanes; C from :func:`consts64`.
+
+    Bad where the exact sum is not zero and not a normal number of the target below
+    its overflow threshold (tiny, overflow, inf/NaN).
+
+    The exact sum is hi + lo (TwoSum); when lo != 0 and hi's last bit is even, hi
+    steps one ulp toward lo: round-to-odd in float64, which keeps the sticky
+    information for the second rounding.
+
+    An exact zero sum (IEEE 754 6.3) is negative when both addends are (``sx & sp``),
+    or, under round-down (``zrd`` all ones), when either is; ``znz`` (all ones when the
+    format has -0, else 0) clears the sign for formats without negative zero. Adding
+    an exact zero product to a nonzero register keeps it, exactly (subnormal, inf and
+    NaN registers included).
+    """
+    s, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz = C
+    hi, lo = two_sum(x, p)
+    hb = f2i(hi)
+    # lo is NaN when hi overflowed to inf: no nudge then (inf stays inf, not the
+    # largest finite float64, and the caller's general path takes over)
+    fix = int64((lo != 0.0) & (lo == lo)) & ~hb & 1
+    delta = ((f2i(lo) ^ hb) >> 63) | 1  # +1 if lo has hi's sign, else -1
+    hb = hb + (delta & -fix)
+    mag = hb & 0x7FFFFFFFFFFFFFFF
+    neg = hb >> 63
+    rem = mag & lowmask
+    inexact = int64(rem != 0)
+    add = base + ((mag >> s) & lsb_en) + (dpos ^ (neg & dxor))
+    r = ((mag + add) & ~lowmask) | ((inexact << s) & ro_mask)
+    # r >= minb also rejects an int64 wrap of mag + add (inf/NaN patterns)
+    good = (mag >= minb) & (r >= minb) & (r <= maxb)
+    xb = f2i(x)
+    zero = mag == 0
+    sx = xb >> 63
+    sp = f2i(p) >> 63
+    zb = ((sx & sp) | (zrd & (sx | sp))) & znz & ~0x7FFFFFFFFFFFFFFF
+    keep = (p == 0.0) & (x != 0.0)       # x + 0 = x exactly: any register value
+    bits = ((hb & ~0x7FFFFFFFFFFFFFFF) | r) if not zero else zb
+    bits = bits if not keep else xb
+    easy = zero | keep
+    ok = good | easy
+    gi = int64(ok)
+    return (i2f(bits) if ok else x), 1 - gi, inexact & int64(~easy) & gi
+
+
+@njit(inline="always", **JIT)
+def step64_native(x, p, C):
+    """The IEEE binary64 register with rne: the hardware add is the register (IEEE sign
+    of zero sums, subnormals, ties to even), TwoSum gives the inexact flag. Bad where
+    the sum is inf or NaN (overflow, or an inf/NaN operand): the general code gives
+    the flags there. C is empty."""
+    hi, lo = two_sum(x, p)
+    # lo is NaN wherever hi is inf or NaN, so a bad lane counts no inexact here
+    return hi, int64((hi - hi) != 0.0), int64((lo != 0.0) & (lo == lo))
+
+
+# ------------------------------------------------------------------------------------
+# float32 lanes: registers of at most 22 significant bits (and IEEE binary32 with rne)
+
+@njit(inline="always", **JIT)
+def mode_consts32(mode, lsb):
+    """:func:`mode_consts` for float32 patterns, at the kept LSB ``lsb`` = 2^s (s 1..23).
+
+    Returns (lowmask, base, lsb_en, dpos, dxor, ro_mask), all int32. Every operation
+    is cast back to int32 so LLVM keeps 8 lanes per AVX2 register.
+    """
+    lowmask = int32(lsb - int32(1))
+    base, lsb_en, dpos, dneg, ro_mask = int32(0), int32(0), int32(0), int32(0), int32(0)
+    top = int32(1 << 23)
+    if mode == RNE:
+        base = int32(lowmask >> int32(1))
+        if lsb == top:
+            base = int32(base + int32(1))
+        else:
+            lsb_en = int32(1)
+    elif mode == RNA:
+        base = int32(int32(lowmask + int32(1)) >> int32(1))
+    elif mode == RU:
+        dpos = lowmask
+    elif mode == RD:
+        dneg = lowmask
+    elif mode == RO:
+        if lsb < top:
+            ro_mask = int32(-1)
+    return lowmask, base, lsb_en, dpos, int32(dpos ^ dneg), ro_mask
+
+
+@njit(inline="always", **JIT)
+def _limits32(P):
+    """(lsb, minb, maxb) of format P on float32 patterns: the kept LSB 2^(23 - man_bits)
+    and the patterns of the smallest normal and the largest finite value (int32)."""
+    lsb = int32(int32(1) << int32(23 - P.man_bits))
+    maxb = f2i(float32(i2f(int64(P.max_finite_bits))))
+    minb = int32(int32(P.emin + 127) << int32(23))
+    return lsb, minb, maxb
+
+
+@njit(inline="always", **JIT)
+def consts32(P, mode):
+    """The constants C of :func:`step32`: (lsb, lowmask, base, lsb_en, dpos, dxor,
+    ro_mask, minb, maxb, zrd, znz), int32 (:func:`consts64` on float32 patterns)."""
+    lsb, minb, maxb = _limits32(P)
+    lowmask, base, lsb_en, dpos, dxor, ro_mask = mode_consts32(mode, lsb)
+    zrd64, znz64 = zero_consts(mode, P)
+    return (lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, int32(zrd64),
+            int32(znz64))
+
+
+@njit(inline="always", **JIT)
+def step32(x, p, C):
+    """:func:`step64` in float32: round(x + p) to a format of p <= 22 bits; C from
+    :func:`consts32`.
+
+    x and p are float32 and the product p is exact (the engine checks it), so TwoSum
+    gives x + p exactly as hi + lo, round-to-odd keeps 24 >= p + 2 bits and the second
+    rounding is correct (Boldo–Melquiond). Every select is an int32 mask, so the whole
+    step stays in 8-lane registers. Exact zero sums as in :func:`step64`.
+    """
+    lsb, lowmask, base, lsb_en, dpos, dxor, ro_mask, minb, maxb, zrd, znz = C
+    hi, lo = two_sum(x, p)
+    hb = ro_bits32(hi, lo)
+    mag = int32(hb & int32(0x7FFFFFFF))
+    neg = int32(hb >> int32(31))
+    rem = int32(mag & lowmask)
+    nz = int32(int32(rem | int32(-rem)) >> int32(31))       # -1 where inexact
+    odd = int32(int32(int32(mag & lsb) != int32(0)) & lsb_en)
+    add = int32(int32(base + odd) + int32(dpos ^ int32(neg & dxor)))
+    r = int32(int32(int32(mag + add) & int32(~lowmask)) | int32(int32(nz & lsb) & ro_mask))
+    gm = int32(-int32((mag >= minb) & (r >= minb) & (r <= maxb)))
+    xb = f2i(x)
+    zm = int32(-int32(mag == int32(0)))
+    km = int32(-int32((p == float32(0.0)) & (x != float32(0.0))))
+    sx = int32(xb >> int32(31))
+    sp = int32(f2i(p) >> int32(31))
+    zb = int32(int32(int32(int32(sx & sp) | int32(zrd & int32(sx | sp))) & znz)
+               & int32(-0x80000000))
+    easy = int32(zm | km)
+    bits = int32(int32(int32(int32(hb & int32(-0x80000000)) | r) & int32(~easy))
+                 | int32(int32(zb & zm) | int32(xb & km)))
+    ok = int32(gm | easy)
+    # not ok: the register keeps x (the caller redoes the step with the general code)
+    bits = int32(int32(bits & ok) | int32(xb & int32(~ok)))
+    gi = int32(ok & int32(1))
+    inexact = int32(int32(-nz) & int32(~easy) & int32(1))
+    return i2f(bits), int32(int32(1) - gi), int32(inexact & gi)
+
+
+@njit(inline="always", **JIT)
+def consts32_rne(P):
+    """The constants C of :func:`step32_rne`: (lsb, lowmask, half, minb, maxb), int32."""
+    lsb, minb, maxb = _limits32(P)
+    return lsb, int32(lsb - int32(1)), int32(lsb >> int32(1)), minb, maxb
+
+
+@njit(inline="always", **JIT)
+def step32_rne(x, p, C):
+    """:func:`step32` for rne into a format with -0 and 1..21 fraction bits, the
+    common case, in about half the operations: no direction constants, and an exact
+    zero sum keeps the hardware add's sign, which under rne is IEEE's (x + (-x) = +0,
+    (-0) + (-0) = -0). Zero products on subnormal registers take the general code.
+    C from :func:`consts32_rne`: ``lsb`` the kept LSB of the float32 pattern
+    (2^(23 - fraction bits)), ``half`` = lsb / 2, ``lowmask`` = lsb - 1.
+    """
+    lsb, lowmask, half, minb, maxb = C
+    # round-to-odd of the exact sum (float32 keeps at least two more bits than P)
+    hi, lo = two_sum(x, p)
+    hb = ro_bits32(hi, lo)
+    mag = int32(hb & int32(0x7FFFFFFF))
+    rem = int32(mag & lowmask)
+    # ties to even: add half an LSB, less one where the kept LSB is even
+    even = int32(-int32(int32(mag & lsb) == int32(0)))
+    r = int32(int32(int32(mag + half) + even) & int32(~lowmask))
+    # good: normal result (a normal mag rounds to at least the smallest normal) within
+    # range, or an exact zero sum; else the register keeps x for the general code
+    ok = int32(-int32(((mag >= minb) & (r <= maxb)) | (mag == int32(0))))
+    bits = int32(int32(hb & int32(-0x80000000)) | r)
+    bits = int32(int32(bits & ok) | int32(f2i(x) & int32(~ok)))
+    gi = int32(ok & int32(1))
+    return i2f(bits), int32(int32(1) - gi), int32(int32(rem != int32(0)) & gi)
+
+
+@njit(inline="always", **JIT)
+def step32_half(x, p, C):
+    """One IEEE binary16 rne step on float32 lanes (fp16 register x, exact float32
+    product p): TwoSum, round-to-odd to float32 (which keeps 13 more bits than binary16,
+    so the second rounding is correct: Boldo & Melquiond), then the hardware conversion
+    to binary16 and back (:func:`accsim.numerics.kernels._simd.round_half`). An exact
+    zero sum keeps the float32 add's sign, IEEE's under rne. Bad: an infinite or NaN
+    result (overflow, or an inf/NaN operand). C is empty."""
+    hi, lo = two_sum(x, p)
+    r = round_half(i2f(ro_bits32(hi, lo)))
+    good = int32((r - r) == float32(0.0))
+    inexact = int32((r != hi) | (lo != float32(0.0)))
+    return r, int32(int32(1) - good), int32(inexact & good)
+
+
+@njit(inline="always", **JIT)
+def step32_native(x, p, C):
+    """:func:`step64_native` for the IEEE binary32 register with rne on float32 lanes:
+    the hardware float32 add is the register. C is empty."""
+    hi, lo = two_sum(x, p)
+    return (hi, int32((hi - hi) != float32(0.0)),
+            int32((lo != float32(0.0)) & (lo == lo)))
+
+
+@njit(inline="always", **JIT)
+def is_binary32(P, mode):
+    """True when format P with rounding ``mode`` is exactly IEEE 754 binary32 with
+    round-to-nearest-even: 23 fraction bits, exponents -126..127, subnormals, inf, NaN
+    and -0, overflow to inf. Then the hardware float32 add is the register."""
+    return (P.kind == 0 and P.man_bits == 23 and P.emin == -126 and P.emax == 127
+            and P.max_finite_bits == int64(0x47EFFFFFE0000000) and P.subnormals == 1
+            and P.has_inf == 1 and P.has_nan == 1 and P.neg_zero == 1 and P.overflow == 0
+            and mode == RNE)
+
+
+@njit(inline="always", **JIT)
+def is_binary16(P, mode):
+    """True when format P with rounding ``mode`` is exactly IEEE 754 binary16 with
+    round-to-nearest-even: 10 fraction bits, exponents -14..15, subnormals, inf, NaN
+    and -0, overflow to inf."""
+    return (P.kind == 0 and P.man_bits == 10 and P.emin == -14 and P.emax == 15
+            and P.max_finite_bits == int64(0x40EFFC0000000000) and P.subnormals == 1
+            and P.has_inf == 1 and P.has_nan == 1 and P.neg_zero == 1 and P.overflow == 0
+            and mode == RNE)
