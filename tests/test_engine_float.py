@@ -11,8 +11,8 @@ experiment here: the product of two APyFloat operands is first rounded to the
 rounding. It is a multiply-round-add, i.e. ``product=acc, product_rounding=rounding`` in
 accsim's terms, not the fused ``product="exact"`` default (with exact products it agrees
 on only ~20-40 % of random fp16 outputs). The cross-check below uses that setting and
-keeps operands away from the subnormal range (REFERENCE.md: a known APyTypes rounding bug
-just below the smallest normal).
+keeps operands away from the subnormal range (APyTypes has a known rounding bug just
+below the smallest normal).
 
 What is compared: values bit for bit (signed zeros and NaN included) and the events per
 output row (overflows, saturations, inexact) and the per-output flags. For the fused

@@ -1,7 +1,7 @@
 """Number formats: derived properties, value semantics, validation, the registry and YAML.
 
 Oracles: published constants of the named formats (IEEE 754, OCP 8-bit FP and MX
-specifications, as tabulated in REFERENCE.md section 2), gfloat's FormatInfo, and the
+specifications), gfloat's FormatInfo, and the
 bit-pattern enumeration in tests/oracles.py.
 """
 

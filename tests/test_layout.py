@@ -88,3 +88,25 @@ def test_datapath_is_frozen():
     import dataclasses
     with pytest.raises(dataclasses.FrozenInstanceError):
         Datapath("fp16").rounding = "rz"
+
+
+def test_int64_register_near_2_63_reads_without_a_cast_warning():
+    """2^63 - 1 (saturated) has no float64 value: .values refuses it, with no numpy
+    'invalid value encountered in cast' on the way (python integers are the oracle)."""
+    import warnings
+    a = np.full((1, 40), 2.0**29)
+    b = np.full((40, 1), 2.0**29)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = matmul(a, b, accsim.IntFormat(64, overflow="saturate"))
+        assert int(r.int_values[0, 0]) == min(40 * 2**58, 2**63 - 1)
+        with pytest.raises(ValueError, match="more than 53 significant bits"):
+            r.values
+
+
+def test_misspelt_format_key_gets_a_suggestion(tmp_path):
+    p = tmp_path / "f.yaml"
+    p.write_text("kind: number_format\nversion: 1\nname: f\ntype: float\nexp_bits: 5\n"
+                 "man_bits: 10\nsubnormal: true\n")
+    with pytest.raises(ValueError, match="did you mean .subnormals."):
+        accsim.load_format(p)

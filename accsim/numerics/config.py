@@ -116,12 +116,15 @@ class Doc:
         return Doc(v, self.source, p)
 
     def finish(self):
-        """Refuse keys nobody read (typos)."""
+        """Refuse keys nobody read (typos), suggesting the closest known key."""
         unknown = [k for k in self.data if k not in self.used]
         if unknown:
             k = unknown[0]
-            allowed = ", ".join(sorted(str(u) for u in self.used))
-            raise self.error(k, f"unknown key (expected one of: {allowed})")
+            known = sorted(str(u) for u in self.used)
+            close = difflib.get_close_matches(str(k), known, 1, 0.6)
+            hint = (f"did you mean '{close[0]}'?" if close
+                    else f"expected one of: {', '.join(known)}")
+            raise self.error(k, f"unknown key ({hint})")
 
 
 def _tuple(t):

@@ -830,6 +830,15 @@ class _IntKernels:
         return res
 
 
+def _exact_in_float64(vals, ivals, frac):
+    """Whether every ``vals * 2**frac`` (float64) equals the int64 ``ivals``. A float of
+    2**63 or more is no int64: it is compared as a float, never cast (numpy would warn
+    "invalid value encountered in cast" and give an arbitrary integer)."""
+    back = np.ldexp(vals, frac)
+    fits = (back >= -2.0**63) & (back < 2.0**63)
+    return bool(fits.all()) and bool(np.all(back.astype(np.int64) == ivals))
+
+
 def _int_float_values(ivals, acc):
     """float64 values of register contents ``ivals`` (int64 units of 2**-frac_bits), or a
     ValueError (returned: raised when ``values`` is read) when some have more than 53
@@ -840,7 +849,7 @@ def _int_float_values(ivals, acc):
     with np.errstate(all="ignore"):
         vals = np.ldexp(ivals.astype(np.float64), -frac)
     big = np.abs(ivals) > (1 << 53)
-    if big.any() and np.any(np.ldexp(vals[big], frac).astype(np.int64) != ivals[big]):
+    if big.any() and not _exact_in_float64(vals[big], ivals[big], frac):
         return ValueError("values: some accumulator contents have more than 53 significant "
                           "bits; read result.int_values")
     return vals
