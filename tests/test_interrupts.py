@@ -103,3 +103,32 @@ def test_sigint_ends_an_inprocess_sweep(tmp_path):
 ])
 def test_interrupts_end_every_scheduler(tmp_path, scheduler, signum, group):
     _interrupt(tmp_path, scheduler, signum, group)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupts_end_a_simulation(signum):
+    """Any command, here ``simulate``: SIGINT / SIGTERM once it runs give exit 130 and no
+    traceback (the progress bar, forced on, tells when the simulation has started)."""
+    cmd = [sys.executable, "-m", "accsim", "simulate", "mnist-cnn", "--policy", "condition",
+           "--tau", "0.1"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ACCSIM_PROGRESS="1")
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, start_new_session=True) as proc:
+        try:
+            os.set_blocking(proc.stderr.fileno(), False)
+            seen = b""
+            deadline = time.monotonic() + 300
+            while b"narrow" not in seen and proc.poll() is None \
+                    and time.monotonic() < deadline:
+                seen += proc.stderr.read() or b""
+                time.sleep(0.05)
+            assert proc.poll() is None, seen.decode()[-2000:]
+            os.kill(proc.pid, signum)
+            proc.wait(timeout=120)
+            err = seen + (proc.stderr.read() or b"")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert b"Traceback" not in err, err.decode()[-2000:]

@@ -3,10 +3,12 @@ and :func:`main`."""
 
 from __future__ import annotations
 
+import threading
+
 from .. import __version__
 from . import (accelerators, capi, cost, formats, matmul, onnx, quantize, simulate, sweep,
                validate)
-from .common import Parser, UsageError, print_error
+from .common import Interrupts, Parser, UsageError, print_error
 
 #: command modules in the order their commands are listed by ``accsim --help``
 COMMAND_MODULES = (formats, quantize, accelerators, matmul, simulate, onnx, cost, capi, sweep,
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return 2
-        return args.func(args)
+        return _run_command(args)
     except (UsageError, ValueError) as exc:  # ConfigError is a ValueError
         print_error(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
         return 2
@@ -46,3 +48,18 @@ def main(argv=None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print_error(f"{where}{exc.strerror or exc.__class__.__name__}")
         return 2
+
+
+def _run_command(args) -> int:
+    """``args.func(args)`` with SIGINT and SIGTERM ending it as exit code 130, whatever the
+    interrupted code raised (numba's dispatcher may turn the interrupt into a
+    ``SystemError``); commands with their own cleanup (``sweep``) handle them first."""
+    if threading.current_thread() is not threading.main_thread():
+        return args.func(args)      # signal handlers can only be set in the main thread
+    with Interrupts() as intr:
+        try:
+            return args.func(args)
+        except BaseException:
+            if intr.signum is not None:
+                raise KeyboardInterrupt from None
+            raise
