@@ -54,6 +54,7 @@ from ..numerics.config import (
     header,
     load_format,
     read_yaml,
+    yaml_source,
 )
 from ..numerics.datapath import ALIGN_ROUNDINGS, STRUCTURES, Datapath
 from ..numerics.engine import matmul
@@ -629,16 +630,9 @@ def load_accelerator(name_or_path) -> Accelerator:
     """
     if isinstance(name_or_path, Accelerator):
         return name_or_path
-    if not isinstance(name_or_path, (str, Path)):
-        raise ValueError(f"accelerator: expected a name or path, got {name_or_path!r}")
-    s = str(name_or_path)
-    p = Path(s)
-    if isinstance(name_or_path, Path) or s.endswith((".yaml", ".yml")) or "/" in s \
-            or p.is_file():
-        return _load_file(p)
-    files = builtin_files("accelerators")
-    if s in files:
-        return _load_file(files[s])
-    raise ValueError(
-        f"accelerator: unknown accelerator {s!r} (expected a built-in name such as "
-        f"{', '.join(list(files)[:4])}, or a YAML path)")
+    src = yaml_source(name_or_path, "accelerators", "accelerator")
+    if src is None:
+        raise ValueError(
+            f"accelerator: unknown accelerator {str(name_or_path)!r} (expected a built-in "
+            f"name such as {', '.join(list_accelerators()[:4])}, or a YAML path)")
+    return _load_file(src)

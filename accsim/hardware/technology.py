@@ -55,10 +55,9 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-from ..numerics.config import ConfigError, Doc, builtin_files, header, read_yaml
+from ..numerics.config import ConfigError, Doc, builtin_files, header, read_yaml, yaml_source
 
 OPS = ("int_add", "int_mul", "fp_add", "fp_mul")
 """Arithmetic primitive kinds, each with its own scaling rule."""
@@ -314,21 +313,12 @@ def load_technology(name_or_path) -> Technology:
     """A technology table from a built-in name (``list_technologies()``) or a YAML path."""
     if isinstance(name_or_path, Technology):
         return name_or_path
-    if not isinstance(name_or_path, (str, Path)):
-        raise ValueError(f"technology: expected a name or path, got {name_or_path!r}")
-    s = str(name_or_path)
-    p = Path(s)
-    if isinstance(name_or_path, Path) or s.endswith((".yaml", ".yml")) or "/" in s \
-            or p.is_file():
-        return technology_from_doc(Doc(read_yaml(p), str(p)), default_name=p.stem,
-                                   path=str(p))
-    files = builtin_files("technology")
-    if s in files:
-        f = files[s]
-        return technology_from_doc(Doc(read_yaml(f), str(f)), default_name=f.stem,
-                                   path=str(f))
-    raise ValueError(f"technology: unknown technology {s!r} (expected one of "
-                     f"{', '.join(files)}, or a YAML path)")
+    src = yaml_source(name_or_path, "technology", "technology")
+    if src is None:
+        raise ValueError(f"technology: unknown technology {str(name_or_path)!r} (expected "
+                         f"one of {', '.join(list_technologies())}, or a YAML path)")
+    return technology_from_doc(Doc(read_yaml(src), str(src)), default_name=src.stem,
+                               path=str(src))
 
 
 # ---------------------------------------------------------------------------------------

@@ -72,7 +72,9 @@ def resolve_accelerator(accelerator, narrow, wide):
         try:
             changes[key] = load_format(v)
         except ValueError as exc:
-            raise ValueError(f"{key}: {v!r}: {str(exc).splitlines()[0]}") from None
+            msg = str(exc).splitlines()[0]
+            named = repr(str(v)) in msg          # the message already names the value
+            raise ValueError(f"{key}: {msg}" if named else f"{key}: {v!r}: {msg}") from None
     if changes:
         acc = dataclasses.replace(acc, **changes)
     return acc

@@ -217,6 +217,21 @@ def list_formats():
     return sorted(builtin_files("numbers"))
 
 
+def yaml_source(name_or_path, kind_dir: str, what: str):
+    """The YAML file that ``name_or_path`` names: a path (a ``Path``, a name ending in
+    .yaml/.yml, containing '/', or an existing file) or a built-in name of ``kind_dir``
+    (``accelerators``, ``technology``, ``numbers``). None for any other string: the
+    caller tries its own spellings or says what it expected. ``what`` names the
+    argument in the error for a value that is neither a string nor a path."""
+    if not isinstance(name_or_path, (str, Path)):
+        raise ValueError(f"{what}: expected a name or path, got {name_or_path!r}")
+    s = str(name_or_path)
+    if isinstance(name_or_path, Path) or s.endswith((".yaml", ".yml")) or "/" in s \
+            or Path(s).is_file():
+        return Path(s)
+    return _builtin_files_cached(kind_dir).get(s)
+
+
 def load_format(name_or_path):
     """A format from a built-in name, a YAML path, or a spec string.
 
@@ -234,14 +249,15 @@ def load_format(name_or_path):
     files = _builtin_files_cached("numbers")
     if s in files:
         return _builtin_format(s)
-    m = _SPEC.match(s)
-    if m:
-        specials = m.group(3) or "ieee"
-        return FloatFormat(int(m.group(1)), int(m.group(2)), specials=specials,
-                           overflow="inf", name=s)
-    m = _INT.match(s)
-    if m:
-        return IntFormat(int(m.group(2)), signed=not m.group(1), name=s)
+    m, mi = _SPEC.match(s), _INT.match(s)
+    try:
+        if m:
+            return FloatFormat(int(m.group(1)), int(m.group(2)),
+                               specials=m.group(3) or "ieee", overflow="inf", name=s)
+        if mi:
+            return IntFormat(int(mi.group(2)), signed=not mi.group(1), name=s)
+    except ValueError as exc:     # a spec string with a width out of range
+        raise ValueError(f"format {s!r}: {exc}") from None
     raise ValueError(
         f"format: unknown format {s!r} (expected a built-in name such as "
         f"{', '.join(list(files)[:4])}, a YAML path, eXmY or intN)")
