@@ -95,6 +95,35 @@ def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Block SIGINT in the calling thread while worker processes are started: a child
+    inherits the blocked mask through fork and exec, so a Ctrl-C that arrives while it
+    is still importing (before :func:`ignore_sigint` or the Dask preload ran) cannot
+    print a ``KeyboardInterrupt`` traceback from it. Threads started meanwhile (Dask's
+    event loop, which spawns the Dask workers) keep SIGINT blocked for good; this
+    thread gets a SIGINT that arrived meanwhile as soon as the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def _quiet_dask_shutdown():
+    """When the sweep stops early (an interrupt, a failed point), silence Dask's loggers
+    in this process before the client and the local cluster close: the scheduler's
+    ``CRITICAL`` complaints about the closed client comm are not news."""
+    try:
+        yield
+    except BaseException:
+        for name in list(logging.root.manager.loggerDict):
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
+
+
 def iter_processes(todo, workers, fn):
     """Run the points on a local pool of ``workers`` spawned processes started with
     :data:`WORKER_ENV`. When the caller stops early (an interrupt, a failed point), the
@@ -108,7 +137,7 @@ def iter_processes(todo, workers, fn):
     # around the submissions only (the parent runs no numba code meanwhile)
     futs = {}
     try:
-        with _environment(WORKER_ENV):
+        with _environment(WORKER_ENV), _sigint_blocked():
             for p in todo:
                 futs[ex.submit(fn, p.run)] = p
         yield from _collect(cf.as_completed(futs), futs)
@@ -170,12 +199,14 @@ def iter_dask(todo, workers, fn, address=None, connect_timeout=10.0):
     if address is None:
         # dask's Nanny writes its pre-spawn variables into this process's environment
         with _environment():
-            cluster = distributed.LocalCluster(
-                n_workers=max(1, min(workers, len(todo))), threads_per_worker=1,
-                processes=True, dashboard_address=None, silence_logs=logging.CRITICAL,
-                env=dict(WORKER_ENV), preload=[DASK_WORKER_PRELOAD])
+            with _sigint_blocked():
+                cluster = distributed.LocalCluster(
+                    n_workers=max(1, min(workers, len(todo))), threads_per_worker=1,
+                    processes=True, dashboard_address=None,
+                    silence_logs=logging.CRITICAL, env=dict(WORKER_ENV),
+                    preload=[DASK_WORKER_PRELOAD])
             try:
-                with distributed.Client(cluster) as client:
+                with distributed.Client(cluster) as client, _quiet_dask_shutdown():
                     yield from _dask_run(distributed, client, todo, fn)
             finally:
                 cluster.close()
