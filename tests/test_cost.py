@@ -372,8 +372,8 @@ def test_cost_exports_its_parts():
               "gemm_cycles", "list_technologies", "load_technology", "mac_cost", "mul_cost",
               "op_cost", "ops_table", "parse_op", "price_run", "price_simulation",
               "refetch_energy_per_term", "register_cost", "technology_from_doc"]
-    assert sorted(cost.__all__) == before
-    for name in before:
+    assert set(before) <= set(cost.__all__)
+    for name in cost.__all__:
         assert any(getattr(m, name, None) is getattr(cost, name)
                    for m in (technology, pricing, accelergy)), name
 
