@@ -699,7 +699,7 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch=None) ->
     none at inference). ``refetch``: None for the accelerator's ``pricing.refetch``.
 
     ``uniform-wide`` is priced as every output on the wide MAC only (the baseline: no
-    narrow pass, no re-fetch). Ladder policies (``multi-level``, ``static``): each rung's
+    narrow pass, no re-fetch, the all-wide array's area). Ladder policies (``multi-level``, ``static``): each rung's
     outputs are priced at that rung's MAC (the result's ``ladder_formats``, which replace
     the accelerator's narrow and wide accumulators; the baseline is every MAC on the
     widest rung); ``static`` charges no narrow pass and no re-fetch for outputs above
@@ -724,6 +724,9 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch=None) ->
     # re-fetch): priced like a static assignment of everything to the wide rung
     static = pol in ("static", "uniform-wide")
     p = price_run(acc, tech, layers, estimator, refetch, ladder=ladder, static=static)
+    if pol == "uniform-wide":       # the all-wide array itself: no narrow array to build
+        p = dict(p, area_um2=p["baseline_area_um2"], area_savings=0.0,
+                 accumulator_area_um2=p["baseline_accumulator_area_um2"])
     out = {k: p[k] for k in ("energy_pj", "baseline_energy_pj", "energy_savings",
                              "area_um2", "baseline_area_um2", "area_savings", "cycles",
                              "breakdown", "layers", "rung_macs_pj")}
