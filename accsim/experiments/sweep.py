@@ -70,7 +70,8 @@ def point_metrics(result, priced: dict) -> dict:
     ``n_samples``), energy_per_sample_pj, baseline_energy_per_sample_pj (= the
     per-inference keys), cycles (all samples); narrow / wide:
     accumulator format labels; events: overflow / saturation / inexact counts; layers:
-    per matmul layer name, recomputed_fraction, bound_violations, energy_pj, events;
+    per matmul layer name, recomputed_fraction, bound_violations, energy_per_inference_pj
+    (energy_pj: all samples, deprecated), events;
     levels (ladder policies): ``[{format, count, fraction}]`` of the components per
     accumulator rung, over the network and per layer.
     """
@@ -99,6 +100,9 @@ def point_metrics(result, priced: dict) -> dict:
                     "recomputed_fraction": _json_num(lr.recomputed_fraction),
                     "bound_violations": int(lr.bound_violations),
                     "energy_pj": _json_num(per_layer_energy.get(lr.name)),
+                    "energy_per_inference_pj":
+                        _json_num(per_layer_energy[lr.name] / n)
+                        if n and lr.name in per_layer_energy else None,
                     "events": {k: int(v) for k, v in lr.events.items()}}
                    for lr in result.layers],
     }
