@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 import accsim
-from accsim.cli import main
 from accsim.experiments.report import pareto_json
 from accsim.experiments.sweep import point_metrics
 from accsim.hardware.accelerator import load_accelerator
@@ -22,23 +21,11 @@ from accsim.hardware.cost import (array_area, assumptions, break_even_table, mac
                                   price_run, price_simulation, priced_estimator,
                                   promotion_adders, run_break_even, sram_bits)
 from accsim.network.simulation import simulate
+from test_cost import one_line_error, run
 
 H45 = "horowitz-45nm"
 REG = 0.009, 5.98            # register_bit: pJ per write, um2 per bit
 FP16_MUL, FP16_ADD, FP32_ADD = (1.1, 1640), (0.4, 1360), (0.9, 4184)
-
-
-def run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(rc, out, err):
-    assert rc == 2
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1 and lines[0] and "Traceback" not in err, err
-    return lines[0]
 
 
 ACC_YAML = """\
