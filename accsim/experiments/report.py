@@ -10,7 +10,11 @@ Files written by :func:`write_report` (atomically: temp file + rename):
 
 ``report.md``
     per trace: every point, a per-policy summary, the cheapest point of each policy that
-    matches the agreement of the wide accumulator, and the Pareto points.
+    matches the agreement of the wide accumulator, and the Pareto points. Energies are
+    per inference (whole MAC: multipliers, accumulators, estimator and re-fetch);
+    "savings %" is against the same array with the wide accumulator everywhere, and
+    "accumulator savings %" the same for adders and registers alone
+    (:func:`accsim.hardware.cost.price_simulation`).
 ``energy_<trace>.png``
     agreement and accuracy (%) versus energy per inference, one colour per policy with
     its Pareto front as a step line; the all-narrow points and the all-wide baseline
