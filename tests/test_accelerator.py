@@ -96,7 +96,7 @@ def test_key_facts():
     assert (h.structure, h.chunk_size) == ("chunked", 128)
     d = h.describe()
     assert d["narrow"] == {"format": "e8m13", "rounding": "rz"}
-    assert d["structure"] == {"kind": "chunked", "chunk_size": 128}
+    assert d["structure"] == {"kind": "chunked", "chunk_size": 128, "promotion": "outside"}
 
     t = load_accelerator("tensorcore-4term")
     assert (t.structure, t.terms, t.guard_bits, t.align_rounding) == ("fused", 4, 3, "rz")

@@ -10,6 +10,7 @@ import numpy as np
 from ..hardware.cost import load_technology, price_simulation
 from ..network.simulation import resolve_accelerator, resolve_trace, simulate
 from ..precision.scheduler import ESTIMATORS, check_policy, uses_estimator
+from .cost import cost_summary_lines
 from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, SampleBar, check_out_file,
                      compile_notice, one_line_warnings, parse_float, parse_positive_int,
                      show_progress, write_csv)
@@ -143,8 +144,7 @@ def _cmd_simulate(args):
     wide = None
     if not args.narrow_only:
         wide = _wide_run(trace, acc, narrow, limit, args.seed, show)
-    est = options["estimator"] if args.policy in ("condition", "multi-level") else "none"
-    priced = _priced(acc, args.technology, narrow, est)
+    priced = _priced(acc, args.technology, narrow)
     runs = [(_run_label(narrow), narrow)] + ([(f"wide {wide.narrow}", wide)] if wide else [])
     if args.csv is not None:
         write_csv(args.csv, _CSV_HEADER, [row for tag, res in runs
@@ -177,11 +177,12 @@ def _wide_run(trace, acc, narrow, limit, seed, show):
     return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed)
 
 
-def _priced(acc, technology, result, estimator="none"):
+def _priced(acc, technology, result):
     """Energy, area and cycles of the run (every output on the narrow datapath, the
     policy's re-issued outputs again on the wide one, the estimator's actions), against
-    the all-wide baseline (:func:`accsim.hardware.cost.price_simulation`)."""
-    out = price_simulation(acc, technology, result, estimator)
+    the all-wide baseline (:func:`accsim.hardware.cost.price_simulation`: the estimator
+    priced is the policy's own, or the accelerator's ``pricing.estimator``)."""
+    out = price_simulation(acc, technology, result)
     out.pop("layers")
     out["technology"] = technology
     return out
@@ -227,11 +228,8 @@ def _print_table(trace, acc, runs, priced):
     if narrow.calibration:
         print(f"static: calibrated on the first {narrow.calibration} samples (not "
               f"evaluated), quantile {narrow.quantile}")
-    base = priced["baseline_energy_pj"]
-    share = f", {100 * priced['energy_pj'] / base:.1f}% of the all-wide baseline" \
-        if base else ""
-    print(f"energy on {priced['technology']}: {priced['energy_pj'] / narrow.n_samples:.4g} "
-          f"pJ per sample{share}")
+    for line in cost_summary_lines(priced):
+        print(line)
     print()
     print(f"{'':<26} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
           f"equal to the float64 reference's)")

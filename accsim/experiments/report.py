@@ -10,7 +10,11 @@ Files written by :func:`write_report` (atomically: temp file + rename):
 
 ``report.md``
     per trace: every point, a per-policy summary, the cheapest point of each policy that
-    matches the agreement of the wide accumulator, and the Pareto points.
+    matches the agreement of the wide accumulator, and the Pareto points. Energies are
+    per inference (whole MAC: multipliers, accumulators, estimator and re-fetch);
+    "savings %" is against the same array with the wide accumulator everywhere, and
+    "accumulator savings %" the same for adders and registers alone
+    (:func:`accsim.hardware.cost.price_simulation`).
 ``energy_<trace>.png``
     agreement and accuracy (%) versus energy per inference, one colour per policy with
     its Pareto front as a step line; the all-narrow points and the all-wide baseline
@@ -68,7 +72,18 @@ def load_results(folder) -> list:
 
 
 def _energy(r):
-    return r["metrics"].get("energy_per_sample_pj")
+    """Energy per inference (pJ) of a record; results written before the unit-carrying
+    keys have only the deprecated ``energy_per_sample_pj`` (the same quantity)."""
+    m = r["metrics"]
+    e = m.get("energy_per_inference_pj")
+    return m.get("energy_per_sample_pj") if e is None else e
+
+
+def _baseline_energy(r):
+    """All-wide baseline energy per inference (pJ), as :func:`_energy`."""
+    m = r["metrics"]
+    e = m.get("baseline_energy_per_inference_pj")
+    return m.get("baseline_energy_per_sample_pj") if e is None else e
 
 
 def _agree(r):
@@ -121,8 +136,10 @@ def _summary(r) -> dict:
     m, p = r["metrics"], r["params"]
     return {"id": r["id"], "params": p,
             "agreement": m.get("agreement"), "accuracy": m.get("accuracy"),
-            "energy_per_sample_pj": m.get("energy_per_sample_pj"),
+            "energy_per_inference_pj": _energy(r),
+            "energy_per_sample_pj": _energy(r),     # deprecated name of the same
             "energy_savings": m.get("energy_savings"),
+            "accumulator_energy_savings": m.get("accumulator_energy_savings"),
             "recomputed_fraction": m.get("recomputed_fraction"),
             "narrow": m.get("narrow"), "wide": m.get("wide")}
 
@@ -130,7 +147,7 @@ def _summary(r) -> dict:
 def pareto_json(records) -> dict:
     """The Pareto points as a JSON-able dict: per trace, the front over all points
     (``pareto``) and each policy's own front (``pareto_by_policy``)."""
-    out = {"objectives": {"maximise": "agreement", "minimise": "energy_per_sample_pj"},
+    out = {"objectives": {"maximise": "agreement", "minimise": "energy_per_inference_pj"},
            "points": len(records), "pareto": {}, "pareto_by_policy": {}}
     for trace, recs in sorted(_by(records, _trace).items()):
         out["pareto"][trace] = [_summary(r) for r in pareto(recs)]
@@ -144,11 +161,17 @@ def pareto_json(records) -> dict:
 POINT_PARAMS = ("trace", "accelerator", "narrow", "wide", "policy", "tau", "fraction",
                 "estimator", "seed", "limit", "technology", "options")
 #: the metric columns of :func:`points_table` (units as ``point_metrics``: fractions in
-#: [0, 1], energies in pJ, area in µm²); ``narrow`` / ``wide`` are the accumulator labels
+#: [0, 1], energies in pJ, area in µm²); ``narrow`` / ``wide`` are the accumulator labels.
+#: ``energy_pj``, ``baseline_energy_pj`` and ``cycles`` (all samples) and the
+#: ``*_per_sample_pj`` columns are deprecated: use the per-inference columns
 POINT_METRICS = ("n_samples", "accuracy", "reference_accuracy", "agreement",
                  "recomputed_fraction", "bound_violations", "energy_pj",
                  "baseline_energy_pj", "energy_per_sample_pj",
-                 "baseline_energy_per_sample_pj", "energy_savings", "area_um2", "cycles")
+                 "baseline_energy_per_sample_pj", "energy_savings", "area_um2", "cycles",
+                 "energy_per_inference_pj", "baseline_energy_per_inference_pj",
+                 "baseline_area_um2", "area_savings", "cycles_per_inference",
+                 "accumulator_energy_savings", "memory_energy_savings",
+                 "accumulator_area_savings", "break_even_fraction")
 
 
 def points_table(records) -> tuple:
@@ -271,7 +294,7 @@ def _plot_energy(plt, trace, recs, path) -> bool:
     if not recs:
         return False
     scale, unit = _energy_unit([_energy(r) for r in recs]
-                               + [r["metrics"].get("baseline_energy_per_sample_pj")
+                               + [_baseline_energy(r)
                                   for r in recs])
     has_acc = any(r["metrics"].get("accuracy") is not None for r in recs)
     metrics = [("agreement", "agreement with float64 (%)")]
@@ -291,8 +314,8 @@ def _plot_energy(plt, trace, recs, path) -> bool:
     narrows = sorted({variant(r) for r in recs})
     mk = {n: markers[i % len(markers)] for i, n in enumerate(narrows)}
     xmax = max([_energy(r) / scale for r in recs]
-               + [r["metrics"]["baseline_energy_per_sample_pj"] / scale for r in recs
-                  if r["metrics"].get("baseline_energy_per_sample_pj") is not None])
+               + [_baseline_energy(r) / scale for r in recs
+                  if _baseline_energy(r) is not None])
     for ax, (key, ylabel) in zip(axes[0], metrics):
         for pol, rs in sorted(pols.items()):
             pts = [r for r in rs if r["metrics"].get(key) is not None]
@@ -318,9 +341,9 @@ def _plot_energy(plt, trace, recs, path) -> bool:
         # all-wide baseline: every MAC on the wide accumulator, the wide accumulator's values
         wide = [r for r in recs if r["params"]["policy"] == "uniform-wide"
                 and r["metrics"].get(key) is not None
-                and r["metrics"].get("baseline_energy_per_sample_pj") is not None]
+                and _baseline_energy(r) is not None]
         for i, r in enumerate(wide):
-            ax.scatter([r["metrics"]["baseline_energy_per_sample_pj"] / scale],
+            ax.scatter([_baseline_energy(r) / scale],
                        [100 * r["metrics"][key]], marker="*", s=160, color="black",
                        zorder=4, label="all-wide baseline" if i == 0 else None)
         for i, r in enumerate(r for r in recs if r["params"]["policy"] == "uniform-narrow"
@@ -483,15 +506,17 @@ def _best_points(recs, scale, unit) -> list:
     for pol, rs in sorted(_by(recs, _policy).items()):
         ok = [r for r in rs if _usable(r) and _agree(r) >= target]
         if not ok:
-            rows.append([pol, "none reaches it", "", "", "", "", ""])
+            rows.append([pol, "none reaches it", "", "", "", "", "", ""])
             continue
         b = min(ok, key=_energy)
         rows.append([pol, _config(b), _pct(_agree(b)),
                      _pct(b["metrics"].get("accuracy")), _num(_energy(b), scale),
                      _pct(b["metrics"].get("energy_savings"), 1),
+                     _pct(b["metrics"].get("accumulator_energy_savings"), 1),
                      _pct(b["metrics"].get("recomputed_fraction"))])
     return lines + _table(["policy", "point", "agreement %", "accuracy %",
-                           f"energy ({unit})", "savings %", "re-issued %"], rows)
+                           f"energy ({unit})", "savings %", "accumulator savings %",
+                           "re-issued %"], rows)
 
 
 def _pareto_table(recs, extra, scale, unit) -> list:
@@ -499,10 +524,12 @@ def _pareto_table(recs, extra, scale, unit) -> list:
     rows = [[_config(r)] + [r["params"].get(k) for k in extra]
             + [_pct(_agree(r)), _pct(r["metrics"].get("accuracy")),
                _num(_energy(r), scale), _pct(r["metrics"].get("energy_savings"), 1),
+               _pct(r["metrics"].get("accumulator_energy_savings"), 1),
                _pct(r["metrics"].get("recomputed_fraction")), f"`{r['id']}`"]
             for r in pareto(recs)]
     return _table(["point"] + extra + ["agreement %", "accuracy %", f"energy ({unit})",
-                                       "savings %", "re-issued %", "id"], rows)
+                                       "savings %", "accumulator savings %",
+                                       "re-issued %", "id"], rows)
 
 
 def _all_points_table(recs, extra, scale, unit) -> list:

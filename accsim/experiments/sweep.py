@@ -30,7 +30,7 @@ from .spec import NO_BUDGET, Point, Spec, canonical_json, load_spec, point_id
 __all__ = [
     "NO_BUDGET", "RESULTS", "SCHEDULERS", "SPEC_COPY", "WORKER_ENV", "Point", "PointError",
     "Spec", "SweepSummary", "canonical_json", "check_scheduler", "load_spec", "point_id",
-    "point_metrics", "read_results", "run_point", "run_sweep", "worker_run_point",
+    "cost_metrics", "point_metrics", "read_results", "run_point", "run_sweep", "worker_run_point",
     "write_atomic", "write_text_atomic",
 ]
 
@@ -58,11 +58,20 @@ def point_metrics(result, priced: dict) -> dict:
     accuracy, reference_accuracy (float64 reference), agreement (share of samples whose
     argmax equals the reference's): fractions in [0, 1] (accuracy ``None`` without labels);
     recomputed_fraction: re-issued output components over all; bound_violations: count;
-    energy_pj, baseline_energy_pj (every MAC on the wide accumulator): pJ for all
-    ``n_samples``; energy_per_sample_pj, baseline_energy_per_sample_pj: pJ per inference;
-    energy_savings: 1 − energy / baseline; area_um2: µm²; cycles: count; narrow / wide:
+    energy_per_inference_pj, baseline_energy_per_inference_pj (every MAC on the wide
+    accumulator): pJ per inference, whole-MAC view; energy_savings: 1 − energy / baseline;
+    area_um2, baseline_area_um2: µm²; area_savings: 1 − area / baseline area;
+    cycles_per_inference: array cycles per inference (the samples as one batch);
+    accumulator_energy_savings, memory_energy_savings, accumulator_area_savings: the
+    accumulator-only (adders + registers) and with-memory views
+    (:func:`accsim.hardware.cost.price_simulation`); break_even_fraction: the re-issued
+    fraction at which this policy and estimator stop saving energy (whole MAC);
+    deprecated (kept for old readers): energy_pj, baseline_energy_pj (pJ for all
+    ``n_samples``), energy_per_sample_pj, baseline_energy_per_sample_pj (= the
+    per-inference keys), cycles (all samples); narrow / wide:
     accumulator format labels; events: overflow / saturation / inexact counts; layers:
-    per matmul layer name, recomputed_fraction, bound_violations, energy_pj, events;
+    per matmul layer name, recomputed_fraction, bound_violations, energy_per_inference_pj
+    (energy_pj: all samples, deprecated), events;
     levels (ladder policies): ``[{format, count, fraction}]`` of the components per
     accumulator rung, over the network and per layer.
     """
@@ -82,6 +91,7 @@ def point_metrics(result, priced: dict) -> dict:
         "energy_savings": _json_num(priced["energy_savings"]),
         "area_um2": _json_num(priced["area_um2"]),
         "cycles": _json_num(priced["cycles"]),
+        **cost_metrics(priced),
         "n_samples": int(n),
         "narrow": result.narrow,
         "wide": result.wide,
@@ -90,6 +100,9 @@ def point_metrics(result, priced: dict) -> dict:
                     "recomputed_fraction": _json_num(lr.recomputed_fraction),
                     "bound_violations": int(lr.bound_violations),
                     "energy_pj": _json_num(per_layer_energy.get(lr.name)),
+                    "energy_per_inference_pj":
+                        _json_num(per_layer_energy[lr.name] / n)
+                        if n and lr.name in per_layer_energy else None,
                     "events": {k: int(v) for k, v in lr.events.items()}}
                    for lr in result.layers],
     }
@@ -99,6 +112,21 @@ def point_metrics(result, priced: dict) -> dict:
         for d, lr in zip(m["layers"], result.layers):
             d["levels"] = _levels(getattr(lr, "levels", []))
     return m
+
+
+def cost_metrics(priced: dict) -> dict:
+    """The unit-carrying cost metrics of a point (see :func:`point_metrics`) from
+    :func:`accsim.hardware.cost.price_simulation`."""
+    views = priced["views"]
+    out = {k: _json_num(priced[k]) for k in (
+        "energy_per_inference_pj", "baseline_energy_per_inference_pj", "baseline_area_um2",
+        "area_savings", "cycles_per_inference")}
+    for v in ("accumulator", "memory"):
+        out[f"{v}_energy_savings"] = _json_num(views[v]["energy_savings"]) \
+            if v in views else None
+    out["accumulator_area_savings"] = _json_num(views["accumulator"]["area_savings"])
+    out["break_even_fraction"] = _json_num(priced["break_even_fraction"]["mac"])
+    return out
 
 
 def _levels(levels):

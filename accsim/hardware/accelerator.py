@@ -22,8 +22,25 @@ It is read from a versioned YAML document (built-ins in ``formats/accelerators/`
     product: {mode: exact}           # exact | fused | rounded (+ format, rounding)
     narrow: {format: e8m13, rounding: rz}          # optional overflow: override
     wide: {format: fp32, rounding: rne}
-    structure: {kind: chunked, chunk_size: 128}
+    structure: {kind: chunked, chunk_size: 128, promotion: outside}
     array: {rows: 16, cols: 16, dataflow: os, clock_ghz: 1.83}
+    pricing: {refetch: buffer, estimator: auto}    # optional, how re-issues are priced
+
+``structure.promotion`` (``chunked`` only) says where the wide promotion adder lives,
+which decides the area and energy the cost model charges for it
+(:mod:`accsim.hardware.pricing`): ``per-pe`` (a wide adder in every processing
+element), ``per-row`` / ``per-column`` (ceil(cols / L) resp. ceil(rows / L) wide adders
+shared by each array row / column, L the chunk size) or ``outside`` (the default: a pool
+of ceil(rows*cols / L) wide adders outside the array, as in FP8 GEMMs on NVIDIA Hopper
+that promote the tensor core's partial sums into fp32 registers of the CUDA cores every
+L = 128 terms: DeepSeek-AI, "DeepSeek-V3 Technical Report", 2024, sec. 3.3.2). The
+numerics are the same wherever the adder is.
+
+``pricing`` (optional) states how the cost model prices re-issues: ``refetch``
+(``buffer``: a re-issued output's operands are read again from an SRAM buffer, the
+default; ``pe``: they are still in PE registers; ``none``: free) and ``estimator``
+(``auto``, the default: the hardware of the policy's own estimator; or one of
+:data:`ESTIMATOR_HARDWARE` to price every run's re-issue decision with that hardware).
 
 A format is a built-in name or spec string (``fp16``, ``e8m13``, ``int24``), a path to a
 ``number_format`` YAML file (relative to the accelerator file), or an inline mapping with
@@ -67,6 +84,8 @@ from ..numerics.formats import (
     IntFormat,
 )
 from ..numerics.rounding import quantize
+from .options import (DEFAULT_PROMOTION, ESTIMATOR_HARDWARE, PRICING_ESTIMATORS,
+                      PROMOTIONS, REFETCH)
 from .technology import only_keys
 
 PRODUCT_MODES = ("exact", "fused", "rounded")
@@ -143,6 +162,14 @@ class Accelerator:
         Array geometry for the cost model: rows x cols MAC units, dataflow "os"
         (output-stationary), "ws" (weight-stationary) or "is" (input-stationary),
         clock in GHz. The defaults describe a single MAC at 1 GHz.
+    promotion : {"per-pe", "per-row", "per-column", "outside"}
+        ``chunked`` only: where the wide promotion adder lives (cost model only;
+        default :data:`DEFAULT_PROMOTION`).
+    refetch : {"buffer", "pe", "none"}
+        Cost model: where a re-issued output's operands come back from.
+    estimator_hardware : str
+        Cost model: "auto" (the policy's own estimator) or a key of
+        :data:`ESTIMATOR_HARDWARE`.
     name, description
         Display only (``name`` is part of equality, ``source`` is not).
     """
@@ -168,6 +195,9 @@ class Accelerator:
     cols: int = 1
     dataflow: str = "os"
     clock_ghz: float = 1.0
+    promotion: Optional[str] = None
+    refetch: str = "buffer"
+    estimator_hardware: str = "auto"
     source: Optional[str] = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -175,6 +205,19 @@ class Accelerator:
         self._check_product()
         self._check_structure()
         self._check_array()
+        self._check_pricing()
+
+    def _check_pricing(self):
+        """Promotion location (``chunked`` only; sets the default) and pricing options."""
+        if self.structure == "chunked":
+            if self.promotion is None:
+                object.__setattr__(self, "promotion", DEFAULT_PROMOTION)
+            _choice("promotion", self.promotion, PROMOTIONS)
+        elif self.promotion is not None:
+            raise ValueError(f"promotion: only used by structure 'chunked' "
+                             f"(structure is {self.structure!r})")
+        _choice("refetch", self.refetch, REFETCH)
+        _choice("estimator_hardware", self.estimator_hardware, PRICING_ESTIMATORS)
 
     def _check_formats(self):
         """Formats and roundings; the operands an accumulator takes; wide holds narrow."""
@@ -374,12 +417,14 @@ class Accelerator:
         st = {"kind": self.structure}
         if self.structure == "chunked":
             st["chunk_size"] = self.chunk_size
+            st["promotion"] = self.promotion
         elif self.structure == "fused":
             st.update(terms=self.terms, guard_bits=self.guard_bits,
                       align_rounding=self.align_rounding)
         d["structure"] = st
         d["array"] = {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow,
                       "clock_ghz": self.clock_ghz}
+        d["pricing"] = {"refetch": self.refetch, "estimator": self.estimator_hardware}
         return d
 
 
@@ -449,7 +494,8 @@ _KEY_OF_FIELD = {
     "terms": "structure.terms", "guard_bits": "structure.guard_bits",
     "align_rounding": "structure.align_rounding",
     "rows": "array.rows", "cols": "array.cols", "dataflow": "array.dataflow",
-    "clock_ghz": "array.clock_ghz",
+    "clock_ghz": "array.clock_ghz", "promotion": "structure.promotion",
+    "refetch": "pricing.refetch", "estimator_hardware": "pricing.estimator",
 }
 
 _ROUNDING_EXPECTED = "one of " + ", ".join(ROUNDING_MODES)
@@ -535,19 +581,23 @@ def _structure_at(doc: Doc):
     extra = {}
     if st is None:
         return structure, extra
-    only_keys(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding"))
+    only_keys(st, ("kind", "chunk_size", "terms", "guard_bits", "align_rounding",
+                   "promotion"))
     structure = st.get("kind", str, check=lambda s: s in STRUCTURES,
                        expected="one of " + ", ".join(STRUCTURES))
-    allowed = {"chunked": ("chunk_size",),
+    allowed = {"chunked": ("chunk_size", "promotion"),
                "fused": ("terms", "guard_bits", "align_rounding")}.get(structure, ())
-    for k in ("chunk_size", "terms", "guard_bits", "align_rounding"):
+    for k in ("chunk_size", "terms", "guard_bits", "align_rounding", "promotion"):
         if st.has(k) and k not in allowed:
-            user = "chunked" if k == "chunk_size" else "fused"
+            user = "chunked" if k in ("chunk_size", "promotion") else "fused"
             raise st.error(k, f"only used by structure kind '{user}' "
                               f"(kind is {structure!r})")
     if structure == "chunked":
         extra["chunk_size"] = st.get("chunk_size", int, check=_is_pos_int,
                                      expected="a positive integer")
+        extra["promotion"] = st.get("promotion", str, default=DEFAULT_PROMOTION,
+                                    check=lambda p: p in PROMOTIONS,
+                                    expected="one of " + ", ".join(PROMOTIONS))
     elif structure == "fused":
         extra["terms"] = st.get("terms", int, check=_is_pos_int,
                                 expected="a positive integer")
@@ -574,11 +624,26 @@ def _array_at(doc: Doc):
     return {"rows": rows, "cols": cols, "dataflow": dataflow, "clock_ghz": clock}
 
 
+def _pricing_at(doc: Doc):
+    """``pricing`` (optional): {refetch, estimator_hardware} as Accelerator fields."""
+    pr = doc.sub("pricing", default=None)
+    if pr is None:
+        return {}
+    only_keys(pr, ("refetch", "estimator"))
+    out = {"refetch": pr.get("refetch", str, default="buffer", check=lambda r: r in REFETCH,
+                             expected="one of " + ", ".join(REFETCH)),
+           "estimator_hardware": pr.get("estimator", str, default="auto",
+                                        check=lambda e: e in PRICING_ESTIMATORS,
+                                        expected="one of " + ", ".join(PRICING_ESTIMATORS))}
+    pr.finish()
+    return out
+
+
 def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -> Accelerator:
     """Build an :class:`Accelerator` from a ``kind: accelerator`` document."""
     header(doc, "accelerator")
     only_keys(doc, ("kind", "version", "name", "description", "operands", "product", "narrow",
-                "wide", "structure", "array"))
+                "wide", "structure", "array", "pricing"))
     name = doc.get("name", str, default=default_name, check=bool, expected="a non-empty string")
     description = doc.get("description", str, default=None)
 
@@ -593,6 +658,7 @@ def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -
     product, product_format, product_rounding = _product_at(doc, base)
     structure, extra = _structure_at(doc)
     array = _array_at(doc)
+    pricing = _pricing_at(doc)
     doc.finish()
 
     try:
@@ -601,7 +667,7 @@ def accelerator_from_doc(doc: Doc, default_name: str, base: Path, source=None) -
             narrow_rounding=narrow_rounding, wide_rounding=wide_rounding,
             product=product, product_format=product_format,
             product_rounding=product_rounding, structure=structure, source=source,
-            **array, **extra)
+            **array, **extra, **pricing)
     except ConfigError:
         raise
     except ValueError as exc:

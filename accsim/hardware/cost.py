@@ -6,7 +6,8 @@
 * :mod:`accsim.hardware.pricing`: per-MAC cost of an accelerator's narrow and wide
   datapaths, estimator and re-fetch costs, action counts, and the energy, area and
   cycles of a mixed-precision run (:func:`price_run`, :func:`price_simulation`,
-  :func:`break_even_fraction`);
+  :func:`break_even_fraction`, :func:`run_break_even`), the three views of a run
+  (accumulator, whole MAC, with memory) and the assumptions behind them;
 * :mod:`accsim.hardware.accelergy`: the Accelergy/Timeloop export.
 
 ``accsim.cost`` (the old path) is this module.
@@ -19,6 +20,17 @@ from .pricing import (
     ESTIMATORS,
     REFETCH,
     STANDARD_OPS,
+    VIEWS,
+    accumulate_cost,
+    assumptions,
+    break_even_table,
+    mac_parts,
+    per_inference,
+    priced_estimator,
+    promotion_adders,
+    promotion_cost,
+    run_break_even,
+    sram_bits,
     action_counts,
     add_cost,
     array_area,
@@ -56,7 +68,9 @@ __all__ = [
     "ESTIMATORS", "REFETCH", "STANDARD_OPS", "op_cost", "register_cost", "mul_cost",
     "add_cost", "mac_cost", "estimator_costs", "refetch_energy_per_term", "gemm_cycles",
     "array_area", "action_counts", "energy_table", "price_run", "price_simulation",
-    "break_even_fraction", "parse_op", "ops_table",
+    "break_even_fraction", "parse_op", "ops_table", "VIEWS", "accumulate_cost",
+    "assumptions", "break_even_table", "mac_parts", "per_inference", "priced_estimator",
+    "promotion_adders", "promotion_cost", "run_break_even", "sram_bits",
     # Accelergy export
     "export_accelergy",
 ]

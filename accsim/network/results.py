@@ -13,6 +13,12 @@ Accuracy is the fraction of samples whose argmax of the network output equals th
 ``agreement`` the fraction whose argmax equals the float64 reference's argmax.
 
 Filled in by :mod:`accsim.network.simulation`; priced by :mod:`accsim.hardware.cost`.
+``accsim simulate --json`` is :meth:`SimulationResult.to_dict` plus the keys of
+:func:`accsim.hardware.cost.price_simulation`: per inference ``energy_per_inference_pj``,
+``baseline_energy_per_inference_pj``, ``cycles_per_inference``; ``energy_savings``,
+``area_um2``, ``baseline_area_um2``, ``area_savings``, ``views``, ``break_even``; the
+deprecated ``energy_pj``, ``baseline_energy_pj`` and ``cycles`` are totals over the
+``n_samples`` simulated samples.
 """
 
 from __future__ import annotations
