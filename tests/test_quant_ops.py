@@ -5,38 +5,27 @@ refuses, and the committed fixture models (tests/fixtures/onnx_quant) with every
 intermediate tensor compared."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
 
 from accsim.network import graph_ops, quant_ops  # noqa: E402
-from accsim.network.graph import PARAM_INPUTS, Graph, Node  # noqa: E402
+from accsim.network.graph import Node  # noqa: E402
 from accsim.network.graph_ops import OpError  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "onnx_quant")
+sys.path.insert(0, FIX)
+from make_quant_fixtures import fused, register_float_glue, to_graph  # noqa: E402
+
+register_float_glue()
 MS = "com.microsoft"
 CONTRIB = {"QLinearAdd", "QGemm", "QLinearSigmoid", "QLinearAveragePool",
            "QLinearGlobalAveragePool"}
-
-
-# --- test-local float glue (registered only where the registry lacks them) ---------------
-
-def _mul(node, ins):
-    a, b = quant_ops.broadcast_model(ins[0], ins[1])
-    return [a * b]
-
-
-def _cast(node, ins):
-    to = int(node.attrs["to"])
-    return [ins[0].astype(helper.tensor_dtype_to_np_dtype(to))]
-
-
-for _name, _fn in (("Mul", _mul), ("Cast", _cast)):
-    graph_ops.OPS.setdefault(_name, _fn)
 
 
 # --- onnxruntime single-node runs -----------------------------------------------------------
@@ -226,6 +215,26 @@ def test_qlinear_matmul(tx, tw):
                                       "bs": bs, "bz": bz, "ys": f32(0.11), "yz": q((), tx)})
 
 
+def test_requantize_ties_and_wide_accumulators():
+    """Output scale exactly 0.5 (every odd accumulator is a tie), and accumulators beyond
+    2**24, where float32(acc) itself rounds."""
+    a = RNG.integers(0, 4, (3, 8)).astype(np.uint8)
+    b = RNG.integers(-3, 4, (8, 50)).astype(np.int8)
+    feeds = {"a": a, "as": f32(1.0), "az": zp(0, np.uint8), "b": b, "bs": f32(0.5),
+             "bz": zp(0, np.int8), "ys": f32(1.0), "yz": zp(100, np.uint8)}
+    assert_same("QLinearMatMul", feeds)
+    k = 700
+    a = np.full((2, k), 255, np.uint8)
+    a[1, ::3] = RNG.integers(0, 255, len(a[1, ::3]))
+    b = np.full((k, 9), -128, np.int8)
+    b[::7] = RNG.integers(-128, 127, (len(b[::7]), 9))
+    feeds = {"a": a, "as": f32(1.0), "az": zp(0, np.uint8), "b": b, "bs": f32(1e-6),
+             "bz": zp(0, np.int8), "ys": f32(1.0), "yz": zp(128, np.uint8)}
+    acc = a.astype(np.int64) @ b.astype(np.int64)
+    assert np.abs(acc).max() > 2 ** 24
+    assert_same("QLinearMatMul", feeds)
+
+
 @pytest.mark.parametrize("tx,tw", [(np.uint8, np.int8), (np.int8, np.int8)])
 def test_qgemm(tx, tw):
     a, b = q((4, 12), tx), q((9, 12), tw)
@@ -335,49 +344,6 @@ def test_unsupported_attribute_refused():
 
 # --- whole fixture models ---------------------------------------------------------------------
 
-def attr_value(a):
-    v = helper.get_attribute_value(a)
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, list):
-        return [x.decode() if isinstance(x, bytes) else x for x in v]
-    return v
-
-
-def to_graph(model):
-    """A Graph + arrays from an ONNX model (the test's small converter): initializers and
-    Constant nodes become arrays; PARAM_INPUTS become attributes."""
-    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    nodes = []
-    for k, n in enumerate(model.graph.node):
-        attrs = {a.name: attr_value(a) for a in n.attribute}
-        if n.op_type == "Constant":
-            arrays[n.output[0]] = numpy_helper.to_array(attrs["value"])
-            continue
-        ins = list(n.input)
-        for pos, name in PARAM_INPUTS.get(n.op_type, ()):
-            if pos < len(ins) and ins[pos]:
-                attrs[name] = arrays[ins[pos]].tolist()
-                ins[pos] = ""
-        while ins and ins[-1] == "" and n.op_type in PARAM_INPUTS:
-            ins.pop()
-        nodes.append(Node(n.name or f"node{k}", n.op_type, ins, n.output, attrs))
-    inp = [i for i in model.graph.input if i.name not in arrays][0]
-    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-    return Graph(nodes, inp.name, shape, model.graph.output[0].name), arrays
-
-
-def fused(path, tmp_path):
-    """onnxruntime's own fused form of a QDQ model (DQ-op-Q groups as QLinear ops): the
-    graph its default session runs, saved at the EXTENDED level (no layout changes)."""
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.optimized_model_filepath = str(tmp_path / ("fused-" + os.path.basename(path)))
-    so.log_severity_level = 3
-    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return onnx.load(so.optimized_model_filepath)
-
-
 def quantized_tensors(model, env):
     """Names of the node outputs of ``model`` that are integer tensors in ``env`` (the
     reference run; onnxruntime's dtype is compared separately)."""
@@ -411,7 +377,7 @@ FIXTURES = sorted(f for f in os.listdir(FIX) if f.endswith(".onnx") and "float" 
 def test_fixture_model_bit_exact(name, tmp_path):
     path = os.path.join(FIX, name)
     original = onnx.load(path)
-    model = fused(path, tmp_path) if "-qdq" in name else original
+    model = fused(path, str(tmp_path)) if "-qdq" in name else original
     xs = np.load(os.path.join(FIX, "inputs.npz"))[name.split("-")[0]]
     graph, arrays = to_graph(model)
     ref = quant_ops.forward_float32(graph, arrays, xs, keep_all=True)
