@@ -146,9 +146,15 @@ def test_dynamic_quantize_linear_per_sample():
     for i in range(5):
         w = run_ort("DynamicQuantizeLinear", {"x": xs[i]}, 3)
         assert np.array_equal(y[i], w[0]) and s[i] == w[1] and z[i] == w[2]
-    s1, z1 = quant_ops.dynamic_range(xs, per_sample_range=False)
+    batch = Node("d", "DynamicQuantizeLinear", ["x"], ["y", "s", "z"],
+                 {quant_ops.RANGE_ATTR: "batch"})
+    y, s, z = graph_ops.run_node(batch, [xs])
     w = run_ort("DynamicQuantizeLinear", {"x": xs.reshape(5, 30)}, 3)
-    assert s1[0] == w[1] and z1[0] == w[2]
+    assert s.shape == (1,) and s[0] == w[1] and z[0] == w[2]
+    assert np.array_equal(y.reshape(5, 30), w[0])
+    with pytest.raises(OpError, match="accsim_range must be"):
+        graph_ops.run_node(Node("d", "DynamicQuantizeLinear", ["x"], ["y", "s", "z"],
+                                {quant_ops.RANGE_ATTR: "global"}), [xs])
 
 
 # --- integer products --------------------------------------------------------------------------

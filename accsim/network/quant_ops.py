@@ -289,10 +289,19 @@ def dynamic_range(x, per_sample_range=True):
     return scale, zp
 
 
+#: non-ONNX attribute of DynamicQuantizeLinear choosing the range: "sample" (default:
+#: each sample alone, a batch-1 deployment) or "batch" (one range over all samples)
+RANGE_ATTR = "accsim_range"
+
+
 @op("DynamicQuantizeLinear")
 def _dynamic_quantize_linear(node, ins):
+    """Per-sample ranges by default; ``accsim_range="batch"`` for one over the batch."""
     x = ins[0]
-    scale, zp = dynamic_range(x)
+    mode = node.attrs.get(RANGE_ATTR, "sample")
+    if mode not in ("sample", "batch"):
+        raise OpError.of(node, f"{RANGE_ATTR} must be 'sample' or 'batch', got {mode!r}")
+    scale, zp = dynamic_range(x, per_sample_range=mode == "sample")
     y = quantize_linear(x, lead(scale, x.ndim), lead(zp.astype(np.int64), x.ndim),
                         np.dtype(np.uint8))
     return [y, scale, zp]
