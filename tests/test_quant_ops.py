@@ -6,6 +6,7 @@ intermediate tensor compared."""
 
 import os
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -408,3 +409,81 @@ def test_fixture_model_bit_exact(name, tmp_path):
         np.testing.assert_allclose(ref[graph.output], final, rtol=1e-5, atol=1e-6)
     else:
         assert sum(report.values()) == 0, report
+
+
+# --- the FMA forms are the ones onnxruntime runs (adversarial cases) --------------------------
+
+def logistic_unfused(x):
+    """MLAS's logistic with separate float32 multiply and add (the form not matched)."""
+    f = np.float32
+    v = np.clip(np.asarray(x, f), f(-18), f(18))
+    v2 = (v * v).astype(f)
+    al = [f(c) for c in quant_ops.LOGISTIC["alpha"]]
+    be = [f(c) for c in quant_ops.LOGISTIC["beta"]]
+    p = (v2 * al[0] + al[1]).astype(f)
+    for c in al[2:]:
+        p = (p * v2 + c).astype(f)
+    p = (p * v).astype(f)
+    qq = (v2 * be[0] + be[1]).astype(f)
+    for c in be[2:]:
+        qq = (qq * v2 + c).astype(f)
+    return np.clip((p / qq).astype(f) + f(0.5), 0, 1).astype(f)
+
+
+def test_qlinear_sigmoid_fma_form():
+    """Output scales chosen so that the fused and unfused logistic quantize differently."""
+    codes = np.arange(256)
+    x = codes.astype(np.uint8).reshape(1, 256)
+    checked = 0
+    for xs in (0.05, 0.011, 0.07):
+        deq = quant_ops.dequantize(codes, np.float32(xs), 128)
+        fused_v, plain = quant_ops.mlas_logistic(deq), logistic_unfused(deq)
+        i = np.nonzero(fused_v != plain)[0][0]
+        ys = np.float32((float(fused_v[i]) + float(plain[i])) / 2 / 100.5)
+        feeds = {"x": x, "xs": sc(xs), "xz": zp(128, np.uint8), "ys": sc(ys),
+                 "yz": zp(0, np.uint8)}
+        want = assert_same("QLinearSigmoid", feeds)[0][0]
+        alt = quant_ops.quantize_linear(plain, ys, np.int64(0), np.dtype(np.uint8))
+        assert alt[i] != want[i]
+        checked += 1
+    assert checked == 3
+
+
+def f32_nearest(e):
+    """The float32 nearest to the Fraction ``e``, ties to even (the oracle of fma_vec)."""
+    f = np.float32(float(e))
+    cands = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
+    return min(cands, key=lambda v: (abs(Fraction(float(v)) - e),
+                                     int(np.asarray(v).view(np.int32)) & 1))
+
+
+def test_fma_vec_against_exact_rationals():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(3000).astype(np.float32)
+    b = (rng.standard_normal(3000) * 2.0 ** rng.integers(-30, 30, 3000)).astype(np.float32)
+    c = (rng.standard_normal(3000) * 2.0 ** rng.integers(-40, 40, 3000)).astype(np.float32)
+    # midpoint cases: (1 + 2**-12)**2 = 1 + 2**-11 + 2**-24 is a float32 midpoint; a
+    # tiny c moves the exact sum off it, which float64 rounding alone loses
+    m, t = np.float32(1 + 2.0 ** -12), np.float32(2.0 ** -80)
+    a = np.concatenate([a, [m, m, -m, -m, m]]).astype(np.float32)
+    b = np.concatenate([b, [m, m, m, m, m]]).astype(np.float32)
+    c = np.concatenate([c, [t, -t, t, -t, 0]]).astype(np.float32)
+    got = quant_ops.fma_vec(a, b, c)
+    want = [f32_nearest(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+            for x, y, z in zip(a, b, c)]
+    assert np.array_equal(got, np.array(want, np.float32))
+    assert got[-5] != got[-4] and got[-3] != got[-2]  # the midpoint cases round apart
+
+
+def test_qlinear_add_all_code_pairs():
+    """Every (a, b) pair of codes under several random scales and zero points."""
+    rng = np.random.default_rng(7)
+    for dt in (np.uint8, np.int8):
+        lo = quant_ops.QTYPES[np.dtype(dt)][0]
+        a = (np.arange(65536) // 256 + lo).astype(dt).reshape(256, 256)
+        b = (np.arange(65536) % 256 + lo).astype(dt).reshape(256, 256)
+        for _ in range(6):
+            sa, sb, scc = (np.float32(v) for v in rng.uniform(0.005, 0.1, 3))
+            za, zb, zc = (zp(v, dt) for v in rng.integers(lo, lo + 256, 3))
+            assert_same("QLinearAdd", {"a": a, "as": sc(sa), "az": za, "b": b,
+                                       "bs": sc(sb), "bz": zb, "cs": sc(scc), "cz": zc})

@@ -24,8 +24,6 @@ lists which kernel each function follows and where fused and unfused paths diffe
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -470,24 +468,6 @@ def unary_params(node, ins, dt):
     return sx, zx, sy, zy
 
 
-def fma32(a, b, c):
-    """float32 ``a * b + c`` rounded once (a fused multiply-add), exactly."""
-    a, b, c = (np.asarray(v, dtype=F32) for v in (a, b, c))
-    exact = [Fraction(float(p)) * Fraction(float(q)) + Fraction(float(r))
-             for p, q, r in zip(a.ravel(), np.broadcast_to(b, a.shape).ravel(),
-                                np.broadcast_to(c, a.shape).ravel())]
-    return np.array([round_f32(e) for e in exact], dtype=F32).reshape(a.shape)
-
-
-def round_f32(e):
-    """The float32 nearest to the Fraction ``e`` (ties to even)."""
-    f = F32(float(e))
-    cands = [np.nextafter(f, F32(-np.inf)), f, np.nextafter(f, F32(np.inf))]
-    best = min(cands, key=lambda v: (abs(Fraction(float(v)) - e),
-                                     int(np.asarray(v).view(np.int32)) & 1))
-    return best
-
-
 #: MLAS logistic constants (Eigen's rational approximation), float32
 LOGISTIC = dict(lo=-18.0, hi=18.0,
                 alpha=(4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05,
@@ -503,13 +483,13 @@ def mlas_logistic(x):
     v = np.minimum(np.maximum(np.asarray(x, F32), F32(LOGISTIC["lo"])), F32(LOGISTIC["hi"]))
     v2 = (v * v).astype(F32)
     al, be = [F32(c) for c in LOGISTIC["alpha"]], [F32(c) for c in LOGISTIC["beta"]]
-    p = fma32(v2, al[0], al[1])
+    p = fma_vec(v2, al[0], al[1])
     for c in al[2:]:
-        p = fma32(p, v2, c)
+        p = fma_vec(p, v2, c)
     p = (p * v).astype(F32)
-    q = fma32(v2, be[0], be[1])
+    q = fma_vec(v2, be[0], be[1])
     for c in be[2:]:
-        q = fma32(q, v2, c)
+        q = fma_vec(q, v2, c)
     return np.clip((p / q).astype(F32) + F32(0.5), F32(0), F32(1)).astype(F32)
 
 
@@ -566,21 +546,26 @@ def _qlinear_add(node, ins):
     return [np.clip(r, lo_, hi_).astype(dt)]
 
 
-def fma_vec(a, b, c, shape):
-    """float32 fused multiply-add of arrays broadcast to ``shape``: ``a*b`` is exact in
-    float64 (24+24 bits); the sum is rounded once to float32 unless the float64 sum is
-    inexact, where the exact rational fallback decides."""
-    a, b, c = (np.broadcast_to(np.asarray(v, F32), shape) for v in (a, b, c))
-    p = a.astype(np.float64) * b.astype(np.float64)
-    s = p + c.astype(np.float64)
-    # the float64 sum is exact when adding back recovers both terms (TwoSum error 0)
+def fma_vec(a, b, c, shape=None):
+    """float32 fused multiply-add ``a*b + c`` rounded once, arrays broadcast to ``shape``.
+
+    ``a*b`` is exact in float64 (24+24 bits); ``s = fl64(a*b + c)`` can only round the
+    wrong way to float32 when ``s`` lands exactly on a float32 midpoint while the float64
+    sum was inexact: there the sign of the float64 rounding error (TwoSum) decides."""
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b), np.shape(c)) if shape is None \
+        else shape
+    a, b, c = (np.broadcast_to(np.asarray(v, F32), shape).astype(np.float64)
+               for v in (a, b, c))
+    p = a * b
+    s = p + c
     bb = s - p
-    err = (p - (s - bb)) + (c.astype(np.float64) - bb)
-    out = s.astype(F32)
-    bad = err != 0
-    if np.any(bad):
-        out[bad] = fma32(a[bad], b[bad], c[bad])
-    return out
+    err = (p - (s - bb)) + (c - bb)
+    r = s.astype(F32)
+    other = np.nextafter(r, np.where(s > r, F32(np.inf), F32(-np.inf)).astype(F32))
+    mid = (r.astype(np.float64) + other.astype(np.float64)) / 2
+    fix = (err != 0) & (s == mid) & (s != r)
+    toward_other = np.sign(err) == np.sign(other.astype(np.float64) - s)
+    return np.where(fix & toward_other, other, r).astype(F32)
 
 
 def pool_windows_f32(x, kernel, strides, pads):
