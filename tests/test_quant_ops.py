@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import helper  # noqa: E402
 
 from accsim.network import graph_ops, quant_ops  # noqa: E402
-from accsim.network.graph import Node  # noqa: E402
+from accsim.network.graph import Graph, Node  # noqa: E402
 from accsim.network.graph_ops import OpError  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "onnx_quant")
@@ -351,6 +351,35 @@ def test_unsupported_attribute_refused():
 
 # --- whole fixture models ---------------------------------------------------------------------
 
+@pytest.mark.parametrize("name", [f for f in sorted(os.listdir(FIX)) if "-qdq" in f])
+def test_fuse_qdq_as_onnxruntime(name, tmp_path):
+    """fuse_qdq yields the operators onnxruntime's own QDQ fusion yields, in order."""
+    path = os.path.join(FIX, name)
+    graph, arrays = to_graph(onnx.load(path))
+    mine = quant_ops.fuse_qdq(graph, arrays)
+    theirs, _ = to_graph(fused(path, str(tmp_path)))
+    assert [n.op for n in mine.nodes] == [n.op for n in theirs.nodes]
+    assert quant_ops.fuse_qdq(mine, arrays) is mine  # nothing left to fuse
+
+
+def test_fuse_qdq_keeps_groups_it_cannot_fuse():
+    """A DQ -> MaxPool -> Q pair with different parameters is kept (and runs in float)."""
+    arrays = {"s1": np.float32(0.1), "s2": np.float32(0.2), "z": np.uint8(3)}
+    nodes = [Node("q", "QuantizeLinear", ["x", "s1", "z"], ["xq"]),
+             Node("dq", "DequantizeLinear", ["xq", "s1", "z"], ["xf"]),
+             Node("mp", "MaxPool", ["xf"], ["pf"], {"kernel_shape": [2, 2]}),
+             Node("q2", "QuantizeLinear", ["pf", "s2", "z"], ["pq"]),
+             Node("dq2", "DequantizeLinear", ["pq", "s2", "z"], ["y"])]
+    g = Graph(nodes, "x", (1, 1, 4, 4), "y")
+    assert quant_ops.fuse_qdq(g, arrays) is g
+    arrays["s2"] = np.float32(0.1)
+    fused_g = quant_ops.fuse_qdq(g, arrays)
+    assert [n.op for n in fused_g.nodes] == ["QuantizeLinear", "MaxPool", "DequantizeLinear"]
+    x = RNG.standard_normal((3, 1, 1, 4, 4)).astype(np.float32)
+    assert np.array_equal(quant_ops.forward_float32(fused_g, arrays, x),
+                          quant_ops.forward_float32(g, arrays, x))
+
+
 def quantized_tensors(model, env):
     """Names of the node outputs of ``model`` that are integer tensors in ``env`` (the
     reference run; onnxruntime's dtype is compared separately)."""
@@ -384,9 +413,10 @@ FIXTURES = sorted(f for f in os.listdir(FIX) if f.endswith(".onnx") and "float" 
 def test_fixture_model_bit_exact(name, tmp_path):
     path = os.path.join(FIX, name)
     original = onnx.load(path)
-    model = fused(path, str(tmp_path)) if "-qdq" in name else original
+    model = original
     xs = np.load(os.path.join(FIX, "inputs.npz"))[name.split("-")[0]]
     graph, arrays = to_graph(model)
+    graph = quant_ops.fuse_qdq(graph, arrays)
     ref = quant_ops.forward_float32(graph, arrays, xs, keep_all=True)
     names = quantized_tensors(model, ref)
     want = ort_all(model, names, xs)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .graph import Graph, Node
 from .graph_ops import OpError, model_axis, op, run_node, tensor
 
 __all__ = ["forward_float32", "requantize", "quantize_linear", "centered",
@@ -667,3 +668,108 @@ def forward_float32(graph, arrays, x, keep_all=False):
                 v = v.astype(src) if keep else v.astype(F32)
             env[t] = v
     return env if keep_all else env[graph.output]
+
+
+# --- onnxruntime's QDQ fusion ------------------------------------------------------------------
+
+#: float op -> (fused op, positions of the inputs that must come from DequantizeLinear,
+#: optional dequantized positions (an int32 bias))
+QDQ_FUSIONS = {
+    "Conv": ("QLinearConv", (0, 1), (2,)),
+    "MatMul": ("QLinearMatMul", (0, 1), ()),
+    "Gemm": ("QGemm", (0, 1), (2,)),
+    "Add": ("QLinearAdd", (0, 1), ()),
+    "Sigmoid": ("QLinearSigmoid", (0,), ()),
+    "AveragePool": ("QLinearAveragePool", (0,), ()),
+    "GlobalAveragePool": ("QLinearGlobalAveragePool", (0,), ()),
+}
+#: ops that onnxruntime runs on the integers directly when DequantizeLinear before and
+#: QuantizeLinear after carry the same scale and zero point
+QDQ_DROPS = frozenset({"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze",
+                       "Unsqueeze"})
+
+
+def qdq_triple(dq):
+    """(integer tensor, scale, zero point) names of a DequantizeLinear node."""
+    ins = list(dq.inputs) + [""] * (3 - len(dq.inputs))
+    return ins[0], ins[1], ins[2]
+
+
+def fused_inputs(op, trip, q):
+    """Input names of fused op ``op`` from the DQ triples ``trip`` (by float-op input
+    position; None if absent) and the QuantizeLinear node ``q``."""
+    qi = list(q.inputs) + [""] * (3 - len(q.inputs))
+    y = [qi[1], qi[2]]
+    if op in ("QLinearConv", "QLinearMatMul", "QLinearAdd"):
+        ins = [*trip[0], *trip[1], *y]
+        if op == "QLinearConv" and trip.get(2):
+            ins.append(trip[2][0])
+        return ins
+    if op == "QGemm":
+        return [*trip[0], *trip[1], trip[2][0] if trip.get(2) else "", *y]
+    return [*trip[0], *y]
+
+
+def same_param(arrays, a, b):
+    """Whether parameter tensors ``a`` and ``b`` are equal constants (or both absent)."""
+    if a == b:
+        return True
+    if not a or not b or a not in arrays or b not in arrays:
+        return False
+    x, y = np.asarray(arrays[a]), np.asarray(arrays[b])
+    return x.dtype == y.dtype and np.array_equal(x, y)
+
+
+def fuse_one(node, dqs, cons, arrays, graph_output):
+    """The fused node replacing ``node`` and its QuantizeLinear consumer, with that
+    consumer; (None, None) when the group does not match."""
+    users = cons.get(node.outputs[0], []) if node.outputs else []
+    if len(users) != 1 or users[0].op != "QuantizeLinear" or node.outputs[0] == graph_output:
+        return None, None
+    q = users[0]
+    if node.op in QDQ_DROPS:
+        dq = dqs.get(node.inputs[0])
+        if dq is None or len(node.outputs) != 1:
+            return None, None
+        t, s, z = qdq_triple(dq)
+        _, qs, qz = qdq_triple(q)
+        if not (same_param(arrays, s, qs) and same_param(arrays, z, qz)):
+            return None, None
+        return Node(node.name, node.op, [t, *node.inputs[1:]], q.outputs, node.attrs), q
+    fused, need, optional = QDQ_FUSIONS.get(node.op, (None, (), ()))
+    if fused is None or any(node.inputs[i] not in dqs for i in need if i < len(node.inputs)):
+        return None, None
+    if node.op == "Gemm" and float(node.attrs.get("beta", 1.0)) != 1.0:
+        return None, None
+    trip = {i: qdq_triple(dqs[node.inputs[i]]) for i in need}
+    for i in optional:
+        if i < len(node.inputs) and node.inputs[i]:
+            if node.inputs[i] not in dqs:
+                return None, None
+            trip[i] = qdq_triple(dqs[node.inputs[i]])
+    return Node(node.name, fused, fused_inputs(fused, trip, q), q.outputs, node.attrs), q
+
+
+def fuse_qdq(graph, arrays):
+    """``graph`` with each ``DequantizeLinear -> op -> QuantizeLinear`` group replaced by
+    the integer op that onnxruntime's default session runs instead (QLinearConv,
+    QLinearMatMul, QGemm, QLinearAdd, QLinearSigmoid, QLinearAveragePool,
+    QLinearGlobalAveragePool), and ``DQ -> MaxPool/Flatten/Reshape... -> Q`` with equal
+    parameters run on the integers; DequantizeLinear nodes left without readers are
+    dropped. A graph without such groups is returned unchanged."""
+    dqs = {n.outputs[0]: n for n in graph.nodes if n.op == "DequantizeLinear"}
+    cons = graph.consumers()
+    replaced, gone = {}, set()
+    for node in graph.nodes:
+        if node.op in ("DequantizeLinear", "QuantizeLinear"):
+            continue
+        new, q = fuse_one(node, dqs, cons, arrays, graph.output)
+        if new is not None:
+            replaced[node.name] = new
+            gone.add(q.name)
+    if not replaced:
+        return graph
+    nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in gone]
+    read = {t for n in nodes for t in n.inputs} | {graph.output}
+    nodes = [n for n in nodes if n.op != "DequantizeLinear" or n.outputs[0] in read]
+    return Graph(nodes, graph.input, graph.input_shape, graph.output)
