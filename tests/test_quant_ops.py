@@ -517,3 +517,58 @@ def test_qlinear_add_all_code_pairs():
             za, zb, zc = (zp(v, dt) for v in rng.integers(lo, lo + 256, 3))
             assert_same("QLinearAdd", {"a": a, "as": sc(sa), "az": za, "b": b,
                                        "bs": sc(sb), "bz": zb, "cs": sc(scc), "cz": zc})
+
+
+# --- the three steps, as the simulator will call them ------------------------------------------
+
+def naive_conv_acc(x, w, zx, zw, bias, pads):
+    """Python-int convolution of one image (C, H, W) with filters (M, C, kh, kw), group 1,
+    stride 1, zero padding that holds the zero point: the oracle of accumulate()."""
+    c, h, wd = x.shape
+    m, _, kh, kw = w.shape
+    t, l, b, r = pads
+    out = {}
+    for o in range(m):
+        for i in range(h + t + b - kh + 1):
+            for j in range(wd + l + r - kw + 1):
+                s = int(bias[o])
+                for cc in range(c):
+                    for u in range(kh):
+                        for v in range(kw):
+                            hh, ww = i + u - t, j + v - l
+                            xv = int(x[cc, hh, ww]) if 0 <= hh < h and 0 <= ww < wd else zx
+                            s += (xv - zx) * (int(w[o, cc, u, v]) - int(zw[o]))
+                out[o, i, j] = s
+    return out
+
+
+def test_integer_product_steps():
+    feeds = qlinear_conv_feeds(np.uint8, np.int8, 8, True)
+    feeds["wz"] = np.arange(-4, 4).astype(np.int8)
+    node = Node("n0", "QLinearConv", list(feeds), ["y"], {"pads": [1, 1, 1, 1]})
+    ins = [np.asarray(v)[None] for v in feeds.values()]
+    p = quant_ops.integer_product(node, ins)
+    assert p.k == 4 * 3 * 3 and p.x_max == 255 - 7
+    acc = p.accumulate()
+    oracle = naive_conv_acc(feeds["x"][1], feeds["w"], 7, feeds["wz"], feeds["b"],
+                            (1, 1, 1, 1))
+    assert all(acc[0, 1][k] == v for k, v in oracle.items())
+    assert np.array_equal(p.finish(acc), graph_ops.run_node(node, ins)[0])
+    w = feeds["w"].astype(np.int64) - feeds["wz"][:, None, None, None]
+    bound = max(248 * int(np.abs(w[o]).sum()) + abs(int(feeds["b"][o])) for o in range(8))
+    assert p.worst_case_bound() == bound >= np.abs(acc).max()
+    # a narrow register's (here wrapped to int16) accumulator goes through the same step 3
+    wrapped = ((acc + 2 ** 15) % 2 ** 16) - 2 ** 15
+    assert np.array_equal(p.finish(wrapped),
+                          quant_ops.requantize(wrapped, p.scale, p.zero_point, p.dtype))
+
+
+def test_integer_product_matmul_bound_and_int32_wrap():
+    a, b = q((3, 40), np.uint8), q((40, 5), np.int8)
+    node = Node("n0", "MatMulInteger", ["a", "b", "za", "zb"], ["y"])
+    ins = [a[None], b[None], zp(9, np.uint8)[None], zp(-2, np.int8)[None]]
+    p = quant_ops.integer_product(node, ins)
+    assert p.k == 40 and p.x_max == 246
+    assert p.worst_case_bound() == 246 * int(np.abs(b.astype(np.int64) + 2).sum(axis=0).max())
+    big = np.array([2 ** 31, -2 ** 31 - 1], np.int64)
+    assert p.finish(big).tolist() == [-2 ** 31, 2 ** 31 - 1]

@@ -24,20 +24,21 @@ lists which kernel each function follows and where fused and unfused paths diffe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .graph import Graph, Node
 from .graph_ops import OpError, model_axis, op, run_node, tensor
 
-__all__ = ["forward_float32", "requantize", "quantize_linear", "centered",
+__all__ = ["IntegerProduct", "INTEGER_PRODUCT_OPS", "integer_product", "fuse_qdq",
+           "forward_float32", "requantize", "quantize_linear", "centered",
            "matmul_acc", "conv_acc", "dynamic_range", "output_scale", "QTYPES"]
 
 #: integer types of quantized tensors: dtype -> (lowest, highest)
 QTYPES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 F32 = np.float32
-#: exact accumulation in float64 needs |sum| < 2**53: K * 2**16 (8-bit products)
-EXACT_K = 2 ** 36
 
 
 # --- parameters --------------------------------------------------------------------------
@@ -336,8 +337,83 @@ def check_matmul(node, a, b):
         raise OpError.of(node, f"inner dimensions differ: {a.shape[1:]} @ {b.shape[1:]}")
 
 
-@op("MatMulInteger")
-def _matmul_integer(node, ins):
+@dataclass(frozen=True)
+class IntegerProduct:
+    """A quantized product op split into its three steps (see the module docstring).
+
+    ``x``: centred activations (int64, sample axis first); ``w``: centred weights (int64;
+    a matrix product's right operand with its sample axis, a convolution's filters
+    ``(M, C/group, kh, kw)`` without one); ``conv``: ``(strides, pads, dilations, group)``
+    for a convolution, None for a matrix product; ``bias``: int64 added to the
+    accumulator (broadcastable to it) or None; ``scale``/``zero_point``/``dtype``: the
+    requantization (float32 scale and int64 zero point broadcastable to the output), or
+    ``scale`` None for an int32 output (MatMulInteger, ConvInteger); ``x_max``: the
+    largest ``|x - zx|`` any input of the activation's type can give."""
+
+    x: np.ndarray
+    w: np.ndarray
+    conv: tuple | None
+    bias: np.ndarray | None
+    scale: np.ndarray | None
+    zero_point: np.ndarray | None
+    dtype: np.dtype
+    x_max: int
+
+    @property
+    def k(self) -> int:
+        """Accumulation length: terms summed per output (C/group·kh·kw or K)."""
+        return int(np.prod(self.w.shape[1:])) if self.conv else int(self.x.shape[-1])
+
+    def accumulate(self) -> np.ndarray:
+        """Step 2, exact: the products' sum plus the bias, int64 (what an int32
+        accumulator holds when it does not wrap)."""
+        if self.conv is None:
+            acc = matmul_acc(self.x, self.w)
+        else:
+            acc = per_image(self.x, lambda v: conv_acc(v, self.w, *self.conv))
+        return acc if self.bias is None else acc + self.bias
+
+    def worst_case_bound(self) -> int:
+        """The largest ``|accumulator|`` any input can produce: ``max over outputs of
+        x_max * sum|w| + |bias|`` (the bound A2Q-style training guarantees); a register
+        holding this magnitude cannot overflow on any data."""
+        w = np.abs(self.w)
+        if self.conv is None:
+            col = w.sum(axis=-2).reshape(-1, w.shape[-1])  # per output column
+        else:
+            col = w.reshape(w.shape[0], -1).sum(axis=1)[None]  # per output channel
+        n = col.shape[-1]
+        bias = 0 if self.bias is None else np.abs(self.bias).reshape(-1, n)
+        return int(np.max(col * self.x_max + bias))
+
+    def finish(self, acc) -> np.ndarray:
+        """Step 3: the op's output from accumulator values ``acc`` (int64): requantized,
+        or the int32 output (wrapping modulo 2**32 as an int32 register does)."""
+        if self.scale is None:
+            return np.asarray(acc, dtype=np.int64).astype(np.int32)
+        return requantize(np.asarray(acc, dtype=np.int64), self.scale, self.zero_point,
+                          self.dtype)
+
+
+def integer_product(node, ins) -> IntegerProduct:
+    """The :class:`IntegerProduct` of a node of :data:`INTEGER_PRODUCT_OPS` on ``ins``
+    (sample axis first), its parameters checked (OpError naming the node)."""
+    return PRODUCT_BUILDERS[node.op](node, ins)
+
+
+def run_product(node, ins):
+    """A product op's output computed exactly: ``finish(accumulate())``."""
+    p = integer_product(node, ins)
+    return [p.finish(p.accumulate())]
+
+
+def x_range(zx, dt):
+    """The largest ``|x - zx|`` over the codes of ``dt`` and zero points ``zx``."""
+    lo, hi = QTYPES[np.dtype(dt)]
+    return int(max(hi - np.min(zx), np.max(zx) - lo))
+
+
+def matmul_integer_parts(node, ins):
     a, b = ins[0], ins[1]
     check_matmul(node, a, b)
     ta, tb = check_pair(node, a, b, ("A", "B"), None)
@@ -345,14 +421,13 @@ def _matmul_integer(node, ins):
     zb = check_zero_point(node, ins[3] if len(ins) > 3 else None, tb, "b_zero_point")
     za, zb = matmul_zero_points(node, za.reshape(za.shape[0], -1),
                                 zb.reshape(zb.shape[0], -1), b.shape[-1])
-    acc = matmul_acc(centered(a, lead(za, a.ndim)), centered(b, lead(zb, b.ndim)))
-    return [acc.astype(np.int32)]
+    return IntegerProduct(centered(a, lead(za, a.ndim)), centered(b, lead(zb, b.ndim)),
+                          None, None, None, None, np.dtype(np.int32), x_range(za, ta))
 
 
-@op("ConvInteger")
-def _conv_integer(node, ins):
+def conv_integer_parts(node, ins):
     x, w = ins[0], ins[1]
-    strides, pads, dil, group = conv_attrs(node, x, w)
+    attrs = conv_attrs(node, x, w)
     tx, tw = check_pair(node, x, w, ("x", "w"), None)
     zx = check_zero_point(node, ins[2] if len(ins) > 2 else None, tx, "x_zero_point")
     zw = check_zero_point(node, ins[3] if len(ins) > 3 else None, tw, "w_zero_point")
@@ -360,9 +435,8 @@ def _conv_integer(node, ins):
     zw = scalar_param(node, zw.reshape(zw.shape[0], -1), "w_zero_point")
     if zw.shape[0] != 1:
         raise OpError.of(node, "a per-sample weight zero point is not supported")
-    wc = centered(w[0], zw[0])
-    y = per_image(centered(x, zx), lambda v: conv_acc(v, wc, strides, pads, dil, group))
-    return [y.astype(np.int32)]
+    return IntegerProduct(centered(x, zx), centered(w[0], zw[0]), attrs, None, None, None,
+                          np.dtype(np.int32), x_range(zx, tx))
 
 
 # --- QLinearMatMul / QLinearConv / QGemm (com.microsoft) ----------------------------------------
@@ -384,32 +458,38 @@ def qlinear_params(node, ins, idx, types, n):
     return sx, sw, sy, zx, zw, zy
 
 
-def check_bias(node, b, n):
+def check_bias(node, b, n, what="bias"):
+    """An int32 bias of ``n`` elements as int64 ``(S or 1, n)``; None stays None."""
     if b is None:
         return None
     if b.dtype != np.int32:
-        raise OpError.of(node, f"bias must be int32, got {b.dtype}")
-    if b.size != n:
-        raise OpError.of(node, f"bias must have {n} elements, got {b.size}")
+        raise OpError.of(node, f"{what} must be int32, got {b.dtype}")
+    if b.size != n * b.shape[0]:
+        raise OpError.of(node, f"{what} must have {n} elements, got {b.size // b.shape[0]}")
     return b.reshape(b.shape[0], n).astype(np.int64)
 
 
-@op("QLinearMatMul")
-def _qlinear_matmul(node, ins):
+def qlinear_matmul_parts(node, ins, alpha=None, bias=None, idx=(1, 2, 4, 5, 6, 7)):
+    """QLinearMatMul (and QGemm, with ``alpha``, int32 ``bias`` and its input positions)."""
     a, b = ins[0], ins[3]
     check_matmul(node, a, b)
     types = check_pair(node, a, b, ("a", "b"))
     n = b.shape[-1]
-    sx, sw, sy, zx, zw, zy = qlinear_params(node, ins, (1, 2, 4, 5, 6, 7), types, n)
-    acc = matmul_acc(centered(a, lead(zx, a.ndim)), centered(b, lead(zw[:, None, :], b.ndim)))
-    scale = output_scale(lead(sx, 2), sw, lead(sy, 2))
-    return [requantize(acc, lead(scale, acc.ndim), lead(zy, acc.ndim), types[0])]
+    sx, sw, sy, zx, zw, zy = qlinear_params(node, ins, idx, types, n)
+    if alpha is None:
+        scale = output_scale(lead(sx, 2), sw, lead(sy, 2))
+    else:
+        scale = ((alpha * lead(sx, 2) * sw).astype(F32) / lead(sy, 2)).astype(F32)
+    nd = max(a.ndim, b.ndim)
+    return IntegerProduct(centered(a, lead(zx, a.ndim)),
+                          centered(b, lead(zw[:, None, :], b.ndim)), None,
+                          None if bias is None else lead(bias, nd), lead(scale, nd),
+                          lead(zy, nd), types[0], x_range(zx, types[0]))
 
 
-@op("QLinearConv")
-def _qlinear_conv(node, ins):
+def qlinear_conv_parts(node, ins):
     x, w = ins[0], ins[3]
-    strides, pads, dil, group = conv_attrs(node, x, w)
+    attrs = conv_attrs(node, x, w)
     if int(node.attrs.get("channels_last", 0)):
         raise OpError.of(node, "channels_last=1 is not supported")
     types = check_pair(node, x, w, ("x", "w"))
@@ -418,42 +498,39 @@ def _qlinear_conv(node, ins):
     if sw.shape[0] != 1 or zw.shape[0] != 1:
         raise OpError.of(node, "per-sample weight parameters are not supported")
     bias = check_bias(node, ins[8] if len(ins) > 8 else None, m)
-    wc = centered(w[0], zw[0][:, None, None, None])
-    acc = per_image(centered(x, lead(zx, x.ndim)),
-                    lambda v: conv_acc(v, wc, strides, pads, dil, group))
-    if bias is not None:
-        acc = acc + bias.reshape(bias.shape[0], 1, m, 1, 1)
     scale = output_scale(lead(sx, 2), sw, lead(sy, 2))
-    scale = scale.reshape(scale.shape[0], 1, m, 1, 1)
-    return [requantize(acc, scale, lead(zy, acc.ndim), types[0])]
+    return IntegerProduct(centered(x, lead(zx, x.ndim)),
+                          centered(w[0], zw[0][:, None, None, None]), attrs,
+                          None if bias is None else bias.reshape(bias.shape[0], 1, m, 1, 1),
+                          scale.reshape(scale.shape[0], 1, m, 1, 1), lead(zy, x.ndim),
+                          types[0], x_range(zx, types[0]))
 
 
-@op("QGemm")  # com.microsoft
-def _qgemm(node, ins):
-    a, b = ins[0], ins[3]
+def qgemm_parts(node, ins):
+    """com.microsoft QGemm: ``transA``/``transB``, ``alpha`` in the scale, int32 ``C``
+    added to the accumulator; a float output (no y_scale) is refused."""
+    ins = list(ins)
     if int(node.attrs.get("transA", 0)):
-        a = np.swapaxes(a, -1, -2)
+        ins[0] = np.swapaxes(ins[0], -1, -2)
     if int(node.attrs.get("transB", 0)):
-        b = np.swapaxes(b, -1, -2)
-    check_matmul(node, a, b)
-    types = check_pair(node, a, b, ("A", "B"))
-    n = b.shape[-1]
-    has_y = len(ins) > 7 and ins[7] is not None
-    if not has_y:
+        ins[3] = np.swapaxes(ins[3], -1, -2)
+    if len(ins) < 8 or ins[7] is None:
         raise OpError.of(node, "a float output (no y_scale) is not supported")
     if ins[4].shape[1:] != ins[5].shape[1:]:
         raise OpError.of(node, "b_scale and b_zero_point must have the same shape "
                                "(onnxruntime refuses others)")
-    sx, sw, sy, zx, zw, zy = qlinear_params(node, ins, (1, 2, 4, 5, 7, 8), types, n)
-    acc = matmul_acc(centered(a, lead(zx, a.ndim)), centered(b, lead(zw[:, None, :], b.ndim)))
-    bias = ins[6] if len(ins) > 6 else None
-    if bias is not None:
-        if bias.dtype != np.int32:
-            raise OpError.of(node, f"C must be int32, got {bias.dtype}")
-        acc = acc + lead(bias.astype(np.int64), acc.ndim)
-    alpha = F32(node.attrs.get("alpha", 1.0))
-    scale = ((alpha * lead(sx, 2) * sw).astype(F32) / lead(sy, 2)).astype(F32)
-    return [requantize(acc, lead(scale, acc.ndim), lead(zy, acc.ndim), types[0])]
+    bias = check_bias(node, ins[6], ins[3].shape[-1], "C") if ins[6] is not None else None
+    return qlinear_matmul_parts(node, ins, F32(node.attrs.get("alpha", 1.0)), bias,
+                                (1, 2, 4, 5, 7, 8))
+
+
+#: product op -> builder of its IntegerProduct (QGemm is com.microsoft)
+PRODUCT_BUILDERS = {"MatMulInteger": matmul_integer_parts, "ConvInteger": conv_integer_parts,
+                    "QLinearMatMul": qlinear_matmul_parts, "QLinearConv": qlinear_conv_parts,
+                    "QGemm": qgemm_parts}
+#: the quantized ops whose accumulation runs on the accelerator's integer datapath
+INTEGER_PRODUCT_OPS = tuple(PRODUCT_BUILDERS)
+op(*INTEGER_PRODUCT_OPS)(run_product)
 
 
 # --- elementwise and pooling (com.microsoft) -------------------------------------------------
