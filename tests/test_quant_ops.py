@@ -572,3 +572,25 @@ def test_integer_product_matmul_bound_and_int32_wrap():
     assert p.worst_case_bound() == 246 * int(np.abs(b.astype(np.int64) + 2).sum(axis=0).max())
     big = np.array([2 ** 31, -2 ** 31 - 1], np.int64)
     assert p.finish(big).tolist() == [-2 ** 31, 2 ** 31 - 1]
+
+
+@pytest.mark.parametrize("name", ["mlp-qop.onnx", "mlp-qdq-pc.onnx", "rescnn-qop.onnx",
+                                  "rescnn-qdq-pc.onnx"])
+def test_graph_ops_forward_runs_integer_only_models(name):
+    """Models with no float glue and no MaxPool run through graph_ops.forward as they are,
+    to the same outputs as forward_float32."""
+    graph, arrays = to_graph(onnx.load(os.path.join(FIX, name)))
+    graph = quant_ops.fuse_qdq(graph, arrays)
+    xs = np.load(os.path.join(FIX, "inputs.npz"))[name.split("-")[0]][:4]
+    assert np.array_equal(graph_ops.forward(graph, arrays, xs),
+                          quant_ops.forward_float32(graph, arrays, xs))
+
+
+def test_float_maxpool_output_refused_by_integer_op():
+    """graph_ops' float64 MaxPool turns uint8 codes into floats; the next integer op says
+    so, naming itself (forward_float32 keeps the integer type)."""
+    graph, arrays = to_graph(onnx.load(os.path.join(FIX, "cnn-qop.onnx")))
+    xs = np.load(os.path.join(FIX, "inputs.npz"))["cnn"][:2]
+    with pytest.raises(OpError, match=r"^node .* \(QLinearConv\): x must be int8 or uint8, "
+                                      r"got float64$"):
+        graph_ops.forward(graph, arrays, xs)

@@ -236,6 +236,7 @@ def axis_param(node, p, x, axis, what):
 
 
 def no_blocks(node):
+    """Refuse blocked quantization (``block_size``), which is not reproduced."""
     if int(node.attrs.get("block_size", 0)):
         raise OpError.of(node, "blocked quantization (block_size) is not supported")
 
@@ -331,6 +332,7 @@ def matmul_zero_points(node, za, zb, n):
 
 
 def check_matmul(node, a, b):
+    """Refuse 1-D operands and mismatched inner dimensions of a matrix product."""
     if a.ndim < 3 or b.ndim < 3:
         raise OpError.of(node, "a 1-D operand is not supported")
     if a.shape[-1] != b.shape[-2]:
@@ -414,6 +416,8 @@ def x_range(zx, dt):
 
 
 def matmul_integer_parts(node, ins):
+    """MatMulInteger: per-tensor ``a_zero_point``, per-tensor or per-column
+    ``b_zero_point``; int32 output."""
     a, b = ins[0], ins[1]
     check_matmul(node, a, b)
     ta, tb = check_pair(node, a, b, ("A", "B"), None)
@@ -426,6 +430,7 @@ def matmul_integer_parts(node, ins):
 
 
 def conv_integer_parts(node, ins):
+    """ConvInteger: per-tensor zero points (as onnxruntime); int32 output."""
     x, w = ins[0], ins[1]
     attrs = conv_attrs(node, x, w)
     tx, tw = check_pair(node, x, w, ("x", "w"), None)
@@ -488,6 +493,8 @@ def qlinear_matmul_parts(node, ins, alpha=None, bias=None, idx=(1, 2, 4, 5, 6, 7
 
 
 def qlinear_conv_parts(node, ins):
+    """QLinearConv: per-tensor activations, per-tensor or per-channel weights, int32
+    bias per output channel."""
     x, w = ins[0], ins[3]
     attrs = conv_attrs(node, x, w)
     if int(node.attrs.get("channels_last", 0)):
