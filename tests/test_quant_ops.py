@@ -9,15 +9,14 @@ import sys
 from fractions import Fraction
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import helper
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import helper  # noqa: E402
-
-from accsim.network import graph_ops, quant_ops  # noqa: E402
-from accsim.network.graph import Graph, Node  # noqa: E402
-from accsim.network.graph_ops import OpError  # noqa: E402
+from accsim.network import graph_ops, quant_ops
+from accsim.network.graph import Graph, Node
+from accsim.network.graph_ops import OpError
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "onnx_quant")
 sys.path.insert(0, FIX)
