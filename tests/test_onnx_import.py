@@ -294,6 +294,65 @@ def test_model_without_batch_axis(tmp_path):
     np.testing.assert_allclose(y, np.stack([run_ort(path, v) for v in x]), rtol=1e-6)
 
 
+# --- recurrent layers, unrolled -----------------------------------------------------------
+
+def rnn_model(tmp_path, op, T=4, batch=1, I=3, H=5, layout=0, bias=True, init_h=False,
+              name="rnn", **attrs):
+    gates = 3 if op == "GRU" else 4
+    W = init("W", w(1, gates * H, I))
+    R = init("R", w(1, gates * H, H))
+    inits = [W, R]
+    ins = ["x", "W", "R"]
+    if bias:
+        inits.append(init("B", w(1, 2 * gates * H)))
+    ins.append("B" if bias else "")
+    if init_h:
+        ins += ["", "h0"]
+        shape = [batch, 1, H] if layout else [1, batch, H]
+        inits.append(init("h0", RNG.standard_normal(shape)))
+        if op == "LSTM":
+            ins.append("c0")
+            inits.append(init("c0", RNG.standard_normal(shape)))
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    nodes = [helper.make_node(op, ins, outs, hidden_size=H, layout=layout, name="rec",
+                              **attrs)]
+    nodes += [helper.make_node("Flatten", [o], [f"f{o}"], axis=0) for o in outs]
+    nodes.append(helper.make_node("Concat", [f"f{o}" for o in outs], ["y"], axis=1))
+    in_shape = [batch, T, I] if layout else [T, batch, I]
+    return save_model(tmp_path, nodes, inits, in_shape, None, opset=14, name=name,
+                      outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             [1, None])])
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("GRU", {}), ("GRU", {"linear_before_reset": 1}), ("GRU", {"direction": "reverse"}),
+    ("LSTM", {}), ("LSTM", {"direction": "reverse"})])
+@pytest.mark.parametrize("bias,init_h", [(True, False), (False, True), (True, True)])
+def test_recurrent_unrolled(tmp_path, op, attrs, bias, init_h):
+    path = rnn_model(tmp_path, op, batch=2, bias=bias, init_h=init_h, **attrs)
+    # the whole input shape is fixed (no batch axis to replace): samples (N, *shape)
+    xs = RNG.standard_normal((3, 4, 2, 3)).astype(np.float32)
+    y, g, _, _ = ours(path, xs)
+    ref = np.stack([run_ort(path, v) for v in xs])
+    np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-5, atol=1e-6)
+    gemms = [n for n in g.product_nodes() if n.name.startswith("rec/")]
+    per_step = 2 if op == "LSTM" or attrs.get("linear_before_reset") else 3
+    # the initial state is a constant (zeros or h0): step 0's product with it is folded
+    assert len(gemms) == 4 * per_step - 1
+
+
+def test_recurrent_refusals(tmp_path):
+    path = rnn_model(tmp_path, "GRU", direction="bidirectional", name="bi")
+    with pytest.raises(ValueError, match=r"node rec \(GRU\): direction='bidirectional'"):
+        import_graph(path, np.ones((2, 4, 1, 3)))
+    path = rnn_model(tmp_path, "LSTM", clip=1.0, name="clip")
+    with pytest.raises(ValueError, match=r"node rec \(LSTM\): attribute clip"):
+        import_graph(path, np.ones((2, 4, 1, 3)))
+    path = rnn_model(tmp_path, "GRU", layout=1, name="bf")
+    with pytest.raises(ValueError, match=r"node rec \(GRU\): layout=1"):
+        import_graph(path, np.ones((2, 1, 4, 3)))
+
+
 # --- outputs ----------------------------------------------------------------------------
 
 def two_output_model(tmp_path, zipmap=False, name="two"):
@@ -456,8 +515,10 @@ def test_import_onnx_checks_labels_first(tmp_path):
 def test_cli_list_ops(capsys):
     assert main(["import-onnx", "--list-ops"]) == 0
     out = capsys.readouterr().out
+    lines = out.splitlines()
     for name in ("HardSwish", "MatMul", "LayerNormalization", "ReduceMean", "Conv"):
-        assert f" {name} " in f" {out.split(chr(10), 1)[1].strip()} "
+        assert f" {name} " in f" {lines[1]} "
+    assert lines[2].endswith("GRU LSTM") and "ZipMap" in lines[3]
     assert main(["import-onnx", "--list-ops", "m.onnx", "--out", "t"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "takes no model options (got MODEL, --out)" in err
@@ -509,9 +570,6 @@ def fixture_cases():
     return [pytest.param(f, id=f["file"]) for f in json.loads(listing.read_text())]
 
 
-UNSUPPORTED_FIXTURES = {"GRU"}  # recurrent layers: refused with a hint (see HINTS)
-
-
 def ort_reference(path, x, output):
     """onnxruntime's output for each sample alone (a fixed batch of 1 is common)."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -533,11 +591,6 @@ def test_real_exporter_fixture(case):
     path = FIXTURES / case["file"]
     x = np.load(FIXTURES / case["inputs"])
     model = onnx.load(str(path), load_external_data=False)
-    ops = {n.op_type for n in model.graph.node}
-    if ops & UNSUPPORTED_FIXTURES:
-        with pytest.raises(ValueError, match=r"unsupported operator type.*GRU x1.*recurrent"):
-            import_graph(path, x)
-        return
     outs = [o.name for o in model.graph.output]
     output = case["output"] if case["output"] in outs else None
     y, g, _, _ = ours(path, x, output)

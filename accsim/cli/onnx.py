@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..network.graph_ops import supported_ops
-from ..network.onnx_import import import_graph, trace_of_graph
+from ..network.onnx_import import LOOK_THROUGH, import_graph, trace_of_graph
+from ..network.onnx_rnn import RECURRENT
 from ..network.trace import WEIGHT_SCALES, save_trace
 from ..numerics.config import load_format
 from ..numerics.formats import IntFormat
@@ -100,6 +101,9 @@ def _list_ops(args):
                          f"{', '.join(names)})")
     print("ONNX operators accsim imports (default domain; Constant is folded):")
     print(" ".join(supported_ops()))
+    print(f"unrolled into per-step products at import: {' '.join(sorted(RECURRENT))}")
+    print(f"looked through at the chosen output: {' '.join(LOOK_THROUGH)}; nodes after it "
+          f"are dropped")
     return 0
 
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from . import graph_ops
 from .graph import PARAM_INPUTS, Graph, Node
+from .onnx_rnn import RECURRENT, unroll
 
 #: domains whose operators graph_ops implements
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -55,11 +56,7 @@ SHAPE_ONLY = ("Shape", "Size")
 
 #: hints for operators graph_ops does not implement
 HINTS = {
-    "LSTM": "recurrent layers are not supported (unroll the cell in the model or export "
-            "its steps as MatMul/Gemm)",
-    "GRU": "recurrent layers are not supported (unroll the cell in the model or export "
-           "its steps as MatMul/Gemm)",
-    "RNN": "recurrent layers are not supported",
+    "RNN": "the plain RNN is not supported (GRU and LSTM are, unrolled)",
     "ConvTranspose": "transposed convolutions are not supported",
     "Resize": "resizing/upsampling is not supported",
     "Upsample": "resizing/upsampling is not supported",
@@ -324,8 +321,8 @@ def _unsupported(src, nodes):
     bad = {}
     for n in nodes:
         key = n.op_type if n.domain in STANDARD_DOMAINS else f"{n.domain}:{n.op_type}"
-        if n.op_type != "Constant" and (n.domain not in STANDARD_DOMAINS
-                                        or n.op_type not in graph_ops.OPS):
+        if n.op_type not in ("Constant", *RECURRENT) and (n.domain not in STANDARD_DOMAINS
+                                                          or n.op_type not in graph_ops.OPS):
             bad.setdefault(key, []).append(n.name or n.output[0])
     if not bad:
         return
@@ -379,9 +376,16 @@ class _Walk:
 
     def run(self, nodes, input_name):
         self.vals[input_name] = self.x1
+        self.walk(nodes)
+
+    def walk(self, nodes):
         for i, n in enumerate(nodes):
             if n.op_type == "Constant":
                 self.consts[n.output[0]] = _constant(self.src, n)
+                continue
+            if n.op_type in RECURRENT and n.domain in STANDARD_DOMAINS:
+                self.walk(unroll(self.src, n, _attrs(n), self.value(n.input[0]).shape[1:],
+                                 self.consts))
                 continue
             node = self.node(n, i)
             ins = [t for t in node.inputs if t]
