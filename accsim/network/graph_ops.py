@@ -523,12 +523,8 @@ def _expand(node, ins):
     x = ins[0]
     shape = tuple(int(s) for s in _attr(node, "shape"))
     target = np.broadcast_shapes(x.shape[1:], shape)
-    (x,) = _align_to(x, len(target))
+    x = x.reshape(x.shape[:1] + (1,) * (len(target) + 1 - x.ndim) + x.shape[1:])
     return [np.broadcast_to(x, (x.shape[0],) + target).copy()]
-
-
-def _align_to(x, rank):
-    return [x.reshape(x.shape[:1] + (1,) * (rank + 1 - x.ndim) + x.shape[1:])]
 
 
 @op("Tile")
@@ -750,10 +746,24 @@ def _conv(node, ins):
     win = _windows(x, k, s, d, lo, hi, 0.0)
     n = len(k)
     win = win.reshape(win.shape[0], g, cg, *win.shape[2:])
-    sp, kk = "hwv"[:n], "ijk"[:n]
-    y = np.einsum(f"bgc{sp}{kk},goc{kk}->bgo{sp}", win,
-                  w.reshape(g, cout // g, cg, *k), optimize=True)
+    wg = w.reshape(g, cout // g, cg, *k)
+    if cg == 1:
+        y = _depthwise(win[:, :, 0], wg[:, :, 0], k)
+    else:
+        sp, kk = "hwv"[:n], "ijk"[:n]
+        y = np.einsum(f"bgc{sp}{kk},goc{kk}->bgo{sp}", win, wg, optimize=True)
     y = y.reshape(y.shape[0], cout, *y.shape[3:])
     if len(ins) > 2 and ins[2] is not None:
         y = y + _float(ins[2][0]).reshape((-1,) + (1,) * n)
     return [_unbatch(y, x)]
+
+
+def _depthwise(win, w, k):
+    """One input channel per group: ``win`` (B, g, *out, *k), ``w`` (g, m, *k) ->
+    (B, g, m, *out), summed tap by tap (numpy's einsum has no fast path for it)."""
+    n = len(k)
+    y = np.zeros(win.shape[:2] + w.shape[1:2] + win.shape[2:2 + n])
+    for tap in np.ndindex(*k):
+        wt = w[(slice(None), slice(None)) + tap].reshape(w.shape[:2] + (1,) * n)
+        y += win[(Ellipsis,) + tap][:, :, None] * wt
+    return y

@@ -132,8 +132,8 @@ def _model_shape(src, gin, inputs):
         want, shape = dims[1:], list(inputs.shape[1:])
     else:
         raise ValueError(f"{src}: input {gin.name} has shape {_dims_text(dims)}: expected "
-                         f"inputs (N, {', '.join(_dims_text(dims[1:])[1:-1].split(', '))})"
-                         f", got shape {inputs.shape}")
+                         f"inputs (N, {_dims_text(dims[1:])[1:-1]}), got shape "
+                         f"{inputs.shape}")
     for d, s in zip(want, shape):
         if d is not None and d != s:
             raise ValueError(f"{src}: input {gin.name} has shape {_dims_text(dims)} but the "
