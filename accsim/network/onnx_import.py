@@ -8,8 +8,9 @@ operators run by :mod:`.graph_ops`, its arrays, and notes on what was changed:
    (``onnx.inliner``).
 2. **Batch.** The single graph input gets a batch of 1 at its first axis (the samples run
    along the sample axis of :mod:`.graph`); its other dynamic axes take the sizes of
-   ``inputs``. ``inputs`` is ``(N, *shape without the batch axis)`` — or, for a model
-   input without a batch axis, ``(N, *shape)``.
+   ``inputs``. ``inputs`` is ``(N, *shape without the batch axis)`` — or ``(N, *shape)``,
+   one more axis than the model input, for a model without a batch axis or whose batch is
+   not its first axis (a sequence-first RNN: ``(N, T, 1, features)``).
 3. **Clean-up by onnxruntime** (when installed): with every shape now static, a session at
    ``ORT_ENABLE_BASIC`` writes its optimised model (``optimized_model_filepath``):
    constant folding (Shape/Gather/Concat/ConstantOfShape/Range ... chains become
