@@ -116,7 +116,10 @@ def test_hard_sigmoid(attrs):
 
 
 @pytest.mark.parametrize("op,attrs", [("LeakyRelu", {}), ("LeakyRelu", {"alpha": 0.2}),
-                                      ("Elu", {"alpha": 0.7})])
+                                      ("Elu", {"alpha": 0.7}), ("Selu", {}),
+                                      ("Selu", {"alpha": 1.5, "gamma": 0.9}), ("Celu", {}),
+                                      ("Celu", {"alpha": 0.6}), ("Mish", {}), ("Sin", {}),
+                                      ("Cos", {})])
 def test_parametric_activations(op, attrs):
     check(op, [act(3, 8)], attrs)
 

@@ -151,6 +151,9 @@ def _hard_sigmoid(z, alpha, beta):
     return np.clip(alpha * z + beta, 0.0, 1.0)
 
 
+#: ONNX's defaults of Selu's attributes
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
+
 _UNARY = {
     "Relu": lambda n, z: np.maximum(z, 0.0),
     "Tanh": lambda n, z: np.tanh(z),
@@ -173,6 +176,13 @@ _UNARY = {
     "HardSwish": lambda n, z: z * _hard_sigmoid(z, 1.0 / 6.0, 0.5),
     "LeakyRelu": lambda n, z: np.where(z >= 0, z, float(_attr(n, "alpha", 0.01)) * z),
     "Elu": lambda n, z: np.where(z > 0, z, float(_attr(n, "alpha", 1.0)) * np.expm1(z)),
+    "Selu": lambda n, z: float(_attr(n, "gamma", SELU_GAMMA)) * np.where(
+        z > 0, z, float(_attr(n, "alpha", SELU_ALPHA)) * np.expm1(z)),
+    "Celu": lambda n, z: np.maximum(z, 0.0) + np.minimum(
+        0.0, float(_attr(n, "alpha", 1.0)) * np.expm1(z / float(_attr(n, "alpha", 1.0)))),
+    "Mish": lambda n, z: z * np.tanh(np.logaddexp(0.0, z)),
+    "Sin": lambda n, z: np.sin(z),
+    "Cos": lambda n, z: np.cos(z),
 }
 
 
