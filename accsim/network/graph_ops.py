@@ -759,6 +759,8 @@ def _conv(node, ins):
     wg = w.reshape(g, cout // g, cg, *k)
     if cg == 1:
         y = _depthwise(win[:, :, 0], wg[:, :, 0], k)
+    elif g == 1:
+        y = _dense(win[:, 0], w)[:, None]
     else:
         sp, kk = "hwv"[:n], "ijk"[:n]
         y = np.einsum(f"bgc{sp}{kk},goc{kk}->bgo{sp}", win, wg, optimize=True)
@@ -766,6 +768,17 @@ def _conv(node, ins):
     if len(ins) > 2 and ins[2] is not None:
         y = y + _float(ins[2][0]).reshape((-1,) + (1,) * n)
     return [_unbatch(y, x)]
+
+
+def _dense(win, w):
+    """One group: ``win`` (B, C, *out, *k), ``w`` (Cout, C, *k) -> (B, Cout, *out) as one
+    BLAS product of the patches (im2col), columns ordered (c, *k) like ``w``."""
+    n = w.ndim - 2
+    b, out = win.shape[0], win.shape[2:2 + n]
+    perm = (0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n))
+    patches = np.ascontiguousarray(win.transpose(perm)).reshape(-1, w[0].size)
+    y = patches @ w.reshape(w.shape[0], -1).T
+    return np.moveaxis(y.reshape(b, *out, w.shape[0]), -1, 1)
 
 
 def _depthwise(win, w, k):
