@@ -1,4 +1,5 @@
-"""``accsim import-onnx MODEL.onnx --inputs X.npy [--labels Y.npy] --out DIR``."""
+"""``accsim import-onnx MODEL.onnx --inputs X.npy [--labels Y.npy] --out DIR [--output NAME]
+[--force]`` and ``accsim import-onnx --list-ops``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..network.onnx_import import import_onnx
+from ..network.graph_ops import supported_ops
+from ..network.onnx_import import LOOK_THROUGH, import_graph, trace_of_graph
+from ..network.onnx_rnn import RECURRENT
 from ..network.trace import WEIGHT_SCALES, save_trace
 from ..numerics.config import load_format
 from ..numerics.formats import IntFormat
@@ -17,11 +20,16 @@ from .common import UsageError
 
 def register(subparsers):
     p = subparsers.add_parser("import-onnx", help="convert an ONNX model and data into a trace")
-    p.add_argument("model", metavar="MODEL.onnx")
-    p.add_argument("--inputs", required=True, metavar="X.npy",
-                   help="model inputs (N, ...) as a .npy array")
+    p.add_argument("model", metavar="MODEL.onnx", nargs="?")
+    p.add_argument("--list-ops", action="store_true",
+                   help="print the ONNX operators accsim runs and exit")
+    p.add_argument("--inputs", metavar="X.npy",
+                   help="model inputs (N, ...) as a .npy array: N samples, each of the "
+                        "model input's shape without its batch axis")
     p.add_argument("--labels", metavar="Y.npy", help="integer labels (N,) as a .npy array")
-    p.add_argument("--out", required=True, metavar="DIR",
+    p.add_argument("--output", metavar="NAME",
+                   help="the graph output to import when the model has several")
+    p.add_argument("--out", metavar="DIR",
                    help="trace folder to write (an existing trace is replaced only with "
                         "--force)")
     p.add_argument("--force", action="store_true",
@@ -79,7 +87,34 @@ def _check_out(out, force):
                          f"overwrite it")
 
 
+#: options that need a model (refused with --list-ops)
+MODEL_OPTIONS = ("model", "inputs", "labels", "out", "output", "input_format",
+                 "weight_format", "weight_scale")
+
+
+def _list_ops(args):
+    given = [o for o in MODEL_OPTIONS if getattr(args, o) is not None] + \
+        (["force"] if args.force else [])
+    if given:
+        names = ["MODEL" if o == "model" else "--" + o.replace("_", "-") for o in given]
+        raise UsageError(f"import-onnx --list-ops: takes no model options (got "
+                         f"{', '.join(names)})")
+    print("ONNX operators accsim imports (default domain; Constant is folded):")
+    print(" ".join(supported_ops()))
+    print(f"unrolled into per-step products at import: {' '.join(sorted(RECURRENT))}")
+    print(f"looked through at the chosen output: {' '.join(LOOK_THROUGH)}; nodes after it "
+          f"are dropped")
+    return 0
+
+
 def _cmd_import_onnx(args):
+    if args.list_ops:
+        return _list_ops(args)
+    missing = [n for n, v in (("MODEL.onnx", args.model), ("--inputs", args.inputs),
+                              ("--out", args.out)) if v is None]
+    if missing:
+        raise UsageError(f"import-onnx: the following arguments are required: "
+                         f"{', '.join(missing)}")
     _check_out(args.out, args.force)
     x = _load_npy(args.inputs, "--inputs")
     y = _load_npy(args.labels, "--labels") if args.labels else None
@@ -88,13 +123,18 @@ def _cmd_import_onnx(args):
     if notice:
         print(f"accsim import-onnx: converting {args.model} "
               f"({x.shape[0] if x.ndim else 0} inputs) ...", file=sys.stderr, flush=True)
-    trace = import_onnx(args.model, x, y, quant=_quantization(args))
+    quant = _quantization(args)
+    graph, arrays, notes = import_graph(args.model, x, output=args.output)
+    if not args.quiet:
+        for n in notes:
+            print(f"accsim import-onnx: note: {n}", file=sys.stderr)
+    trace = trace_of_graph(args.model, graph, arrays, x, y, quant=quant)
     out = save_trace(trace, args.out)
     if notice:
         print(f"accsim import-onnx: {time.perf_counter() - t0:.1f} s", file=sys.stderr,
               flush=True)
     acc = trace.reference_accuracy
-    print(f"wrote {out}: {len(trace.layers)} layers "
-          f"({len(trace.matmul_layers())} matrix products), {trace.inputs.shape[0]} inputs"
+    print(f"wrote {out}: {len(graph.nodes)} nodes "
+          f"({len(graph.product_nodes())} matrix products), {x.shape[0]} inputs"
           + (f", float64 accuracy {acc:.4f}" if acc is not None else ""))
     return 0

@@ -1,614 +1,544 @@
-"""ONNX graph → Trace.
+"""ONNX model → graph (:mod:`.graph`) → Trace.
 
-``import_onnx(model_path, inputs, labels=None)`` reads a model with one float input and one
-output and maps its nodes onto trace layers:
+:func:`import_graph` reads a model as exported (torch's TorchScript and dynamo exporters,
+skl2onnx, opsets 7-21) and returns the network as a :class:`~.graph.Graph` of ONNX
+operators run by :mod:`.graph_ops`, its arrays, and notes on what was changed:
 
-==================  =====================================================================
-Gemm                linear: W = alpha * (transB ? B : B^T), bias = beta * C (B, C constant;
-                    transA = 0)
-MatMul              linear with the constant right operand (in, out) transposed to (out, in)
-Add                 constant + output of a linear/conv2d (used only there): folded into its
-                    bias; two activations of the same shape: an ``add`` layer (residual)
-Conv                conv2d (2-D, group = 1, dilations = 1; pads, strides, auto_pad)
-MaxPool             maxpool (ceil_mode = 0, dilations = 1, one output)
-AveragePool         avgpool (ceil_mode = 0; count_include_pad kept)
-GlobalAveragePool   globalavgpool
-Relu Tanh Sigmoid   activations; Gelu with approximate = "none", and the decomposed form
-Gelu Identity       x * 0.5 * (1 + erf(x / sqrt 2)) (any order of the multiplications,
-                    x / sqrt 2 or x * (1/sqrt 2)) are recognised as one gelu layer
-Softmax             softmax over the last axis
-Dropout             identity (inference)
-Flatten Reshape     flatten (axis = 1) / reshape with a constant shape keeping the batch axis
-Constant            constant tensors (weights, shapes)
-==================  =====================================================================
+1. ``onnx.checker`` validates the model; local functions (dynamo exports) are inlined
+   (``onnx.inliner``).
+2. **Batch.** The single graph input gets a batch of 1 at its first axis (the samples run
+   along the sample axis of :mod:`.graph`); its other dynamic axes take the sizes of
+   ``inputs``. ``inputs`` is ``(N, *shape without the batch axis)`` — or ``(N, *shape)``,
+   one more axis than the model input, for a model without a batch axis or whose batch is
+   not its first axis (a sequence-first RNN: ``(N, T, 1, features)``).
+3. **Clean-up by onnxruntime** (when installed): with every shape now static, a session at
+   ``ORT_ENABLE_BASIC`` writes its optimised model (``optimized_model_filepath``):
+   constant folding (Shape/Gather/Concat/ConstantOfShape/Range ... chains become
+   initializers), Identity/Dropout/redundant node removal, and its semantics-preserving
+   level-1 fusions (Conv+BatchNormalization/Mul/Add into the convolution's weights,
+   MatMul+Add into Gemm). Chosen over hand-written folding because it is maintained with the
+   operator set; level 1 writes only standard ONNX operators — the importer checks that and
+   falls back to the unoptimised model (with a note) if a non-standard one appears.
+4. **Outputs.** One graph output, ``output=NAME``, or — when exactly one output is a float
+   tensor (skl2onnx: probabilities beside integer labels) — that one, noted. A ZipMap at
+   the chosen output is looked through. Nodes not needed for the output (ArgMax, Cast,
+   ArrayFeatureExtractor of a label output ...) are dropped with a note.
+5. **Normalisation.** Parameter inputs (:data:`.graph.PARAM_INPUTS`) become attributes;
+   what onnxruntime left constant is folded by running :mod:`.graph_ops` on it, Shape/Size
+   of activations from their static shapes; old-opset forms are rewritten (Pad's ``value``,
+   Softmax before opset 13 when it is over the last axis).
+6. **Errors.** Every unsupported operator is listed in one ``ValueError`` (type, count,
+   first node names, hints); anything else that cannot run names its node.
 
-Anything else is refused with a one-line ``ValueError``:
-``MODEL: node NAME (OpType): unsupported ...``. The imported trace carries no operand
-quantisation unless ``quant`` is given; ``reference_accuracy`` is the float64 accuracy on
-``labels`` when they are given.
+:func:`import_onnx` builds a Trace from it (:meth:`.trace.Trace.from_graph`).
 """
 
 from __future__ import annotations
 
-import math
-import re
+import os
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from . import ops
-from .trace import Layer, Trace
+from . import graph_ops
+from .graph import PARAM_INPUTS, Graph, Node
+from .onnx_rnn import RECURRENT, unroll
+
+#: domains whose operators graph_ops implements
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+#: ops a chosen output is looked through (their input is the network's output)
+LOOK_THROUGH = ("ZipMap",)
+
+#: ops whose outputs depend on the shape of their input only (folded at import)
+SHAPE_ONLY = ("Shape", "Size")
+
+#: hints for operators graph_ops does not implement
+HINTS = {
+    "RNN": "the plain RNN is not supported (GRU and LSTM are, unrolled)",
+    "ConvTranspose": "transposed convolutions are not supported",
+    "Resize": "resizing/upsampling is not supported",
+    "Upsample": "resizing/upsampling is not supported",
+    "Einsum": "write the contraction as MatMul/Transpose before exporting",
+    "If": "control flow: export with static shapes (fixed batch, no data-dependent "
+          "branches)",
+    "Loop": "control flow: export with static shapes",
+    "Scan": "control flow: export with static shapes",
+    "QuantizeLinear": "quantized ONNX (QDQ) is not supported: import the float model and "
+                      "set operand formats (--input-format/--weight-format)",
+    "DequantizeLinear": "quantized ONNX (QDQ) is not supported: import the float model and "
+                        "set operand formats (--input-format/--weight-format)",
+    "QLinearConv": "quantized ONNX is not supported: import the float model",
+    "QLinearMatMul": "quantized ONNX is not supported: import the float model",
+    "MatMulInteger": "dynamically quantized ONNX is not supported: import the float model",
+    "DynamicQuantizeLinear": "dynamically quantized ONNX is not supported: import the "
+                             "float model",
+}
 
 
-class _Node:
-    __slots__ = ("attrs", "domain", "inputs", "name", "op", "outputs")
-
-    def __init__(self, op, name, inputs, outputs, attrs, domain=""):
-        self.op, self.name, self.inputs, self.outputs = op, name, inputs, outputs
-        self.attrs, self.domain = attrs, domain
-
-
-def _attrs(node):
-    from onnx import helper
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _close(v, target, tol=1e-3):
-    v = np.asarray(v, dtype=np.float64)
-    return v.size == 1 and abs(float(v.reshape(-1)[0]) - target) <= tol * abs(target)
-
-
-class _Importer:
-    def __init__(self, model_path, model):
-        self.src = str(model_path)
-        self.model = model
-        self.opset = 1
-        for o in model.opset_import:
-            if o.domain in ("", "ai.onnx"):
-                self.opset = o.version
-
-    def err(self, node, msg):
-        name = node.name or (node.outputs[0] if node.outputs else "?")
-        return ValueError(f"{self.src}: node {name} ({node.op}): {msg}")
-
-    # ---------------------------------------------------------------------------
-    def run(self, inputs, labels, quant):
-        from onnx import numpy_helper
-        g = self.model.graph
-        self.const = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-        real_inputs = [i for i in g.input if i.name not in self.const]
-        if len(real_inputs) != 1:
-            raise ValueError(f"{self.src}: expected one graph input, got "
-                             f"{len(real_inputs)} ({', '.join(i.name for i in real_inputs)})")
-        if len(g.output) != 1:
-            raise ValueError(f"{self.src}: expected one graph output, got {len(g.output)}")
-        gin = real_inputs[0]
-        self._check_input(gin, inputs)
-
-        nodes = [_Node(n.op_type, n.name, list(n.input), list(n.output), _attrs(n), n.domain)
-                 for n in g.node]
-        self.consumers = {}
-        for n in nodes:
-            for t in n.inputs:
-                self.consumers.setdefault(t, []).append(n)
-        self.graph_outputs = {o.name for o in g.output}
-        nodes = self._fuse_gelu(nodes)
-
-        self.layers = []          # dicts: name, kind, inputs, attrs
-        self.arrays = {}
-        self.tensor = {gin.name: "input"}          # onnx tensor -> trace tensor name
-        self.value = {gin.name: np.asarray(inputs[:1], dtype=np.float64)}  # first sample
-        self.names = set()
-        for n in nodes:
-            if n.domain not in ("", "ai.onnx"):
-                raise self.err(n, f"unsupported op domain {n.domain!r}")
-            fn = getattr(self, f"_op_{n.op}", None)
-            if fn is None:
-                raise self.err(n, "unsupported op")
-            fn(n)
-
-        out = g.output[0].name
-        if out in self.const:
-            raise ValueError(f"{self.src}: graph output {out} is a constant")
-        if out not in self.tensor:
-            raise ValueError(f"{self.src}: graph output {out} is not computed by any node")
-        last = self.tensor[out]
-        if not self.layers or self.layers[-1]["name"] != last:
-            self._emit("output", "identity", [last], {}, None)
-        layers = []
-        prev = "input"
-        for d in self.layers:
-            ins = tuple(d["inputs"])
-            if ins == (prev,):
-                ins = ()
-            layers.append(Layer(d["name"], d["kind"], ins, d["attrs"]))
-            prev = d["name"]
-        name = re.sub(r"\.onnx$", "", Path(self.src).name) or "onnx-model"
-        t = Trace(name, tuple(layers), self.arrays, inputs, labels, quant, None,
-                  f"imported from {Path(self.src).name}")
-        t.validate()
-        if labels is not None:
-            t = Trace(t.name, t.layers, t.arrays, t.inputs, t.labels, quant, t.accuracy(),
-                      t.description)
-        return t
-
-    def _check_input(self, gin, inputs):
-        tt = gin.type.tensor_type
-        if tt.HasField("shape"):
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-            if len(dims) != inputs.ndim:
-                raise ValueError(f"{self.src}: input {gin.name} has rank {len(dims)} "
-                                 f"{dims} but the inputs have shape {inputs.shape}")
-            for i, (d, s) in enumerate(zip(dims[1:], inputs.shape[1:]), 1):
-                if d is not None and d != s:
-                    raise ValueError(f"{self.src}: input {gin.name} expects shape {dims} but "
-                                     f"the inputs have shape {inputs.shape}")
-
-    # ---------------------------------------------------------------------------
-    # helpers
-    def _lname(self, node, default):
-        base = re.sub(r"[^A-Za-z0-9_.\-]", "_", node.name or "") or default
-        name, i = base, 1
-        while name in self.names or name == "input":
-            name = f"{base}_{i}"
-            i += 1
-        self.names.add(name)
-        return name
-
-    def _emit(self, node_or_name, kind, ins, attrs, out_tensor, value=None):
-        if isinstance(node_or_name, _Node):
-            name = self._lname(node_or_name, f"{kind}{len(self.layers)}")
-        else:
-            name = self._lname(_Node("", node_or_name, [], [], {}), node_or_name)
-        d = {"name": name, "kind": kind, "inputs": list(ins), "attrs": attrs}
-        self.layers.append(d)
-        if out_tensor is not None:
-            self.tensor[out_tensor] = name
-            if value is None:
-                layer = Layer(name, kind, (), dict(attrs))
-                try:
-                    value = ops.apply_layer(layer, [self.value[t] for t in self._src_of(ins)],
-                                            self.arrays)
-                except ValueError as exc:
-                    where = (f"node {node_or_name.name or out_tensor} ({node_or_name.op})"
-                             if isinstance(node_or_name, _Node) else f"layer {name}")
-                    raise ValueError(f"{self.src}: {where}: shapes do not match "
-                                     f"({str(exc).splitlines()[0]})") from None
-            self.value[out_tensor] = value
-        return d
-
-    def _src_of(self, trace_names):
-        inv = {v: k for k, v in self.tensor.items()}
-        return [inv[n] for n in trace_names]
-
-    def _act(self, node, i):
-        """Trace tensor name of an activation input; refuses constants."""
-        t = node.inputs[i] if i < len(node.inputs) else ""
-        if t in self.const:
-            raise self.err(node, f"unsupported constant operand {t!r} (input {i})")
-        if t not in self.tensor:
-            raise self.err(node, f"input {t!r} is not computed before this node")
-        return self.tensor[t]
-
-    def _cst(self, node, i, what):
-        t = node.inputs[i] if i < len(node.inputs) else ""
-        if t not in self.const:
-            raise self.err(node, f"unsupported non-constant {what} ({t!r})")
-        return np.asarray(self.const[t])
-
-    def _no_attrs(self, node, allowed):
-        for k, v in node.attrs.items():
-            if k not in allowed:
-                raise self.err(node, f"unsupported attribute {k}={v!r}")
-
-    def _single(self, node):
-        if len([o for o in node.outputs if o]) != 1:
-            raise self.err(node, "unsupported: more than one output")
-
-    def _add_array(self, name, a):
-        a = np.asarray(a, dtype=np.float64)
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{self.src}: array {name}: contains NaN or inf")
-        self.arrays[name] = a
-        return name
-
-    # ---------------------------------------------------------------------------
-    # ops
-    def _op_Constant(self, node):
-        from onnx import numpy_helper
-        a = node.attrs
-        if "value" in a:
-            v = numpy_helper.to_array(a["value"])
-        elif "value_float" in a:
-            v = np.array(a["value_float"], np.float32)
-        elif "value_floats" in a:
-            v = np.array(a["value_floats"], np.float32)
-        elif "value_int" in a:
-            v = np.array(a["value_int"], np.int64)
-        elif "value_ints" in a:
-            v = np.array(a["value_ints"], np.int64)
-        else:
-            raise self.err(node, f"unsupported attribute {', '.join(a) or '(none)'}")
-        self.const[node.outputs[0]] = v
-
-    def _linear(self, node, x, W, b):
-        name = self._lname(node, f"linear{len(self.layers)}")
-        self.names.discard(name)  # re-added by _emit
-        attrs = {"weight": self._add_array(f"{name}.weight", W), "bias": None}
-        if b is not None:
-            attrs["bias"] = self._add_array(f"{name}.bias", b)
-        d = self._emit(node, "linear", [x], attrs, node.outputs[0])
-        return d
-
-    def _op_Gemm(self, node):
-        self._no_attrs(node, ("alpha", "beta", "transA", "transB"))
-        self._single(node)
-        a = node.attrs
-        if a.get("transA", 0):
-            raise self.err(node, "unsupported attribute transA=1")
-        x = self._act(node, 0)
-        if len(self.value[node.inputs[0]].shape) != 2:
-            raise self.err(node, "unsupported: input is not 2-D (add a Flatten)")
-        B = self._cst(node, 1, "B (weights must be an initializer)").astype(np.float64)
-        if B.ndim != 2:
-            raise self.err(node, f"unsupported B of shape {B.shape}")
-        W = float(a.get("alpha", 1.0)) * (B if a.get("transB", 0) else B.T)
-        b = None
-        if len(node.inputs) > 2 and node.inputs[2]:
-            C = self._cst(node, 2, "C (bias must be an initializer)").astype(np.float64)
-            try:
-                b = float(a.get("beta", 1.0)) * np.broadcast_to(C, (1, W.shape[0])).reshape(-1)
-            except ValueError:
-                raise self.err(node, f"unsupported C of shape {C.shape}") from None
-        self._linear(node, x, W, b)
-
-    def _op_MatMul(self, node):
-        self._no_attrs(node, ())
-        x = self._act(node, 0)
-        if len(self.value[node.inputs[0]].shape) != 2:
-            raise self.err(node, "unsupported: left operand is not 2-D (batch, features)")
-        B = self._cst(node, 1, "right operand (weights must be an initializer)")
-        if B.ndim != 2:
-            raise self.err(node, f"unsupported right operand of shape {B.shape}")
-        self._linear(node, x, B.astype(np.float64).T, None)
-
-    def _op_Add(self, node):
-        self._no_attrs(node, ())
-        a, b = node.inputs[:2]
-        if a in self.const and b in self.const:
-            raise self.err(node, "unsupported: both operands constant")
-        if a in self.const or b in self.const:
-            act, c = (b, a) if a in self.const else (a, b)
-            return self._fold_bias(node, act, np.asarray(self.const[c], dtype=np.float64))
-        xa, xb = self._act(node, 0), self._act(node, 1)
-        if self.value[a].shape != self.value[b].shape:
-            raise self.err(node, f"unsupported broadcasting add of shapes "
-                                 f"{self.value[a].shape[1:]} and {self.value[b].shape[1:]}")
-        self._emit(node, "add", [xa, xb], {}, node.outputs[0])
-
-    def _fold_bias(self, node, act, c):
-        if act not in self.tensor:
-            raise self.err(node, f"input {act!r} is not computed before this node")
-        lname = self.tensor[act]
-        d = self.layers[-1] if self.layers and self.layers[-1]["name"] == lname else None
-        ok = (d is not None and d["kind"] in ("linear", "conv2d")
-              and len(self.consumers.get(act, [])) == 1 and act not in self.graph_outputs)
-        if not ok:
-            raise self.err(node, "unsupported: adding a constant other than a bias right "
-                                 "after MatMul/Gemm/Conv")
-        v = self.value[act]
-        cout = v.shape[1]
-        try:
-            if d["kind"] == "linear":
-                bias = np.broadcast_to(c, (1, cout)).reshape(-1)
-            else:
-                if c.ndim >= 3 and (c.shape[-1] != 1 or c.shape[-2] != 1):
-                    raise ValueError
-                bias = np.broadcast_to(c.reshape(c.shape[:-2] if c.ndim >= 3 else c.shape),
-                                       (1, cout)).reshape(-1)
-                if c.ndim < 3 and c.size != 1:
-                    raise ValueError  # would broadcast over W, not channels
-        except ValueError:
-            raise self.err(node, f"unsupported bias of shape {c.shape} for output "
-                                 f"{v.shape[1:]}") from None
-        attrs = d["attrs"]
-        if attrs.get("bias") is not None:
-            bias = self.arrays[attrs["bias"]] + bias
-        attrs["bias"] = self._add_array(f"{d['name']}.bias", bias)
-        self.tensor[node.outputs[0]] = lname
-        self.value[node.outputs[0]] = v + (bias.reshape((1, cout) + (1,) * (v.ndim - 2)))
-
-    def _pads(self, node, kh, kw, sh, sw, in_hw):
-        a = node.attrs
-        auto = a.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
-        if auto in ("NOTSET", ""):
-            p = list(a.get("pads", [0, 0, 0, 0]))
-            if len(p) != 4:
-                raise self.err(node, f"unsupported pads {p} (2-D only)")
-            return tuple(int(v) for v in p)  # ONNX: [top, left, bottom, right]
-        if auto == "VALID":
-            return (0, 0, 0, 0)
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            out = []
-            for size, k, s in zip(in_hw, (kh, kw), (sh, sw)):
-                o = -(-size // s)
-                tot = max((o - 1) * s + k - size, 0)
-                lo = tot // 2 if auto == "SAME_UPPER" else tot - tot // 2
-                out.append((lo, tot - lo))
-            return (out[0][0], out[1][0], out[0][1], out[1][1])
-        raise self.err(node, f"unsupported attribute auto_pad={auto}")
-
-    def _spatial(self, node, x_tensor, kernel):
-        v = self.value[x_tensor]
-        if v.ndim != 4:
-            raise self.err(node, f"unsupported input of rank {v.ndim} (2-D NCHW only)")
-        a = node.attrs
-        if len(kernel) != 2:
-            raise self.err(node, f"unsupported kernel_shape {list(kernel)} (2-D only)")
-        if any(d != 1 for d in a.get("dilations", [1, 1])):
-            raise self.err(node, f"unsupported attribute dilations={list(a['dilations'])}")
-        st = tuple(int(s) for s in a.get("strides", [1, 1]))
-        if len(st) != 2:
-            raise self.err(node, f"unsupported strides {list(st)}")
-        kh, kw = (int(k) for k in kernel)
-        pads = self._pads(node, kh, kw, st[0], st[1], v.shape[2:])
-        return st, pads
-
-    def _op_Conv(self, node):
-        self._no_attrs(node, ("auto_pad", "dilations", "group", "kernel_shape", "pads",
-                              "strides"))
-        self._single(node)
-        x = self._act(node, 0)
-        W = self._cst(node, 1, "weight (must be an initializer)").astype(np.float64)
-        if W.ndim != 4:
-            raise self.err(node, f"unsupported weight of shape {W.shape} (2-D conv only)")
-        if node.attrs.get("group", 1) != 1:
-            raise self.err(node, f"unsupported attribute group={node.attrs['group']}")
-        ks = node.attrs.get("kernel_shape", W.shape[2:])
-        if tuple(ks) != W.shape[2:]:
-            raise self.err(node, f"kernel_shape {list(ks)} does not match weight {W.shape}")
-        st, pads = self._spatial(node, node.inputs[0], W.shape[2:])
-        name = self._lname(node, f"conv{len(self.layers)}")
-        self.names.discard(name)
-        attrs = {"weight": self._add_array(f"{name}.weight", W), "bias": None,
-                 "stride": st, "padding": pads}
-        if len(node.inputs) > 2 and node.inputs[2]:
-            b = self._cst(node, 2, "bias (must be an initializer)")
-            attrs["bias"] = self._add_array(f"{name}.bias", b.reshape(-1))
-        self._emit(node, "conv2d", [x], attrs, node.outputs[0])
-
-    def _pool(self, node, kind):
-        a = node.attrs
-        allowed = ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides",
-                   "storage_order", "count_include_pad")
-        self._no_attrs(node, allowed)
-        if a.get("ceil_mode", 0):
-            raise self.err(node, "unsupported attribute ceil_mode=1")
-        if a.get("storage_order", 0):
-            raise self.err(node, "unsupported attribute storage_order=1")
-        self._single(node)
-        x = self._act(node, 0)
-        if "kernel_shape" not in a:
-            raise self.err(node, "missing attribute kernel_shape")
-        st, pads = self._spatial(node, node.inputs[0], a["kernel_shape"])
-        attrs = {"kernel": tuple(int(k) for k in a["kernel_shape"]), "stride": st,
-                 "padding": pads}
-        if kind == "avgpool":
-            attrs["count_include_pad"] = bool(a.get("count_include_pad", 0))
-        self._emit(node, kind, [x], attrs, node.outputs[0])
-
-    def _op_MaxPool(self, node):
-        self._pool(node, "maxpool")
-
-    def _op_AveragePool(self, node):
-        self._pool(node, "avgpool")
-
-    def _op_GlobalAveragePool(self, node):
-        self._no_attrs(node, ())
-        x = self._act(node, 0)
-        if self.value[node.inputs[0]].ndim != 4:
-            raise self.err(node, "unsupported input rank (NCHW only)")
-        self._emit(node, "globalavgpool", [x], {}, node.outputs[0])
-
-    def _elementwise(self, node, kind):
-        self._single(node)
-        self._emit(node, kind, [self._act(node, 0)], {}, node.outputs[0])
-
-    def _op_Relu(self, node):
-        self._no_attrs(node, ())
-        self._elementwise(node, "relu")
-
-    def _op_Tanh(self, node):
-        self._no_attrs(node, ())
-        self._elementwise(node, "tanh")
-
-    def _op_Sigmoid(self, node):
-        self._no_attrs(node, ())
-        self._elementwise(node, "sigmoid")
-
-    def _op_Identity(self, node):
-        self._no_attrs(node, ())
-        self._elementwise(node, "identity")
-
-    def _op_Dropout(self, node):
-        """Inference-mode dropout is the identity (the mask output must be unused)."""
-        self._no_attrs(node, ("seed",))
-        if len(node.inputs) > 2 and node.inputs[2]:
-            t = node.inputs[2]
-            if t not in self.const or bool(np.asarray(self.const[t]).reshape(-1)[0]):
-                raise self.err(node, "unsupported training_mode input")
-        if len(node.outputs) > 1 and node.outputs[1] and self.consumers.get(node.outputs[1]):
-            raise self.err(node, "unsupported: mask output is used")
-        self._emit(node, "identity", [self._act(node, 0)], {}, node.outputs[0])
-
-    def _op_Gelu(self, node):
-        self._no_attrs(node, ("approximate",))
-        ap = node.attrs.get("approximate", "none")
-        ap = ap.decode() if isinstance(ap, bytes) else ap
-        if ap != "none":
-            raise self.err(node, f"unsupported attribute approximate={ap}")
-        self._elementwise(node, "gelu")
-
-    def _op_Softmax(self, node):
-        self._no_attrs(node, ("axis",))
-        rank = self.value[node.inputs[0]].ndim if node.inputs[0] in self.value else 2
-        default = -1 if self.opset >= 13 else 1
-        axis = int(node.attrs.get("axis", default))
-        if axis < 0:
-            axis += rank
-        if axis != rank - 1:
-            raise self.err(node, f"unsupported attribute axis={node.attrs.get('axis', default)}"
-                                 f" (softmax over the last axis only)")
-        self._elementwise(node, "softmax")
-
-    def _op_Flatten(self, node):
-        self._no_attrs(node, ("axis",))
-        if int(node.attrs.get("axis", 1)) != 1:
-            raise self.err(node, f"unsupported attribute axis={node.attrs['axis']}")
-        self._elementwise(node, "flatten")
-
-    def _op_Reshape(self, node):
-        self._no_attrs(node, ("allowzero",))
-        x = self._act(node, 0)
-        shape = [int(s) for s in self._cst(node, 1, "shape (must be constant)").reshape(-1)]
-        if node.attrs.get("allowzero", 0) and 0 in shape:
-            raise self.err(node, "unsupported attribute allowzero=1 with a zero in shape")
-        s = self.value[node.inputs[0]].shape[1:]
-        total = int(np.prod(s))
-        if not shape or shape[0] not in (0, -1, self.n):
-            raise self.err(node, f"unsupported shape {shape}: the first axis must stay the "
-                                 "batch axis")
-        rest = [s[i] if v == 0 and i < len(s) else v for i, v in enumerate(shape[1:])]
-        if shape[0] == -1 and -1 in rest:
-            raise self.err(node, f"unsupported shape {shape}")
-        if rest.count(-1) > 1:
-            raise self.err(node, f"invalid shape {shape}: more than one -1")
-        if -1 in rest:
-            known = int(np.prod([v for v in rest if v != -1]))
-            if known == 0 or total % known:
-                raise self.err(node, f"cannot reshape {s} to {shape}")
-            rest[rest.index(-1)] = total // known
-        if int(np.prod(rest)) != total or any(v < 1 for v in rest):
-            raise self.err(node, f"cannot reshape per-sample shape {s} to {shape}")
-        if len(rest) == 1:
-            self._emit(node, "flatten", [x], {}, node.outputs[0])
-        else:
-            self._emit(node, "reshape", [x], {"shape": tuple(rest)}, node.outputs[0])
-
-    # ---------------------------------------------------------------------------
-    def _fuse_gelu(self, nodes):
-        """Replace x*0.5*(1+erf(x/sqrt2)) subgraphs by one Gelu node."""
-        producer = {o: n for n in nodes for o in n.outputs}
-        drop, insert = set(), {}
-
-        def const(t):
-            if t in self.const:
-                return self.const[t]
-            p = producer.get(t)
-            if p is not None and p.op == "Constant" and "value" in p.attrs:
-                from onnx import numpy_helper
-                return numpy_helper.to_array(p.attrs["value"])
-            return None
-
-        def other(n, t):
-            """The operand of binary node ``n`` that is not tensor ``t``."""
-            if len(n.inputs) != 2 or t not in n.inputs:
-                return None
-            return n.inputs[1] if n.inputs[0] == t else n.inputs[0]
-
-        def only(t):
-            c = self.consumers.get(t, [])
-            return c[0] if len(c) == 1 and t not in self.graph_outputs else None
-
-        for e in nodes:
-            if e.op != "Erf":
-                continue
-            p = producer.get(e.inputs[0])
-            if p is None or only(e.inputs[0]) is not e or p.op not in ("Div", "Mul"):
-                continue
-            x = None
-            for cand in p.inputs:
-                c = const(other(p, cand)) if other(p, cand) is not None else None
-                if c is None or cand in self.const:
-                    continue
-                if (p.op == "Div" and cand == p.inputs[0] and _close(c, math.sqrt(2))) or \
-                        (p.op == "Mul" and _close(c, 1 / math.sqrt(2))):
-                    x = cand
-            if x is None:
-                continue
-            a = only(e.outputs[0])
-            if a is None or a.op != "Add" or not _close(const(other(a, e.outputs[0])), 1.0):
-                continue
-            v = a.outputs[0]
-            m = only(v)
-            if m is None or m.op != "Mul":
-                continue
-            w = other(m, v)
-            covered = [p, e, a, m]
-            final = None
-            cw = const(w)
-            if cw is not None and _close(cw, 0.5):           # (v*0.5) * x
-                m2 = only(m.outputs[0])
-                if m2 is not None and m2.op == "Mul" and other(m2, m.outputs[0]) == x:
-                    final = m2
-            elif w == x:                                       # (x*v) * 0.5
-                m2 = only(m.outputs[0])
-                if m2 is not None and m2.op == "Mul" and \
-                        _close(const(other(m2, m.outputs[0])), 0.5):
-                    final = m2
-            else:                                              # (x*0.5) * v
-                h = producer.get(w)
-                if h is not None and h.op == "Mul" and only(w) is m and x in h.inputs and \
-                        _close(const(other(h, x)), 0.5):
-                    covered.append(h)
-                    final = m
-            if final is None:
-                continue
-            if final is not m:
-                covered.append(final)
-            for n in covered:
-                drop.add(id(n))
-            insert[id(final)] = _Node("Gelu", final.name or f"gelu_{e.name}", [x],
-                                      [final.outputs[0]], {}, "")
-        out = []
-        for n in nodes:
-            if id(n) in insert:
-                out.append(insert[id(n)])
-            elif id(n) not in drop:
-                out.append(n)
-        return out
-
-
-def import_onnx(model_path, inputs, labels=None, *, quant=None):
-    """Read an ONNX model into a Trace holding ``inputs`` (N, ...) and optional ``labels``.
-
-    Raises a one-line ValueError naming the model, node and op for anything unsupported.
-    """
+def _load(model_path):
+    import onnx
+    p = Path(model_path)
+    if not p.is_file():
+        raise ValueError(f"{p}: file not found")
     try:
-        import onnx
-    except ImportError:  # pragma: no cover
-        raise ValueError("import-onnx needs the onnx package: pip install onnx") from None
-    model_path = Path(model_path)
-    try:
-        model = onnx.load(str(model_path))
-    except FileNotFoundError:
-        raise ValueError(f"{model_path}: file not found") from None
+        model = onnx.load(str(p))
     except Exception as exc:  # noqa: BLE001 (any failure means unreadable)
-        raise ValueError(f"{model_path}: not a readable ONNX model "
-                         f"({exc.__class__.__name__})") from None
+        raise ValueError(f"{p}: not a readable ONNX model ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 (onnx raises several kinds)
+        raise ValueError(f"{p}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})"
+                         ) from None
+    if model.functions:
+        from onnx import inliner
+        model = inliner.inline_local_functions(model)
+    return model
+
+
+def _opset(model):
+    for o in model.opset_import:
+        if o.domain in STANDARD_DOMAINS:
+            return int(o.version)
+    return 1
+
+
+# --- 2. the input and its batch ----------------------------------------------------------
+
+def _graph_input(src, model):
+    inits = {t.name for t in model.graph.initializer}
+    real = [i for i in model.graph.input if i.name not in inits]
+    if len(real) != 1:
+        raise ValueError(f"{src}: expected one graph input, got {len(real)} "
+                         f"({', '.join(i.name for i in real) or 'none'})")
+    return real[0]
+
+
+def _model_shape(src, gin, inputs):
+    """The input's model shape for one sample (batch 1), checked against ``inputs``."""
+    tt = gin.type.tensor_type
+    if not tt.HasField("shape"):
+        return (1,) + inputs.shape[1:]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    rank = len(dims)
+    if inputs.ndim == rank + 1:          # the model has no batch axis
+        want, shape = dims, list(inputs.shape[1:])
+    elif inputs.ndim == rank:            # the first axis is the batch: samples run there
+        if dims[0] not in (None, 1):
+            raise ValueError(f"{src}: input {gin.name} has a fixed batch of {dims[0]}; "
+                             f"export it with a batch of 1 or a dynamic batch")
+        want, shape = dims[1:], list(inputs.shape[1:])
+    else:
+        raise ValueError(f"{src}: input {gin.name} has shape {_dims_text(dims)}: expected "
+                         f"inputs (N, {_dims_text(dims[1:])[1:-1]}), got shape "
+                         f"{inputs.shape}")
+    for d, s in zip(want, shape):
+        if d is not None and d != s:
+            raise ValueError(f"{src}: input {gin.name} has shape {_dims_text(dims)} but the "
+                             f"inputs have shape {inputs.shape} (N first)")
+    return tuple(shape) if inputs.ndim == rank + 1 else (1, *shape)
+
+
+def _dims_text(dims):
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+
+
+def _fix_input(model, gin, shape):
+    """A copy of ``model`` with the graph input's shape set to ``shape`` and stale inferred
+    shapes removed."""
+    m = type(model)()
+    m.CopyFrom(model)
+    for i in m.graph.input:
+        if i.name == gin.name:
+            dims = i.type.tensor_type.shape.dim
+            del dims[:]
+            for s in shape:
+                dims.add().dim_value = int(s)
+    del m.graph.value_info[:]
+    return m
+
+
+# --- 3. clean-up by onnxruntime ---------------------------------------------------------
+
+def _ort_basic(model, notes):
+    """The model after onnxruntime's ORT_ENABLE_BASIC optimisation, or ``model`` itself
+    (with a note) when onnxruntime is missing, fails, or writes a non-standard op."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        notes.append("onnxruntime is not installed: constant subgraphs folded by accsim "
+                     "only")
+        return model
+    import onnx
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "basic.onnx")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = path
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(model.SerializeToString(), so,
+                                 providers=["CPUExecutionProvider"])
+            opt = onnx.load(path)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own kinds)
+            notes.append(f"onnxruntime could not optimise the model "
+                         f"({str(exc).strip().splitlines()[0][:200]}); constant subgraphs "
+                         f"folded by accsim only")
+            return model
+    before = _domains(model)
+    new = {d for d in _domains(opt) if d not in before and d not in STANDARD_DOMAINS}
+    if new:
+        notes.append(f"onnxruntime's basic optimisation wrote operators of domain "
+                     f"{', '.join(sorted(new))}; imported the unoptimised model")
+        return model
+    _note_changes(model, opt, notes)
+    return opt
+
+
+def _domains(model):
+    return {n.domain for n in model.graph.node}
+
+
+def _note_changes(model, opt, notes):
+    a = Counter(n.op_type for n in model.graph.node)
+    b = Counter(n.op_type for n in opt.graph.node)
+    gone = {k: a[k] - b.get(k, 0) for k in a if a[k] > b.get(k, 0)}
+    new = {k: b[k] - a.get(k, 0) for k in b if b[k] > a.get(k, 0)}
+    if gone or new:
+        text = "onnxruntime's basic optimisation (constant folding, fusions): " \
+               f"{sum(a.values())} -> {sum(b.values())} nodes"
+        if gone:
+            text += "; removed " + _counts(gone)
+        if new:
+            text += "; added " + _counts(new)
+        notes.append(text)
+
+
+def _counts(c):
+    return ", ".join(f"{k} x{v}" for k, v in sorted(c.items()))
+
+
+# --- 4. the output ----------------------------------------------------------------------
+
+def _is_label(vi):
+    """Whether graph output ``vi`` is not a float tensor (labels, strings, maps)."""
+    from onnx import TensorProto
+    t = vi.type
+    if t.HasField("tensor_type"):
+        return t.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.DOUBLE,
+                                               TensorProto.FLOAT16, TensorProto.BFLOAT16)
+    return False
+
+
+def _pick_output(src, model, output, notes):
+    outs = list(model.graph.output)
+    names = [o.name for o in outs]
+    if output is not None:
+        if output not in names:
+            raise ValueError(f"{src}: --output {output}: not a graph output (outputs: "
+                             f"{', '.join(names)})")
+        return output
+    if len(outs) == 1:
+        return names[0]
+    floats = [o.name for o in outs if not _is_label(o)]
+    if len(floats) == 1:
+        notes.append(f"output {floats[0]!r} chosen (the other outputs, "
+                     f"{', '.join(n for n in names if n != floats[0])}, are not float "
+                     f"tensors; --output NAME picks another)")
+        return floats[0]
+    raise ValueError(f"{src}: the model has {len(outs)} outputs ({', '.join(names)}); "
+                     f"pick one with --output NAME")
+
+
+def _look_through(src, nodes, out, notes):
+    """The tensor behind ``out`` when it is written by a look-through op (ZipMap)."""
+    prod = {t: n for n in nodes for t in n.output}
+    n = prod.get(out)
+    while n is not None and n.op_type in LOOK_THROUGH:
+        notes.append(f"output {out!r} is written by {n.op_type} {n.name}: imported its "
+                     f"input {n.input[0]!r}")
+        out = n.input[0]
+        n = prod.get(out)
+    return out
+
+
+def _needed(nodes, out, notes):
+    """The nodes ``out`` depends on, in order; a note on the others (dropped)."""
+    prod = {t: i for i, n in enumerate(nodes) for t in n.output}
+    keep, todo = set(), [out]
+    while todo:
+        i = prod.get(todo.pop())
+        if i is None or i in keep:
+            continue
+        keep.add(i)
+        todo.extend(t for t in nodes[i].input if t)
+    dropped = Counter(n.op_type for i, n in enumerate(nodes) if i not in keep)
+    if dropped:
+        notes.append(f"dropped {sum(dropped.values())} nodes not needed for output {out!r}:"
+                     f" {_counts(dropped)}")
+    return [n for i, n in enumerate(nodes) if i in keep]
+
+
+# --- 5. nodes: attributes, parameters, folding ------------------------------------------
+
+def _plain(v):
+    """An ONNX attribute value as plain Python (str for bytes, numbers or lists for
+    tensors: a one-element tensor becomes its number)."""
+    from onnx import TensorProto, numpy_helper
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, TensorProto):
+        a = numpy_helper.to_array(v)
+        return a.reshape(-1)[0].item() if a.size == 1 else a.tolist()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _attrs(n):
+    from onnx import helper
+    return {a.name: _plain(helper.get_attribute_value(a)) for a in n.attribute}
+
+
+def _constant(src, n):
+    """The value of a Constant node."""
+    from onnx import numpy_helper
+    for a in n.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name in ("value_float", "value_floats"):
+            return np.array(a.f if a.name == "value_float" else list(a.floats), np.float32)
+        if a.name in ("value_int", "value_ints"):
+            return np.array(a.i if a.name == "value_int" else list(a.ints), np.int64)
+    raise ValueError(f"{src}: node {n.name} (Constant): unsupported attribute "
+                     f"{', '.join(a.name for a in n.attribute) or '(none)'}")
+
+
+def _unsupported(src, nodes):
+    """Raise one ValueError listing every operator graph_ops cannot run."""
+    bad = {}
+    for n in nodes:
+        key = n.op_type if n.domain in STANDARD_DOMAINS else f"{n.domain}:{n.op_type}"
+        if n.op_type not in ("Constant", *RECURRENT) and (n.domain not in STANDARD_DOMAINS
+                                                          or n.op_type not in graph_ops.OPS):
+            bad.setdefault(key, []).append(n.name or n.output[0])
+    if not bad:
+        return
+    parts = []
+    for key, names in bad.items():
+        first = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        part = f"{key} x{len(names)} ({first})"
+        hint = HINTS.get(key) or _domain_hint(key)
+        parts.append(part + (f": {hint}" if hint else ""))
+    raise ValueError(f"{src}: {len(bad)} unsupported operator type"
+                     f"{'s' if len(bad) > 1 else ''}: " + "; ".join(parts)
+                     + " (accsim import-onnx --list-ops lists the supported ones)")
+
+
+def _domain_hint(key):
+    if key.startswith("com.microsoft:"):
+        return ("an onnxruntime contrib operator: export the model without onnxruntime's "
+                "extended optimisations")
+    if key.startswith("org.pytorch.aten:"):
+        return ("an ATen fallback of the TorchScript exporter: exported with the dynamo "
+                "exporter (torch.onnx.export(..., dynamo=True)) it may be standard ONNX")
+    if key.startswith("ai.onnx.ml:"):
+        return "a scikit-learn/ai.onnx.ml operator in the path of the chosen output"
+    return None
+
+
+def _param(v):
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return a.item()
+    return a.reshape(-1).tolist()
+
+
+class _Walk:
+    """Normalises and folds the nodes in order, running the rest on one sample."""
+
+    def __init__(self, src, opset, consts, x1):
+        self.src, self.opset, self.consts = src, opset, consts
+        self.vals = {}
+        self.nodes, self.names = [], set()
+        self.x1 = x1
+
+    def err(self, name, op, msg):
+        return ValueError(f"{self.src}: node {name} ({op}): {msg}")
+
+    def value(self, t):
+        if t in self.vals:
+            return self.vals[t]
+        a = np.asarray(self.consts[t])
+        return (a if a.dtype.kind in "iub" else a.astype(np.float64))[None]
+
+    def run(self, nodes, input_name):
+        self.vals[input_name] = self.x1
+        self.walk(nodes)
+
+    def walk(self, nodes):
+        for i, n in enumerate(nodes):
+            if n.op_type == "Constant":
+                self.consts[n.output[0]] = _constant(self.src, n)
+                continue
+            if n.op_type in RECURRENT and n.domain in STANDARD_DOMAINS:
+                self.walk(unroll(self.src, n, _attrs(n), self.value(n.input[0]).shape[1:],
+                                 self.consts))
+                continue
+            node = self.node(n, i)
+            ins = [t for t in node.inputs if t]
+            fold = all(t in self.consts for t in ins) or node.op in SHAPE_ONLY
+            try:
+                outs = graph_ops.run_node(node, [self.value(t) if t else None
+                                                 for t in node.inputs])
+            except graph_ops.OpError as exc:
+                raise ValueError(f"{self.src}: {exc}") from None
+            for t, v in zip(node.outputs, outs):
+                if t and fold:
+                    self.consts[t] = np.asarray(v)[0]
+                elif t:
+                    self.vals[t] = v
+            if not fold:
+                self.nodes.append(node)
+
+    def node(self, n, i):
+        """The graph Node of ONNX node ``n``: a unique name, plain attributes, parameter
+        inputs as attributes, old-opset forms rewritten."""
+        name = n.name or f"{n.op_type}_{i}"
+        base, k = name, 1
+        while name in self.names:
+            name, k = f"{base}_{k}", k + 1
+        self.names.add(name)
+        attrs = _attrs(n)
+        inputs = list(n.input)
+        params = PARAM_INPUTS.get(n.op_type, ())
+        for pos, key in params:
+            t = inputs[pos] if pos < len(inputs) else ""
+            if not t:
+                continue
+            if t not in self.consts:
+                raise self.err(name, n.op_type, f"input {pos} ({key}) {t!r} is computed at "
+                                                f"run time; only a constant {key} is "
+                                                f"supported")
+            attrs[key] = _param(self.consts[t])
+        if params:
+            inputs = inputs[:min(p for p, _ in params)]
+        if n.op_type == "Pad" and "value" in attrs:
+            attrs["constant_value"] = attrs.pop("value")
+        if n.op_type in ("Softmax", "LogSoftmax") and self.opset < 13:
+            attrs["axis"] = self.old_softmax_axis(name, n.op_type, attrs, inputs[0])
+        return Node(name, n.op_type, inputs, list(n.output), attrs)
+
+    def old_softmax_axis(self, name, op, attrs, t):
+        """The opset < 13 softmax (over the input flattened from ``axis``) as a softmax
+        over one axis, when every other flattened axis has size 1."""
+        shape = self.value(t).shape[1:]
+        a = int(attrs.get("axis", 1))
+        a = a + len(shape) if a < 0 else a
+        big = [j for j in range(a, len(shape)) if shape[j] != 1]
+        if len(big) > 1:
+            raise self.err(name, op, f"softmax of opset {self.opset} over the flattened "
+                                     f"axes {a}..{len(shape) - 1} of {tuple(shape)} is not "
+                                     f"supported (re-export at opset 13 or later)")
+        return big[0] if big else len(shape) - 1
+
+
+# --- 6. putting it together -------------------------------------------------------------
+
+def _check_inputs(src, inputs):
     inputs = np.asarray(inputs)
-    if inputs.dtype.kind not in "fiu" or inputs.ndim < 2 or inputs.shape[0] < 1:
-        raise ValueError(f"{model_path}: inputs: expected a numeric array (N, ...), got "
+    if inputs.dtype.kind not in "fiub" or inputs.ndim < 1 or inputs.shape[0] < 1:
+        raise ValueError(f"{src}: inputs: expected a numeric array (N, ...), got "
                          f"dtype {inputs.dtype} shape {inputs.shape}")
     inputs = inputs.astype(np.float64)
     if not np.all(np.isfinite(inputs)):
-        raise ValueError(f"{model_path}: inputs contain NaN or inf")
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "iu" or labels.shape != (inputs.shape[0],):
-            raise ValueError(f"{model_path}: labels: expected {inputs.shape[0]} integers, got "
-                             f"dtype {labels.dtype} shape {labels.shape}")
-    imp = _Importer(model_path, model)
-    imp.n = inputs.shape[0]
-    return imp.run(inputs, labels, quant)
+        raise ValueError(f"{src}: inputs contain NaN or inf")
+    return inputs
+
+
+def _arrays(src, nodes, consts):
+    """The constants the kept nodes read, floats as float64."""
+    out = {}
+    for n in nodes:
+        for t in n.inputs:
+            if t in consts and t not in out:
+                a = np.asarray(consts[t])
+                if a.dtype.kind == "f":
+                    a = a.astype(np.float64)
+                    if np.isnan(a).any():
+                        raise ValueError(f"{src}: array {t}: contains NaN")
+                elif a.dtype.kind not in "iub":
+                    raise ValueError(f"{src}: array {t}: unsupported dtype {a.dtype}")
+                out[t] = a
+    return out
+
+
+def import_graph(model_path, inputs, *, output=None):
+    """Read the ONNX model at ``model_path`` as a graph for ``inputs``.
+
+    ``inputs``: ``(N, *model input shape without its batch axis)`` (see the module
+    docstring). Returns ``(graph, arrays, notes)``: the :class:`~.graph.Graph` (input shape
+    with a batch of 1: run it on ``inputs.reshape(N, *graph.input_shape)``), its arrays by
+    name, and a list of one-line notes on what the import changed. Raises a one-line
+    ``ValueError`` naming the model (and node) for anything it cannot import.
+    """
+    src = str(model_path)
+    model = _load(model_path)
+    inputs = _check_inputs(src, inputs)
+    notes = []
+    gin = _graph_input(src, model)
+    shape = _model_shape(src, gin, inputs)
+    model = _fix_input(model, gin, shape)
+    out = _pick_output(src, model, output, notes)
+    model = _ort_basic(model, notes)
+    nodes = list(model.graph.node)
+    out = _look_through(src, nodes, out, notes)
+    nodes = _needed(nodes, out, notes)
+    _unsupported(src, nodes)
+    from onnx import numpy_helper
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    walk = _Walk(src, _opset(model), consts, inputs[:1].reshape(1, *shape))
+    walk.run(nodes, gin.name)
+    if out not in walk.vals or out == gin.name:
+        raise ValueError(f"{src}: output {out!r} does not depend on the input "
+                         f"{gin.name!r}")
+    arrays = _arrays(src, walk.nodes, consts)
+    graph = Graph(tuple(walk.nodes), gin.name, shape, out)
+    graph.check(arrays, where=src)
+    return graph, arrays, notes
+
+
+def check_labels(src, labels, n):
+    """``labels`` as an integer array of ``n`` entries (or ``None``)."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (n,):
+        raise ValueError(f"{src}: labels: expected {n} integers, got dtype {labels.dtype} "
+                         f"shape {labels.shape}")
+    return labels
+
+
+def trace_of_graph(model_path, graph, arrays, inputs, labels=None, *, quant=None):
+    """The Trace of an imported graph (named after the model file)."""
+    from .trace import Trace
+    name = Path(model_path).name.removesuffix(".onnx") or "onnx-model"
+    inputs = _check_inputs(str(model_path), inputs)
+    labels = check_labels(str(model_path), labels, inputs.shape[0])
+    return Trace.from_graph(name, graph, arrays, inputs, labels, quant=quant,
+                            description=f"imported from {Path(model_path).name}")
+
+
+def import_onnx(model_path, inputs, labels=None, *, quant=None, output=None):
+    """Read an ONNX model into a Trace holding ``inputs`` (N, ...) and optional
+    ``labels`` (:func:`import_graph`, then :meth:`.trace.Trace.from_graph`).
+
+    Raises a one-line ValueError naming the model (and node) for anything unsupported.
+    """
+    labels = check_labels(str(model_path), labels, np.shape(inputs)[0] if np.ndim(inputs)
+                          else 0)
+    graph, arrays, _ = import_graph(model_path, inputs, output=output)
+    return trace_of_graph(model_path, graph, arrays, inputs, labels, quant=quant)
