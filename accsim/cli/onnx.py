@@ -94,7 +94,7 @@ def _cmd_import_onnx(args):
         print(f"accsim import-onnx: {time.perf_counter() - t0:.1f} s", file=sys.stderr,
               flush=True)
     acc = trace.reference_accuracy
-    print(f"wrote {out}: {len(trace.layers)} layers "
+    print(f"wrote {out}: {len(trace.graph.nodes)} nodes "
           f"({len(trace.matmul_layers())} matrix products), {trace.inputs.shape[0]} inputs"
           + (f", float64 accuracy {acc:.4f}" if acc is not None else ""))
     return 0

@@ -128,7 +128,7 @@ class _Importer:
                   f"imported from {Path(self.src).name}")
         t.validate()
         if labels is not None:
-            t = Trace(t.name, t.layers, t.arrays, t.inputs, t.labels, quant, t.accuracy(),
+            t = Trace(t.name, t.graph, t.arrays, t.inputs, t.labels, quant, t.accuracy(),
                       t.description)
         return t
 
