@@ -322,16 +322,26 @@ def run_graph(graph, arrays, x, keep=None):
     release = {} if keep is None else last_uses(graph, keep)
     for i, node in enumerate(graph.nodes):
         ins = [graph_ops.tensor(t, env, arrays, consts) for t in node.inputs]
-        if node.is_product:
-            outs = [reference(node, ins, [t in arrays for t in node.inputs])]
-        else:
-            outs = graph_ops.run_node(node, ins)
+        outs = run_reference_node(node, ins, arrays)
         for t, v in zip(node.outputs, outs):
             env[t] = v
         for t in node.inputs:
             if release.get(t) == i:
                 env.pop(t, None)
     return env
+
+
+def run_reference_node(node, ins, arrays):
+    """The float64 outputs of ``node`` on ``ins`` (a list); errors name the node."""
+    try:
+        if node.is_product:
+            return [reference(node, ins, [t in arrays for t in node.inputs])]
+        return graph_ops.run_node(node, ins)
+    except OpError:
+        raise
+    except (ValueError, IndexError, TypeError) as exc:
+        raise OpError.of(node, str(exc).splitlines()[0] if str(exc) else
+                         exc.__class__.__name__) from None
 
 
 def forward64(trace, x=None, return_all=False):

@@ -370,9 +370,12 @@ class _Run:
             if pr is not None:
                 if on_layer is not None:
                     on_layer(node.name, self.mm_index.index(i) + 1, len(self.mm_index))
-                env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
+                with np.errstate(over="ignore", invalid="ignore"):
+                    env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
             else:
-                for t, v in zip(node.outputs, run_node(node, ins)):
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    outs = run_node(node, ins)    # an overflow upstream: inf, NaN flow on
+                for t, v in zip(node.outputs, outs):
                     env[t] = v
             for t in node.inputs:
                 if self.release.get(t) == i:
