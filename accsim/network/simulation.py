@@ -1,23 +1,30 @@
 """Run a :class:`~accsim.network.trace.Trace` end to end on a simulated accelerator.
 
-:func:`simulate` runs the network layer by layer. Every ``linear`` and ``conv2d`` layer's
-matrix product goes through :func:`accsim.numerics.engine.matmul` on the accelerator's
-*narrow* datapath (``Accelerator.datapath("narrow")``: its accumulator, rounding, product
-mode and structure); every other layer (pooling, activations, residual adds, reshapes)
-runs in float64 with :mod:`accsim.network.ops`. The float64 reference
-(:func:`accsim.network.ops.forward64`) runs alongside on the same samples.
+:func:`simulate` walks the trace's graph once per batch. Every product node (Gemm, MatMul,
+Conv: :data:`accsim.network.graph.PRODUCT_OPS`) is lowered to 2-D problems
+(:mod:`accsim.network.products`) that go through :func:`accsim.numerics.engine.matmul` on
+the accelerator's *narrow* datapath (``Accelerator.datapath("narrow")``: its accumulator,
+rounding, product mode and structure); every other node runs in float64
+(:mod:`accsim.network.graph_ops`). The float64 reference
+(:func:`accsim.network.products.run_graph`) runs alongside on the same samples.
 
 The parts, one module each:
 
-* :mod:`accsim.network.operands`: the lowering of a layer to one matrix product and the
-  quantisation of its operands (formats, scales, the calibration of activation scales);
-* :mod:`accsim.network.reissue`: one layer batch: the narrow pass, the scheduler's
-  choice of rungs, the re-issues and the bound check;
+* :mod:`accsim.network.products`: the lowering of product nodes to 2-D problems, the
+  float64 forward pass, the activation consuming each product and bias folding;
+* :mod:`accsim.network.operands`: the quantisation of operands (formats, scales, the
+  calibration of activation scales, non-finite activations);
+* :mod:`accsim.network.reissue`: one 2-D problem's batch: the narrow pass, the
+  scheduler's choice of rungs, the re-issues and the bound check;
 * :mod:`accsim.network.results`: relative errors, their statistics, accuracy and
-  agreement, and the result records;
+  agreement, and the result records (one per product node, keyed by its name);
 * this module: the options of a run (:class:`RunOptions`), the pass over the samples
-  (one :class:`~accsim.network.reissue.LayerRun` per matmul layer), the ``static``
-  policy's calibration pass, and :func:`compare`.
+  (one :class:`~accsim.network.reissue.LayerRun` per product node), the ``static``
+  policy's calibration pass, :func:`compare` and :func:`save_outputs`.
+
+An overflow never aborts a run: non-finite outputs of a product are counted per node
+(``LayerResult.nan`` / ``inf``) and flow on through the graph (numpy's warnings about them
+are silenced); the next product quantizes them by the rule of :mod:`.operands`.
 """
 
 from __future__ import annotations
