@@ -297,3 +297,14 @@ def test_save_tensors_needs_save_outputs(capsys):
     assert main(["simulate", "digits-mlp-relu", "--save-tensors", "--limit", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--save-tensors: needs --save-outputs" in err
+
+
+def test_static_and_multilevel_policies_on_graph_products():
+    t, _ = conv_trace(n=8)
+    r = simulate(t, "fp16-fp32acc", narrow="bf16", policy="static", tau=1e-3, calibration=3)
+    assert r.n_samples == 5
+    for lr in r.layers:                         # one rung per output channel, groups joined
+        assert len(lr.neuron_levels) == lr.cols
+    a, _ = attention_trace(n=6)
+    r = simulate(a, "fp16-fp32acc", narrow="bf16", policy="multi-level", tau=1e-3)
+    assert sum(lr.outputs for lr in r.layers) == sum(sum(lr.level_counts) for lr in r.layers)
