@@ -308,3 +308,14 @@ def test_static_and_multilevel_policies_on_graph_products():
     a, _ = attention_trace(n=6)
     r = simulate(a, "fp16-fp32acc", narrow="bf16", policy="multi-level", tau=1e-3)
     assert sum(lr.outputs for lr in r.layers) == sum(sum(lr.level_counts) for lr in r.layers)
+
+
+def test_overflow_with_float_operands_flows_on():
+    """fp16 operands keep NaN and inf (no mapping); the next product's outputs are NaN."""
+    t = overflow_trace(n=3)
+    t = Trace.from_graph("ovf16", t.graph, t.arrays, np.full((3, 1, 64), 60000.0))
+    r = simulate(t, "fp16-fp16acc")
+    d = {lr.name: lr for lr in r.layers}
+    assert d["pos"].inf == 12 and d["out"].operand_nan == 0
+    assert d["out"].nan == d["out"].outputs == 9
+    assert np.isnan(r.outputs).all() and r.agreement == 0.0

@@ -10,7 +10,9 @@ sample, against the float64 reference's z_i^ref of the same layer)
     with ``n_infinite`` saying how many components were infinite.
 
 Accuracy is the fraction of samples whose argmax of the network output equals the label;
-``agreement`` the fraction whose argmax equals the float64 reference's argmax.
+``agreement`` the fraction whose argmax equals the float64 reference's argmax. An output
+row holding a NaN (an overflow upstream) predicts no class: it is neither accurate nor in
+agreement.
 
 Filled in by :mod:`accsim.network.simulation`; priced by :mod:`accsim.hardware.cost`.
 """

@@ -230,6 +230,13 @@ class _Product:
                                for k in range(0, len(s), g)])
 
 
+def _predictions(out):
+    """Argmax of every row of ``out`` (S, classes); -1 (no class: it neither agrees nor
+    is accurate) for a row holding a NaN."""
+    pred = np.argmax(out, axis=1)
+    return np.where(np.isnan(out).any(axis=1), -1, pred)
+
+
 class _Run:
     """The state of one pass of the samples ``X`` of ``trace`` through its graph on
     ``acc`` with the options ``opts``: per product node a :class:`_Product`, the float64
@@ -422,8 +429,8 @@ class _Run:
         return res
 
     def result(self, out_sim, out_ref, t_start):
-        pred = np.argmax(out_sim, axis=1)
-        pred_ref = np.argmax(out_ref, axis=1)
+        pred = _predictions(out_sim)
+        pred_ref = _predictions(out_ref)
         agreement = float(np.mean(pred == pred_ref))
         if self.labels is not None:
             accuracy = float(np.mean(pred == self.labels))
