@@ -112,7 +112,24 @@ def conv_trace(n=10):
     return Trace.from_graph("convs", g, arrays, X[:, 0], RNG.integers(0, 5, n)), (1, 5)
 
 
-MAKERS = {"attention": attention_trace, "batched": batched_trace, "conv": conv_trace}
+def conv_transpose_trace(n=6):
+    """A grouped, strided, dilated ConvTranspose with output padding."""
+    arrays = {"W": f32(RNG.standard_normal((4, 3, 3, 2)) * 0.5), "b": f32(RNG.standard_normal(6)),
+              "Wf": f32(RNG.standard_normal((3, 6)))}
+    nodes = [Node("up", "ConvTranspose", ["x", "W", "b"], ["u"],
+                  {"group": 2, "strides": [2, 3], "pads": [1, 0, 1, 2],
+                   "output_padding": [1, 2], "dilations": [1, 2]}),
+             Node("relu", "Relu", ["u"], ["r"]),
+             Node("gap", "GlobalAveragePool", ["r"], ["p"]),
+             Node("flat", "Flatten", ["p"], ["f"], {"axis": 1}),
+             Node("fc", "Gemm", ["f", "Wf"], ["y"], {"transB": 1})]
+    g = Graph(nodes, "x", (1, 4, 4, 5), "y")
+    X = f32(RNG.standard_normal((n, 4, 4, 5)))
+    return Trace.from_graph("convT", g, arrays, X), (1, 3)
+
+
+MAKERS = {"attention": attention_trace, "batched": batched_trace, "conv": conv_trace,
+          "conv-transpose": conv_transpose_trace}
 
 
 @pytest.mark.parametrize("which", sorted(MAKERS))

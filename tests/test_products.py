@@ -224,3 +224,46 @@ def test_forward64_keeps_all_or_releases():
     every = forward64(t, return_all=True)
     assert set(every) == {"x", "z", "a"} and every["x"].shape == (3, 1, 5)
     np.testing.assert_array_equal(forward64(t)[:, 0], np.maximum(X @ t.arrays["W"], 0))
+
+
+def loop_conv_transpose(x, w, b, stride, pads, dil, outpad, group):
+    """ONNX ConvTranspose of one image by its definition (scatter), exact for the data."""
+    C, H, W = x.shape
+    _, og, kh, kw = w.shape
+    Ho = stride[0] * (H - 1) + outpad[0] + (kh - 1) * dil[0] + 1 - pads[0] - pads[2]
+    Wo = stride[1] * (W - 1) + outpad[1] + (kw - 1) * dil[1] + 1 - pads[1] - pads[3]
+    out = np.zeros((og * group, Ho, Wo), dtype=object)
+    out[:] = 0
+    cg = C // group
+    for c in range(C):
+        g = c // cg
+        for o in range(og):
+            for i in range(H):
+                for j in range(W):
+                    for p in range(kh):
+                        for q in range(kw):
+                            y = i * stride[0] + p * dil[0] - pads[0]
+                            z = j * stride[1] + q * dil[1] - pads[1]
+                            if 0 <= y < Ho and 0 <= z < Wo:
+                                out[g * og + o, y, z] += x[c, i, j] * w[c, o, p, q]
+    return out + np.asarray(b, dtype=object)[:, None, None]
+
+
+@pytest.mark.parametrize("group,stride,pads,dil,outpad", [
+    (1, (2, 2), (1, 1, 1, 1), (1, 1), (1, 1)),
+    (2, (2, 3), (0, 2, 1, 0), (2, 1), (1, 0)),
+    (2, (1, 1), (3, 0, 0, 2), (1, 1), (0, 0)),        # pads beyond d (k - 1): cropped
+])
+def test_conv_transpose_exact_register_equals_loops(group, stride, pads, dil, outpad):
+    W = dyadic((4, 3, 3, 2))
+    b = dyadic((3 * group,))
+    X = dyadic((2, 4, 3, 4))
+    node = Node("up", "ConvTranspose", ["x", "W", "b"], ["y"],
+                {"group": group, "strides": list(stride), "pads": list(pads),
+                 "dilations": list(dil), "output_padding": list(outpad)})
+    t = Trace.from_graph("ct", Graph([node], "x", (1, 4, 3, 4), "y"), {"W": W, "b": b}, X)
+    r = simulate(t, exact_acc())
+    want = np.stack([loop_conv_transpose(x, W, b, stride, pads, dil, outpad, group)
+                     for x in X])
+    np.testing.assert_array_equal(r.outputs, want.reshape(2, -1).astype(np.float64))
+    assert r.layers[0].K == 4 // group * 3 * 2 and r.layers[0].cols == 3 * group

@@ -18,6 +18,9 @@ Lowering (:func:`lower`; every tensor carries the sample axis of :mod:`.graph`)
     problem per group, im2col as accelerators do it: ``A`` = patches (S*N*Ho*Wo,
     C/group*kh*kw), ``B`` = the group's ``W.reshape(Cout/group, -1).T``, so ``K =
     C/group*kh*kw``; the bias is the register's initial value.
+    ConvTranspose (2-D, ``pads``, ``strides``, ``dilations``, ``output_padding``,
+    ``group``): the equivalent stride-1 convolution of the zero-inserted input by the
+    flipped kernel (:func:`_lower_conv_transpose`).
     The float64 reference (:func:`reference`) computes ``A @ B + bias`` on the same
     problems (numpy / BLAS, float64).
 
@@ -93,10 +96,10 @@ def lower(node, ins, const, bias=None):
     """The :class:`Lowering` of product ``node`` on its inputs ``ins`` (sample axis
     first); ``const[i]``: input ``i`` is a constant array; ``bias``: a folded bias vector
     (n,) (a MatMul's following Add), or None."""
-    if node.op == "Conv":
+    if node.op in ("Conv", "ConvTranspose"):
         if not const[1]:
             raise OpError.of(node, "the weights must be a constant array")
-        return _lower_conv(node, ins, bias)
+        return (_lower_conv if node.op == "Conv" else _lower_conv_transpose)(node, ins, bias)
     if node.op == "Gemm":
         return _lower_gemm(node, ins, const)
     if node.op == "MatMul":
@@ -109,7 +112,7 @@ def operand_inputs(node, arrays):
     constant left operand of a MatMul / Gemm runs transposed, its right operand feeding A
     (module doc)."""
     ins = node.inputs
-    if node.op == "Conv":
+    if node.op in ("Conv", "ConvTranspose"):
         return 0, None
     if ins[0] in arrays:
         return 1, None
@@ -256,14 +259,20 @@ def _lower_conv(node, ins, bias=None):
     b = bias if bias is not None else (ins[2][0] if len(ins) > 2 and ins[2] is not None
                                        else None)
     g = int(node.attrs.get("group", 1))
-    S, N, C = x.shape[:3]
-    cout, cg, kh, kw = w.shape
-    if C != cg * g or cout % g:
-        raise OpError.of(node, f"{C} input channels do not fit weights {w.shape} in "
-                               f"{g} group(s)")
+    if x.shape[2] != w.shape[1] * g or w.shape[0] % g:
+        raise OpError.of(node, f"{x.shape[2]} input channels do not fit weights {w.shape} "
+                               f"in {g} group(s)")
     strides = tuple(int(v) for v in node.attrs.get("strides", [1, 1]))
     dil = tuple(int(v) for v in node.attrs.get("dilations", [1, 1]))
-    pads = _conv_pads(node, x, (kh, kw), strides, dil)
+    pads = _conv_pads(node, x, w.shape[2:], strides, dil)
+    return _conv_lowering(x, w, b, g, strides, pads, dil)
+
+
+def _conv_lowering(x, w, b, g, strides, pads, dil):
+    """One im2col problem per group of the convolution of ``x`` (S, N, C, H, W) by ``w``
+    (Cout, C/g, kh, kw) (module doc)."""
+    S, N = x.shape[:2]
+    cout, cg, kh, kw = w.shape
     x4 = x.reshape(S * N, *x.shape[2:])
     og = cout // g
     problems, shape = [], None
@@ -280,6 +289,43 @@ def _lower_conv(node, ins, bias=None):
         y = ops.col2out(z, S * N, *shape)
         return y.reshape(S, N, *y.shape[1:])
     return Lowering(problems, assemble, 0, None, cout, groups=g)
+
+
+def _lower_conv_transpose(node, ins, bias=None):
+    """ConvTranspose as the convolution accelerators run for it: the input with
+    ``stride - 1`` zeros inserted between pixels, padded by ``d (k - 1) - pad`` (cropped
+    where negative, ``output_padding`` added at the end), by the kernel flipped in space
+    with its channel axes swapped; stride 1. K = C/group*kh*kw counts the inserted
+    zeros' terms too (they add exact zeros)."""
+    x, w = ins[0], ins[1][0]
+    if x.ndim != 5 or w.ndim != 4:
+        raise OpError.of(node, "only 2-D transposed convolutions over (N, C, H, W) are "
+                               "supported")
+    if node.attrs.get("auto_pad", "NOTSET") != "NOTSET" or "output_shape" in node.attrs:
+        raise OpError.of(node, "auto_pad and output_shape are not supported (give pads)")
+    b = bias if bias is not None else (ins[2][0] if len(ins) > 2 and ins[2] is not None
+                                       else None)
+    g = int(node.attrs.get("group", 1))
+    C, cg = x.shape[2], w.shape[0] // max(g, 1)
+    if w.shape[0] != C or C % g:
+        raise OpError.of(node, f"{C} input channels do not fit weights {w.shape} in "
+                               f"{g} group(s)")
+    kh, kw = w.shape[2:]
+    s = [int(v) for v in node.attrs.get("strides", [1, 1])]
+    d = [int(v) for v in node.attrs.get("dilations", [1, 1])]
+    p = [int(v) for v in node.attrs.get("pads", [0, 0, 0, 0])]
+    op_ = [int(v) for v in node.attrs.get("output_padding", [0, 0])]
+    H, W = x.shape[3:]
+    xz = np.zeros((*x.shape[:3], (H - 1) * s[0] + 1, (W - 1) * s[1] + 1))
+    xz[..., ::s[0], ::s[1]] = x
+    lo = [d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1]]
+    hi = [d[0] * (kh - 1) - p[2] + op_[0], d[1] * (kw - 1) - p[3] + op_[1]]
+    xz = xz[..., max(0, -lo[0]):xz.shape[3] - max(0, -hi[0]),
+            max(0, -lo[1]):xz.shape[4] - max(0, -hi[1])]
+    pads = (max(lo[0], 0), max(lo[1], 0), max(hi[0], 0), max(hi[1], 0))
+    wf = w[:, :, ::-1, ::-1]                          # (C, Cout/g, kh, kw), flipped
+    wt = np.concatenate([np.swapaxes(wf[gi * cg:(gi + 1) * cg], 0, 1) for gi in range(g)])
+    return _conv_lowering(xz, np.ascontiguousarray(wt), b, g, (1, 1), pads, tuple(d))
 
 
 def reference(node, ins, const):
