@@ -175,7 +175,7 @@ def check_register_widths(trace, acc, rung_formats, stacklevel=3):
     layers = trace.matmul_layers()
     for f in dict.fromkeys(rung_formats):
         if isinstance(f, IntFormat) and f.bits < need and layers:
-            warnings.warn(f"node{'s' if len(layers) > 1 else ''} {', '.join(layers)}: the "
+            warnings.warn(f"layer{'s' if len(layers) > 1 else ''} {', '.join(layers)}: the "
                           f"{f.label} accumulator ({f.bits} bits) is narrower than the "
                           f"{a.label} x {w.label} products it sums ({need} bits)",
                           AccumulatorWidthWarning, stacklevel=stacklevel)
