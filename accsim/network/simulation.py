@@ -6,7 +6,8 @@ Conv: :data:`accsim.network.graph.PRODUCT_OPS`) is lowered to 2-D problems
 the accelerator's *narrow* datapath (``Accelerator.datapath("narrow")``: its accumulator,
 rounding, product mode and structure); every other node runs in float64
 (:mod:`accsim.network.graph_ops`). The float64 reference
-(:func:`accsim.network.products.run_graph`) runs alongside on the same samples.
+(:func:`accsim.network.products.run_reference_node`) runs alongside on the same samples,
+node by node in step with the simulated pass (each tensor released after its last reader).
 
 The parts, one module each:
 
@@ -50,7 +51,7 @@ from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_poli
 from .graph_ops import run_node, tensor
 from .operands import PreparedLayer, activation_scale, operand_specs, quantize_activation
 from .products import (consumer_activation, foldable_bias, last_uses, lower, operand_inputs,
-                       run_graph)
+                       run_reference_node)
 from .reissue import LayerRun, ReissuePolicy, Transposer, layer_matmul, schedule_and_check
 from .results import LayerResult, SimulationResult, relative_error
 from .trace import resolve_trace, write_npz
@@ -205,8 +206,8 @@ class _Product:
 
     def __init__(self, index, node, arrays, fold, act, lr):
         self.index, self.node, self.lr = index, node, lr
-        add, self.bias = fold
-        self.out = add.outputs[0] if add is not None else node.outputs[0]
+        self.fold, self.bias = fold
+        self.out = self.fold.outputs[0] if self.fold is not None else node.outputs[0]
         self.const = [t in arrays for t in node.inputs]
         self.a_input, self.b_input = operand_inputs(node, arrays)
         self.act = act
@@ -215,11 +216,6 @@ class _Product:
         self.prepared = {}
         self.levels = None           # static inference: the rung of every output column
         self.groups = 1
-
-    def activation_inputs(self):
-        """The tensors whose calibrated magnitudes set activation scales."""
-        ins = self.node.inputs
-        return [ins[i] for i in (self.a_input, self.b_input) if i is not None]
 
     def scores(self):
         """``static`` calibration scores (rows, output columns) of every batch."""
@@ -254,13 +250,9 @@ class _Run:
         self.keep_tensors = keep_tensors
         self.transpose = Transposer()
         self.ref_seconds = 0.0
-        self.ref_cache = []
         self.products, self.skip = self._plan(trace.shapes())
         self.mm = {i: pr.lr for i, pr in self.products.items()}
         self.mm_index = list(self.products)
-        keep = {pr.out for pr in self.products.values()}
-        keep.update(t for pr in self.products.values() for t in pr.activation_inputs())
-        self.ref_keep = None if keep_tensors else keep
         self.release = {} if keep_tensors else last_uses(self.graph)
         self.tensors, self.ref_tensors = {}, {}
 
@@ -286,29 +278,45 @@ class _Run:
             products[i].levels = nl
         return products, skip
 
-    def reference(self, x):
-        """The float64 reference tensors of model inputs ``x`` the run needs (timed)."""
+    def reference(self, i, ref, consts):
+        """Run node ``i`` of the float64 reference on its tensors ``ref`` (timed); a
+        product whose bias is folded runs its ``Add`` too."""
         t0 = time.perf_counter()
-        env = run_graph(self.graph, self.arrays, x, keep=self.ref_keep)
+        nodes = [self.graph.nodes[i]]
+        pr = self.products.get(i)
+        if pr is not None and pr.fold is not None:
+            nodes.append(pr.fold)
+        for node in nodes:
+            ins = [tensor(t, ref, self.arrays, consts) for t in node.inputs]
+            for t, v in zip(node.outputs, run_reference_node(node, ins, self.arrays)):
+                ref[t] = v
         self.ref_seconds += time.perf_counter() - t0
-        return env
+
+    def _release(self, i, *envs):
+        for t in self.graph.nodes[i].inputs:
+            if self.release.get(t) == i:
+                for env in envs:
+                    env.pop(t, None)
 
     def calibrate(self):
         """The largest magnitude of the float64 reference activations entering every
-        product node (A, and an activation B) over all samples (none needed without an
-        input scale); the reference is kept when one batch holds every sample."""
+        product node (A, and an activation B) over all samples, and the activation
+        scales; nothing to do without an input scale."""
         if self.ispec.scale == "none":
             return
         for s0, s1 in _batches(self.n, self.opts.batch_size):
-            env = self.reference(self.X[s0:s1])
-            for pr in self.products.values():
-                ins = pr.node.inputs
-                for i, attr in ((pr.a_input, "amax_a"), (pr.b_input, "amax_b")):
-                    v = None if i is None else env[ins[i]]
+            ref, consts = {self.graph.input: self.X[s0:s1]}, {}
+            for i, node in enumerate(self.graph.nodes):
+                pr = self.products.get(i)
+                for k, attr in (() if pr is None else
+                                ((pr.a_input, "amax_a"), (pr.b_input, "amax_b"))):
+                    v = None if k is None else tensor(node.inputs[k], ref, self.arrays,
+                                                      consts)
                     if v is not None and v.size:
                         setattr(pr, attr, max(getattr(pr, attr), float(np.max(np.abs(v)))))
-            if self.n <= self.opts.batch_size:
-                self.ref_cache.append(env)
+                if i not in self.skip:
+                    self.reference(i, ref, consts)
+                self._release(i, ref)
         for pr in self.products.values():
             pr.s_x = activation_scale(pr.amax_a, self.ispec)
 
@@ -370,15 +378,18 @@ class _Run:
         r.inf += int(y.size - np.isfinite(y).sum() - nan.sum())
         return y
 
-    def batch(self, ci, xb, ref, on_layer=None):
-        """The simulated tensors of batch ``ci`` with model inputs ``xb`` and the
-        reference tensors ``ref``; ``on_layer(name, k, n)`` before the ``k``-th (from 1)
-        of the ``n`` product nodes."""
-        env = {self.graph.input: xb}
+    def batch(self, ci, xb, on_layer=None):
+        """The simulated and the reference tensors (two dicts) of batch ``ci`` with model
+        inputs ``xb``, computed node by node in step (each tensor released after its last
+        reader unless every tensor is kept); ``on_layer(name, k, n)`` before the ``k``-th
+        (from 1) of the ``n`` product nodes."""
+        env, ref = {self.graph.input: xb}, {self.graph.input: xb}
         consts = {}
         for i, node in enumerate(self.graph.nodes):
-            if i in self.skip:
+            if i in self.skip:                  # a folded Add: done with its product
+                self._release(i, env, ref)
                 continue
+            self.reference(i, ref, consts)
             ins = [tensor(t, env, self.arrays, consts) for t in node.inputs]
             pr = self.products.get(i)
             if pr is not None:
@@ -391,10 +402,8 @@ class _Run:
                     outs = run_node(node, ins)    # an overflow upstream: inf, NaN flow on
                 for t, v in zip(node.outputs, outs):
                     env[t] = v
-            for t in node.inputs:
-                if self.release.get(t) == i:
-                    env.pop(t, None)
-        return env
+            self._release(i, env, ref)
+        return env, ref
 
     def _gather(self, env, ref):
         for store, src in ((self.tensors, env), (self.ref_tensors, ref)):
@@ -411,11 +420,9 @@ class _Run:
         out_sim, out_ref = [], []
         g_out = self.graph.output
         for ci, (s0, s1) in enumerate(_batches(self.n, self.opts.batch_size)):
-            xb = self.X[s0:s1]
-            ref = self.ref_cache.pop() if self.ref_cache else self.reference(xb)
             on_layer = None if layer_progress is None else \
                 (lambda name, k, K, s0=s0: layer_progress(s0, self.n, name, k, K))
-            env = self.batch(ci, xb, ref, on_layer)
+            env, ref = self.batch(ci, self.X[s0:s1], on_layer)
             out_sim.append(np.asarray(env[g_out]).reshape(s1 - s0, -1))
             out_ref.append(np.asarray(ref[g_out]).reshape(s1 - s0, -1))
             if self.keep_tensors:
