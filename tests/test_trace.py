@@ -222,7 +222,6 @@ def test_validation_errors_in_memory():
 
 
 def test_save_refuses_bad_trace_and_non_trace_folder(tmp_path):
-    x = RNG.standard_normal((4, 12))
     t = small_mlp()
     t = Trace(t.name, t.graph, {**t.arrays, "linear2.weight": np.ones((3, 5))}, t.inputs)
     with pytest.raises(ValueError):
