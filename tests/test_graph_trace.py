@@ -336,3 +336,16 @@ def test_overflow_with_float_operands_flows_on():
     assert d["pos"].inf == 12 and d["out"].operand_nan == 0
     assert d["out"].nan == d["out"].outputs == 9
     assert np.isnan(r.outputs).all() and r.agreement == 0.0
+
+
+def test_engine_errors_name_the_node():
+    """An engine refusal inside a product names the node (operands of 31 significant bits
+    make products float64 cannot hold exactly)."""
+    wide_ops = FloatFormat(8, 30)
+    acc = Accelerator(wide_ops, wide_ops, FP32, FloatFormat(11, 52), name="odd")
+    g = Graph([Node("mm", "MatMul", ["x", "W"], ["y"])], "x", (1, 4), "y")
+    t = Trace.from_graph("e", g, {"W": RNG.standard_normal((4, 2))},
+                         RNG.standard_normal((3, 4)))
+    with pytest.raises(ValueError, match=r"^node mm \(MatMul\): a, b: exact products") as ei:
+        simulate(t, acc)
+    assert "\n" not in str(ei.value)

@@ -392,16 +392,19 @@ class _Run:
             self.reference(i, ref, consts)
             ins = [tensor(t, env, self.arrays, consts) for t in node.inputs]
             pr = self.products.get(i)
-            if pr is not None:
-                if on_layer is not None:
-                    on_layer(node.name, self.mm_index.index(i) + 1, len(self.mm_index))
-                with np.errstate(over="ignore", invalid="ignore"):
-                    env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
-            else:
+            if pr is not None and on_layer is not None:
+                on_layer(node.name, self.mm_index.index(i) + 1, len(self.mm_index))
+            try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    outs = run_node(node, ins)    # an overflow upstream: inf, NaN flow on
-                for t, v in zip(node.outputs, outs):
-                    env[t] = v
+                    if pr is not None:
+                        env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
+                    else:                  # an overflow upstream: inf, NaN flow on
+                        env.update(zip(node.outputs, run_node(node, ins)))
+            except ValueError as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                if msg.startswith(f"node {node.name} "):
+                    raise
+                raise ValueError(f"node {node.name} ({node.op}): {msg}") from None
             self._release(i, env, ref)
         return env, ref
 
