@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from accsim.network import resolve_trace, simulate
-from accsim.network.ops import forward64
+from accsim.network.products import forward64
 
 
 def main(argv=None):
@@ -39,9 +39,9 @@ def main(argv=None):
     n = len(trace.inputs) if args.limit is None else min(args.limit, len(trace.inputs))
     x = trace.inputs[:n]
     macs = 0
-    for la in trace.layers:
-        if la.kind == "linear":
-            macs += trace.arrays[la.attrs["weight"]].size
+    for node in trace.graph.nodes:
+        if node.op == "Gemm":
+            macs += trace.arrays[node.inputs[1]].size
     macs *= n
 
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from accsim.cli import main
 from accsim.numerics.engine import matmul
 from accsim.network import compare, list_traces, relative_error, resolve_trace, simulate
 from accsim.network.results import ErrorStats
-from accsim.network.ops import forward64
+from accsim.network.products import forward64
 from accsim.network.trace import save_trace, sequential
 
 FP16 = FloatFormat(5, 10)
@@ -78,7 +78,8 @@ def test_trace_quant_formats_and_fp64_accumulator():
     acc = Accelerator(FP32, FP32, FloatFormat(11, 52), FloatFormat(11, 52))
     r = simulate(t, acc)
     assert (r.input_format, r.weight_format) == ("fp32", "fp32")
-    np.testing.assert_allclose(r.outputs, forward64(t), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(r.outputs, forward64(t).reshape(len(t.inputs), -1),
+                               rtol=1e-6, atol=1e-6)
     assert r.agreement == 1.0
     assert 0 < r.layers[0].error["p50"] < 1e-6
 
@@ -207,7 +208,8 @@ def test_accuracy_and_agreement_definitions():
     assert r.reference_accuracy == np.mean(pref == t.labels)
     assert r.agreement == np.mean(pred == pref)
     assert r.agreement < 1.0            # a 3-bit-significand accumulator changes decisions
-    np.testing.assert_array_equal(r.reference_outputs, forward64(t))
+    np.testing.assert_array_equal(r.reference_outputs,
+                                  forward64(t).reshape(len(t.inputs), -1))
 
 
 def test_relative_error_conventions():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from accsim.network import ops
-from accsim.network.ops import forward64
+from accsim.network.products import forward64
 from accsim.network.trace import Layer, Trace, load_trace, save_trace, sequential
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,12 +121,14 @@ def test_activations():
 def test_builder_and_forward():
     t = small_cnn()
     assert t.matmul_layers() == ["conv2d0", "linear5"]
-    assert t.shapes()["conv2d0"] == (5, 5, 9) and t.shapes()["linear5"] == (4,)
-    out, every = forward64(t, return_all=True)
-    assert out.shape == (6, 4) and set(every) >= {"input", "conv2d0", "softmax6"}
+    # model shapes: a model batch axis of one in front of version 1's per-sample shapes
+    assert t.shapes()["conv2d0"] == (1, 5, 5, 9) and t.shapes()["linear5"] == (1, 4)
+    assert forward64(t).shape == (6, 1, 4)
+    every = forward64(t, return_all=True)
+    assert set(every) >= {"input", "conv2d0", "softmax6"}
     w = t.arrays["conv2d0.weight"]
     ref = naive_conv(t.inputs, w, t.arrays["conv2d0.bias"], (2, 1), (1, 0, 1, 2))
-    np.testing.assert_allclose(every["conv2d0"], ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(every["conv2d0"][:, 0], ref, rtol=1e-12, atol=1e-12)
     assert t.reference_accuracy == t.accuracy()
 
 
@@ -135,7 +137,7 @@ def test_round_trip(tmp_path):
     save_trace(t, tmp_path / "tr")
     u = load_trace(tmp_path / "tr")
     assert u.name == t.name and u.description == "test" and u.quant == t.quant
-    assert u.layers == t.layers
+    assert u.graph == t.graph
     assert set(u.arrays) == set(t.arrays)
     for k in t.arrays:
         assert np.array_equal(u.arrays[k], t.arrays[k]) and u.arrays[k].dtype == np.float64
@@ -145,7 +147,7 @@ def test_round_trip(tmp_path):
     # overwrite in place; no temporary folders left behind
     save_trace(u, tmp_path / "tr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tr"]
-    assert load_trace(tmp_path / "tr" / "trace.yaml").layers == t.layers
+    assert load_trace(tmp_path / "tr" / "trace.yaml").graph == t.graph
 
 
 def test_round_trip_fp16_values_stored_small(tmp_path):
@@ -168,9 +170,9 @@ def test_residual_and_explicit_inputs(tmp_path):
                       Layer("out", "tanh", ("sum",))), {"W": W}, x)
     t.validate()
     expect = np.tanh(np.maximum(x @ W.T, 0) + x)
-    np.testing.assert_allclose(forward64(t), expect)
+    np.testing.assert_allclose(forward64(t)[:, 0], expect)
     save_trace(t, tmp_path / "res")
-    assert load_trace(tmp_path / "res").layers[2].inputs == ("act", "input")
+    assert load_trace(tmp_path / "res").graph.nodes[2].inputs == ("act", "input")
 
 
 # ---------------------------------------------------------------------------------------
@@ -220,8 +222,8 @@ def test_validation_errors_in_memory():
 
 
 def test_save_refuses_bad_trace_and_non_trace_folder(tmp_path):
-    x = RNG.standard_normal((4, 12))
-    t = Trace("s", (Layer("fc", "linear", (), {"weight": "W"}),), {"W": np.ones((3, 5))}, x)
+    t = small_mlp()
+    t = Trace(t.name, t.graph, {**t.arrays, "linear2.weight": np.ones((3, 5))}, t.inputs)
     with pytest.raises(ValueError):
         save_trace(t, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
@@ -235,7 +237,32 @@ def test_save_refuses_bad_trace_and_non_trace_folder(tmp_path):
 
 @pytest.fixture
 def saved(tmp_path):
-    return save_trace(small_mlp(), tmp_path / "t")
+    """A version-1 trace folder (linear0 (8, 12), relu1, linear2 (3, 8)) as older
+    accsim wrote them."""
+    t = small_mlp()
+    d = tmp_path / "t"
+    save_trace(t, d)
+    doc = {"kind": "trace", "version": 1, "name": t.name, "num_samples": len(t.inputs),
+           "input_shape": [12], "arrays": "arrays.npz", "layers": [
+               {"name": "linear0", "kind": "linear", "weight": "linear0.weight",
+                "bias": "linear0.bias"},
+               {"name": "relu1", "kind": "relu"},
+               {"name": "linear2", "kind": "linear", "weight": "linear2.weight",
+                "bias": "linear2.bias"}]}
+    (d / "trace.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return d
+
+
+def test_version1_folder_loads_as_graph(saved):
+    t = load_trace(saved)
+    assert [(n.name, n.op) for n in t.graph.nodes] == [
+        ("linear0", "Gemm"), ("relu1", "Relu"), ("linear2", "Gemm")]
+    assert t.graph.nodes[0].attrs == {"transB": 1} and t.graph.input_shape == (1, 12)
+    W, b = t.arrays["linear0.weight"], t.arrays["linear0.bias"]
+    h = np.maximum(t.inputs @ W.T + b, 0)
+    np.testing.assert_allclose(forward64(t)[:, 0],
+                               h @ t.arrays["linear2.weight"].T + t.arrays["linear2.bias"],
+                               rtol=1e-13)
 
 
 def edit_yaml(path, fn):
@@ -350,10 +377,10 @@ def test_bundled_trace(name):
 
 def test_bundled_shapes():
     t = load_trace(TRACES / "mnist-mlp-relu")
-    assert [t.arrays[t.layer(n).attrs["weight"]].shape for n in t.matmul_layers()] == \
+    assert [t.arrays[t.node(n).inputs[1]].shape for n in t.matmul_layers()] == \
         [(512, 784), (512, 512), (10, 512)]
-    assert [la.kind for la in load_trace(TRACES / "mnist-mlp-tanh").layers].count("tanh") == 2
-    assert "conv2d" in [la.kind for la in load_trace(TRACES / "mnist-cnn").layers]
+    assert [n.op for n in load_trace(TRACES / "mnist-mlp-tanh").graph.nodes].count("Tanh") == 2
+    assert "Conv" in [n.op for n in load_trace(TRACES / "mnist-cnn").graph.nodes]
 
 
 def test_traces_folder_small():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from ..hardware.cost import load_technology, price_simulation
-from ..network.simulation import resolve_accelerator, resolve_trace, simulate
+from ..network.simulation import resolve_accelerator, resolve_trace, save_outputs, simulate
 from ..precision.scheduler import ESTIMATORS, check_policy, uses_estimator
 from .cost import cost_summary_lines
 from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, SampleBar, check_out_file,
@@ -66,6 +66,13 @@ def register(subparsers):
     s.add_argument("--csv", metavar="FILE", default=None,
                    help="also write one CSV row per layer and run (relative errors, "
                         "events, re-issued fraction)")
+    s.add_argument("--save-outputs", metavar="FILE.npz", default=None,
+                   help="write the network outputs (float64, samples first): outputs "
+                        "(narrow / policy run), wide_outputs (unless --narrow-only), "
+                        "reference_outputs (float64 reference)")
+    s.add_argument("--save-tensors", action="store_true",
+                   help="with --save-outputs: also every node's output tensor by name "
+                        "(tensor/NAME, wide_tensor/NAME, reference_tensor/NAME)")
     s.add_argument("--quiet", "-q", action="store_true",
                    help="no progress or compile notice on stderr (also none with --json)")
     s.set_defaults(func=_cmd_simulate)
@@ -130,12 +137,17 @@ def _cmd_simulate(args):
         raise ValueError(f"--{exc}") from None
     if args.csv is not None:
         check_out_file(args.csv, "--csv")
+    if args.save_outputs is not None:
+        check_out_file(args.save_outputs, "--save-outputs")
+    elif args.save_tensors:
+        raise ValueError("--save-tensors: needs --save-outputs FILE.npz")
+    keep = bool(args.save_tensors)
     trace = resolve_trace(args.trace)
     acc = resolve_accelerator(args.accelerator, args.narrow, args.wide)
     show = show_progress(args.quiet, args.json)
     try:
         narrow = _simulate_shown("narrow", show, trace, acc, limit=limit, seed=args.seed,
-                                 **options)
+                                 keep_tensors=keep, **options)
     except ValueError as exc:
         if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
                                 "tau:")):
@@ -143,12 +155,14 @@ def _cmd_simulate(args):
         raise
     wide = None
     if not args.narrow_only:
-        wide = _wide_run(trace, acc, narrow, limit, args.seed, show)
+        wide = _wide_run(trace, acc, narrow, limit, args.seed, show, keep)
     priced = _priced(acc, args.technology, narrow)
     runs = [(_run_label(narrow), narrow)] + ([(f"wide {wide.narrow}", wide)] if wide else [])
     if args.csv is not None:
         write_csv(args.csv, _CSV_HEADER, [row for tag, res in runs
                                           for row in _csv_rows(tag, res)])
+    if args.save_outputs is not None:
+        save_outputs(args.save_outputs, narrow, wide, tensors=keep)
     if args.json:
         d = narrow.to_dict()
         d.update(priced)
@@ -160,7 +174,7 @@ def _cmd_simulate(args):
     return 0
 
 
-def _wide_run(trace, acc, narrow, limit, seed, show):
+def _wide_run(trace, acc, narrow, limit, seed, show, keep=False):
     """The same samples again with the narrow accumulator replaced by the top of the
     narrow run's ladder (the wide accumulator when it had none), in its rounding."""
     top = narrow.ladder_formats[-1] if narrow.ladder_formats else acc.wide
@@ -174,7 +188,8 @@ def _wide_run(trace, acc, narrow, limit, seed, show):
         c = narrow.calibration
         trace = dataclasses.replace(trace, inputs=X[c:], labels=None if lab is None else lab[c:])
         limit = None
-    return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed)
+    return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed,
+                           keep_tensors=keep)
 
 
 def _priced(acc, technology, result):
@@ -219,6 +234,7 @@ def _print_table(trace, acc, runs, priced):
           f"(operands {narrow.input_format} x {narrow.weight_format}, {acc.structure}, "
           f"narrow {narrow.narrow}, wide {narrow.wide})")
     _print_layers(runs)
+    _print_nonfinite(runs)
     print(f"policy {narrow.policy}{_budget(narrow)}: re-issued "
           f"{100 * narrow.recomputed_fraction:.2f}% of the outputs; bound violations "
           f"{narrow.bound_violations}")
@@ -261,6 +277,17 @@ def _print_layers(runs):
                   f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
                   f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
                   f"{lr.events['overflows']:>9} {lr.events['inexact']:>10} {reissued:>9}")
+
+
+def _print_nonfinite(runs):
+    """One line per product node and run whose outputs went NaN / inf (an overflow) or
+    whose operands had NaN / inf mapped by an integer operand format."""
+    for tag, res in runs:
+        for lr in res.layers:
+            if lr.nan or lr.inf or lr.operand_nan or lr.operand_inf:
+                print(f"node {lr.name} ({tag}): {lr.nan} NaN and {lr.inf} inf outputs of "
+                      f"{lr.outputs}; operands: {lr.operand_nan} NaN mapped to 0, "
+                      f"{lr.operand_inf} inf saturated")
 
 
 #: columns of ``--csv`` (one row per matmul layer and run; rel_error_*: relative errors

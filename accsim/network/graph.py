@@ -45,7 +45,7 @@ PARAM_INPUTS = {
 }
 
 #: ops computed as matrix products on the accelerator's datapath
-PRODUCT_OPS = ("Gemm", "MatMul", "Conv")
+PRODUCT_OPS = ("Gemm", "MatMul", "Conv", "ConvTranspose")
 
 
 @dataclass(frozen=True)

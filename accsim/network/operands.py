@@ -19,11 +19,18 @@ per-tensor activations and per-channel weights for integer formats).
     accumulator (the standard integer-inference pipeline). For a float format with a
     per-tensor scale, ``qmax`` is its largest finite value.
 
-Lowering (:class:`PreparedLayer` holds B)
-    linear: ``z = x @ W.T + b``, so A = x (N, in), B = W.T (in, out), K = in.
-    conv2d: im2col, as accelerators do: A = patches (N*Ho*Wo, C*kh*kw),
-    B = W.reshape(Cout, -1).T, so the accumulation length is K = C*kh*kw.
-    The bias is the accumulator register's initial value (rounded into its format).
+A product node is lowered to 2-D problems ``A (m, K) @ B (K, n)`` by
+:mod:`.products`; :class:`PreparedLayer` holds one problem's right operand B, quantized
+once: a constant B (weights) with the weight spec (per-tensor or per-column scales), an
+activation B (the keys of QK^T, the values of A.V) with the input spec and a per-tensor
+scale calibrated like any activation. The bias is the accumulator register's initial
+value (rounded into its format).
+
+Non-finite activations (an overflowed accumulator upstream): NaN stays NaN and +-inf
+stays +-inf in float operand formats that hold them (else the format's overflow rule);
+for integer and fixed-point operand formats, +-inf saturates to the largest magnitude
+(``qmax``) and NaN becomes 0. :func:`quantize_activation` returns how many values of
+each kind it mapped; the simulator reports them per product node.
 """
 
 from __future__ import annotations
@@ -35,7 +42,11 @@ import numpy as np
 from ..numerics.config import load_format
 from ..numerics.formats import FixedFormat, FloatFormat, IntFormat
 from ..numerics.rounding import quantize
-from .trace import INPUT_SCALES, WEIGHT_SCALES
+
+INPUT_SCALES = ("none", "per-tensor")
+"""Scale granularities of activation operands (``quant.input.scale``)."""
+WEIGHT_SCALES = ("none", "per-tensor", "per-channel")
+"""Scale granularities of weight operands (``quant.weight.scale``)."""
 
 
 def _qmax(fmt):
@@ -113,19 +124,14 @@ def _scale_from_amax(amax, fmt):
     return np.where((s > 0) & np.isfinite(s), s, 1.0)
 
 
+def activation_scale(amax, ispec):
+    """The per-tensor scale of activations of calibrated largest magnitude ``amax`` under
+    the input spec ``ispec`` (None when activations are not scaled)."""
+    return None if ispec.scale == "none" else _scale_from_amax(amax, ispec.fmt)
+
+
 def _rne(v, fmt):
     return np.asarray(quantize(v, fmt, "rne"), dtype=np.float64)
-
-
-def _weights_ref(layer, trace):
-    """(W as B (K, n), bias or None, K)."""
-    W = np.asarray(trace.arrays[layer.attrs["weight"]], dtype=np.float64)
-    bkey = layer.attrs.get("bias")
-    b = None if bkey is None else np.asarray(trace.arrays[bkey], dtype=np.float64)
-    if layer.kind == "linear":
-        return W.T, b, W.shape[1]
-    Cout = W.shape[0]
-    return W.reshape(Cout, -1).T, b, int(np.prod(W.shape[1:]))
 
 
 def _weight_scale(B, wspec, n):
@@ -137,55 +143,84 @@ def _weight_scale(B, wspec, n):
 
 
 class PreparedLayer:
-    """Per-layer constants of a matmul layer, computed once per run: the quantized
-    weights ``Bq`` (K, n) (also transposed and as magnitudes), the scales, the bias in
-    accumulator units and the output scale (None when nothing is scaled).
+    """Constants of one 2-D problem ``A (m, K) @ B (K, n)`` of a product node, computed
+    once per run (or once per slice for an activation ``B``): the quantized ``Bq``
+    (K, n) (also transposed and as magnitudes), the scales, the bias in accumulator units
+    and the output scale (None when nothing is scaled).
 
-    ``amax_x``: the calibrated largest input magnitude (module doc; unused without an
-    input scale). ``acc``: the accelerator (its narrow format decides whether the scaled
-    bias is rounded to an integer; its weight format must hold ``Bq``).
+    ``name``: the node's (messages). ``B``, ``bias``: float64 reference values (bias (n,)
+    or None). ``amax_x``: the calibrated largest magnitude of the activations feeding A
+    (module doc; unused without an input scale). ``amax_b``: None for a constant B (the
+    weight spec, scales from B itself); else B is an activation quantized with the input
+    spec and a per-tensor scale from this calibrated magnitude. ``acc``: the accelerator
+    (its narrow format decides whether the scaled bias is rounded to an integer).
     """
 
-    def __init__(self, layer, trace, acc, ispec, wspec, amax_x):
-        self.layer = layer
-        B, b, K = _weights_ref(layer, trace)
-        self.K = K
-        self.n = B.shape[1]
-        if layer.kind == "conv2d":
-            W = trace.arrays[layer.attrs["weight"]]
-            self.kh, self.kw = int(W.shape[2]), int(W.shape[3])
-        s_w = _weight_scale(B, wspec, self.n)
+    def __init__(self, name, B, bias, acc, ispec, wspec, amax_x, amax_b=None):
+        self.name = name
+        B = np.asarray(B, dtype=np.float64)
+        self.K, self.n = int(B.shape[0]), int(B.shape[1])
         s_x = np.float64(1.0) if ispec.scale == "none" else _scale_from_amax(amax_x, ispec.fmt)
+        if amax_b is None:
+            bspec, role, hw = wspec, "weight", acc.weight
+            s_w = _weight_scale(B, wspec, self.n)
+        else:
+            bspec, role, hw = ispec, "input", acc.input
+            s_w = np.float64(1.0) if ispec.scale == "none" else \
+                _scale_from_amax(amax_b, ispec.fmt)
         self.s_x, self.s_w = s_x, s_w
         self.ifmt = ispec.fmt
         self.scaled_x = ispec.scale != "none"
-        self.Bq = _rne(B, wspec.fmt) if wspec.scale == "none" else \
-            quantize_scaled(B, wspec.fmt, s_w)
-        self.out_scale = None if (ispec.scale == "none" and wspec.scale == "none") \
+        Bq = _rne(B, bspec.fmt) if bspec.scale == "none" else \
+            quantize_scaled(_finite_for(B, bspec.fmt)[0], bspec.fmt, s_w)
+        self.out_scale = None if (ispec.scale == "none" and bspec.scale == "none") \
             else s_x * s_w
-        if b is None:
+        if bias is None:
             self.bias = None
-        elif self.out_scale is None:
-            self.bias = b
         else:
-            self.bias = b / self.out_scale
-            if isinstance(acc.narrow, IntFormat):       # round(b / (s_x * s_w))
-                self.bias = np.rint(self.bias)
-        self.Bq = np.ascontiguousarray(self.Bq)
+            bias = np.asarray(bias, dtype=np.float64)
+            self.bias = bias if self.out_scale is None else bias / self.out_scale
+            if self.out_scale is not None and isinstance(acc.narrow, IntFormat):
+                self.bias = np.rint(self.bias)              # round(b / (s_x * s_w))
+        self.Bq = np.ascontiguousarray(Bq)
         self.BqT = np.ascontiguousarray(self.Bq.T)
         self.absB = np.abs(self.Bq)
         self.absB32 = self.absB.astype(np.float32)
-        _check_representable(self.Bq, acc.weight, "weight", layer, wspec.fmt)
+        _check_representable(self.Bq, hw, role, name, bspec.fmt)
 
     def quantize_x(self, x):
-        """The layer's input activations ``x`` (float64) on the input operand grid (in
-        scaled units when the input is scaled)."""
-        if self.scaled_x:
-            return quantize_scaled(x, self.ifmt, self.s_x)
-        return _rne(x, self.ifmt)
+        """The activations ``x`` (float64) of A on the input operand grid (in scaled
+        units when the input is scaled)."""
+        return quantize_activation(x, self.ifmt, self.s_x if self.scaled_x else None)[0]
 
 
-def _check_representable(q, fmt, role, layer, qfmt):
+def _finite_for(x, fmt):
+    """``x`` with the module doc's rule for non-finite values applied when ``fmt`` is an
+    integer / fixed-point format; (values, NaN count, inf count)."""
+    if isinstance(fmt, FloatFormat):
+        return x, 0, 0
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return x, 0, 0
+    nan = np.isnan(x)
+    n_nan = int(nan.sum())
+    x = np.where(nan, 0.0, x)                       # clip saturates +-inf to +-qmax
+    return x, n_nan, int(bad.sum()) - n_nan
+
+
+def quantize_activation(x, fmt, scale=None):
+    """Activations ``x`` on the grid of ``fmt`` (divided by ``scale`` first when given);
+    non-finite values follow the module doc's rule. Returns (values, NaN count, inf count):
+    the NaN and inf values of ``x`` that an integer / fixed-point format mapped."""
+    x, n_nan, n_inf = _finite_for(np.asarray(x, dtype=np.float64), fmt)
+    if scale is None:
+        if n_inf:
+            x = np.clip(x, _qmin(fmt), _qmax(fmt))
+        return _rne(x, fmt), n_nan, n_inf
+    return quantize_scaled(x, fmt, scale), n_nan, n_inf
+
+
+def _check_representable(q, fmt, role, name, qfmt):
     """Values quantized to the trace's format must be values of the accelerator's."""
     if qfmt == fmt:
         return
@@ -196,5 +231,5 @@ def _check_representable(q, fmt, role, layer, qfmt):
         back = None
     if back is None or not np.array_equal(back, fin):
         raise ValueError(
-            f"layer {layer.name}: the trace quantizes {role}s to {qfmt.label}, whose "
+            f"node {name}: the trace quantizes {role}s to {qfmt.label}, whose "
             f"values the accelerator's {role} format {fmt.label} cannot hold")

@@ -13,9 +13,8 @@ Layout conventions (shared by the simulator, the ONNX importer and the bundled t
 
   The patch columns are ordered (c, i, j), the order of ``W.reshape(Cout, C*kh*kw)``.
 
-``forward64(trace)`` runs a whole trace in float64 with no operand quantisation: the trace's
-stored arrays are taken as they are (the bundled traces store fp16-representable values, so
-this is the exact reference of the stored network).
+The graph operators (:mod:`.graph_ops`) and the product lowering (:mod:`.products`) build
+on these; :func:`accsim.network.products.forward64` runs a whole trace in float64.
 """
 
 from __future__ import annotations
@@ -53,28 +52,34 @@ def out_size(size, k, stride, pad_lo, pad_hi):
     return (size + pad_lo + pad_hi - k) // stride + 1
 
 
-def _windows(x, kh, kw, stride, padding, fill):
-    """(N, C, Ho, Wo, kh, kw) view of the padded input's windows."""
+def _windows(x, kh, kw, stride, padding, fill, dilation=(1, 1)):
+    """(N, C, Ho, Wo, kh, kw) view of the padded input's windows (taps ``dilation``
+    apart)."""
     sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
     t, l, b, r = _quad(padding)
     if x.ndim != 4:
         raise ValueError(f"expected an NCHW array, got shape {x.shape}")
     if t or l or b or r:
         x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=fill)
-    if x.shape[2] < kh or x.shape[3] < kw:
-        raise ValueError(f"window {kh}x{kw} larger than the padded input {x.shape[2:]}")
-    w = sliding_window_view(x, (kh, kw), axis=(2, 3))
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if x.shape[2] < eh or x.shape[3] < ew:
+        raise ValueError(f"window {eh}x{ew} larger than the padded input {x.shape[2:]}")
+    w = sliding_window_view(x, (eh, ew), axis=(2, 3))
+    if dh > 1 or dw > 1:
+        return w[:, :, ::sh, ::sw, ::dh, ::dw]
     return w[:, :, ::sh, ::sw]
 
 
-def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0, 0, 0)):
+def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1)):
     """Patches of an NCHW array as rows: ``(N*Ho*Wo, C*kh*kw)``, with ``Ho`` and ``Wo``.
 
     Row ``(n, ho, wo)`` (C order) holds the window under output pixel ``(ho, wo)`` of image
-    ``n``; columns are ordered ``(c, i, j)`` like ``W.reshape(Cout, C*kh*kw)``. Padding is zeros.
+    ``n``; columns are ordered ``(c, i, j)`` like ``W.reshape(Cout, C*kh*kw)``. Padding is
+    zeros; ``dilation`` spaces the kernel's taps (ONNX ``dilations``).
     """
     x = np.asarray(x, dtype=np.float64)
-    w = _windows(x, int(kh), int(kw), stride, padding, 0.0)
+    w = _windows(x, int(kh), int(kw), stride, padding, 0.0, dilation)
     n, _, ho, wo = w.shape[:4]
     patches = np.ascontiguousarray(w.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, -1)
     return patches, ho, wo
@@ -200,31 +205,3 @@ def apply_layer(layer, ins, arrays):
     if k in ACTIVATION_KINDS:
         return activation(k, x)
     raise ValueError(f"layer {layer.name!r}: unknown kind {k!r}")
-
-
-def layer_inputs(trace):
-    """For each layer (in order), the names of the tensors it reads ("input" = trace input)."""
-    out = []
-    prev = "input"
-    for layer in trace.layers:
-        out.append(tuple(layer.inputs) if layer.inputs else (prev,))
-        prev = layer.name
-    return out
-
-
-def forward64(trace, x=None, return_all=False):
-    """Float64 forward pass of a whole trace.
-
-    ``x`` defaults to ``trace.inputs``. Returns the last layer's output; with
-    ``return_all=True`` returns ``(output, {layer name: output})`` (the dict also holds
-    ``"input"``). No operand quantisation is applied.
-    """
-    x = np.asarray(trace.inputs if x is None else x, dtype=np.float64)
-    tensors = {"input": x}
-    out = x
-    for layer, names in zip(trace.layers, layer_inputs(trace)):
-        out = apply_layer(layer, [tensors[n] for n in names], trace.arrays)
-        tensors[layer.name] = out
-    if return_all:
-        return out, tensors
-    return out

@@ -10,7 +10,9 @@ sample, against the float64 reference's z_i^ref of the same layer)
     with ``n_infinite`` saying how many components were infinite.
 
 Accuracy is the fraction of samples whose argmax of the network output equals the label;
-``agreement`` the fraction whose argmax equals the float64 reference's argmax.
+``agreement`` the fraction whose argmax equals the float64 reference's argmax. An output
+row holding a NaN (an overflow upstream) predicts no class: it is neither accurate nor in
+agreement.
 
 Filled in by :mod:`accsim.network.simulation`; priced by :mod:`accsim.hardware.cost`.
 ``accsim simulate --json`` is :meth:`SimulationResult.to_dict` plus the keys of
@@ -143,6 +145,10 @@ class LayerResult:
     level_labels: list = field(default_factory=list)   # rung formats, cheapest first
     level_counts: list = field(default_factory=list)   # components per rung
     neuron_levels: list | None = None     # static: the rung of every neuron (column)
+    nan: int = 0             # simulated outputs that are NaN (an overflow upstream)
+    inf: int = 0             # simulated outputs that are +-inf
+    operand_nan: int = 0     # NaN activations an integer operand format mapped to 0
+    operand_inf: int = 0     # +-inf activations an integer operand format saturated
 
     @property
     def recomputed_fraction(self) -> float:
@@ -168,6 +174,8 @@ class LayerResult:
             d[f"rel_error_{k}"] = _json_float(self.error.get(k))
         d["n_infinite"] = int(self.error.get("n_infinite", 0))
         d["events"] = dict(self.events)
+        d["nonfinite"] = {"nan": self.nan, "inf": self.inf, "operand_nan": self.operand_nan,
+                          "operand_inf": self.operand_inf}
         d["seconds"] = self.seconds
         return d
 
@@ -200,6 +208,8 @@ class SimulationResult:
     ladder_formats: list = field(default_factory=list, repr=False)   # rung format values
     calibration: int | None = None     # static: calibration samples (not evaluated)
     quantile: float | None = None      # static: per-neuron score quantile
+    tensors: dict | None = field(repr=False, default=None)   # keep_tensors: name -> (S, ...)
+    reference_tensors: dict | None = field(repr=False, default=None)
 
     @property
     def recomputed_fraction(self) -> float:

@@ -1,32 +1,43 @@
 """Run a :class:`~accsim.network.trace.Trace` end to end on a simulated accelerator.
 
-:func:`simulate` runs the network layer by layer. Every ``linear`` and ``conv2d`` layer's
-matrix product goes through :func:`accsim.numerics.engine.matmul` on the accelerator's
-*narrow* datapath (``Accelerator.datapath("narrow")``: its accumulator, rounding, product
-mode and structure); every other layer (pooling, activations, residual adds, reshapes)
-runs in float64 with :mod:`accsim.network.ops`. The float64 reference
-(:func:`accsim.network.ops.forward64`) runs alongside on the same samples.
+:func:`simulate` walks the trace's graph once per batch. Every product node (Gemm, MatMul,
+Conv: :data:`accsim.network.graph.PRODUCT_OPS`) is lowered to 2-D problems
+(:mod:`accsim.network.products`) that go through :func:`accsim.numerics.engine.matmul` on
+the accelerator's *narrow* datapath (``Accelerator.datapath("narrow")``: its accumulator,
+rounding, product mode and structure); every other node runs in float64
+(:mod:`accsim.network.graph_ops`). The float64 reference
+(:func:`accsim.network.products.run_reference_node`) runs alongside on the same samples,
+node by node in step with the simulated pass (each tensor released after its last reader).
 
 The parts, one module each:
 
-* :mod:`accsim.network.operands`: the lowering of a layer to one matrix product and the
-  quantisation of its operands (formats, scales, the calibration of activation scales);
-* :mod:`accsim.network.reissue`: one layer batch: the narrow pass, the scheduler's
-  choice of rungs, the re-issues and the bound check;
+* :mod:`accsim.network.products`: the lowering of product nodes to 2-D problems, the
+  float64 forward pass, the activation consuming each product and bias folding;
+* :mod:`accsim.network.operands`: the quantisation of operands (formats, scales, the
+  calibration of activation scales, non-finite activations);
+* :mod:`accsim.network.reissue`: one 2-D problem's batch: the narrow pass, the
+  scheduler's choice of rungs, the re-issues and the bound check;
 * :mod:`accsim.network.results`: relative errors, their statistics, accuracy and
-  agreement, and the result records;
+  agreement, and the result records (one per product node, keyed by its name);
 * this module: the options of a run (:class:`RunOptions`), the pass over the samples
-  (one :class:`~accsim.network.reissue.LayerRun` per matmul layer), the ``static``
-  policy's calibration pass, and :func:`compare`.
+  (one :class:`~accsim.network.reissue.LayerRun` per product node), the ``static``
+  policy's calibration pass, :func:`compare` and :func:`save_outputs`.
+
+An overflow never aborts a run: non-finite outputs of a product are counted per node
+(``LayerResult.nan`` / ``inf``) and flow on through the graph (numpy's warnings about them
+are silenced); the next product quantizes them by the rule of :mod:`.operands`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -37,12 +48,13 @@ from ..numerics.datapath import Datapath
 from ..numerics.formats import FloatFormat, IntFormat
 from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_policy,
                                    default_ladder, resolve_ladder, static_neuron_levels)
-from . import ops
-from .operands import PreparedLayer, operand_specs
-from .reissue import (LayerRun, ReissuePolicy, Transposer, layer_matmul, next_activation,
-                      schedule_and_check)
+from .graph_ops import run_node, tensor
+from .operands import PreparedLayer, activation_scale, operand_specs, quantize_activation
+from .products import (consumer_activation, foldable_bias, last_uses, lower, operand_inputs,
+                       run_reference_node)
+from .reissue import LayerRun, ReissuePolicy, Transposer, layer_matmul, schedule_and_check
 from .results import LayerResult, SimulationResult, relative_error
-from .trace import MATMUL_KINDS, resolve_trace
+from .trace import resolve_trace, write_npz
 
 DEFAULT_BATCH = 256
 
@@ -152,7 +164,7 @@ def product_bits(a, w) -> int:
 
 
 def check_register_widths(trace, acc, rung_formats, stacklevel=3):
-    """Warn (:class:`AccumulatorWidthWarning`, one line naming the matmul layers) when an
+    """Warn (:class:`AccumulatorWidthWarning`, one line naming the product nodes) when an
     integer accumulator of ``rung_formats`` has fewer bits than one product of the
     trace's integer operands on ``acc`` (``int8`` register for ``int8 x int8``): its
     sums wrap or saturate from the first term."""
@@ -161,7 +173,7 @@ def check_register_widths(trace, acc, rung_formats, stacklevel=3):
     if not (isinstance(a, IntFormat) and isinstance(w, IntFormat)):
         return
     need = product_bits(a, w)
-    layers = [la.name for la in trace.layers if la.kind in MATMUL_KINDS]
+    layers = trace.matmul_layers()
     for f in dict.fromkeys(rung_formats):
         if isinstance(f, IntFormat) and f.bits < need and layers:
             warnings.warn(f"layer{'s' if len(layers) > 1 else ''} {', '.join(layers)}: the "
@@ -178,83 +190,158 @@ def _batches(n, size):
         yield s, min(n, s + size)
 
 
-def _seed_for(seed, layer_index, chunk_index):
-    ss = np.random.SeedSequence([int(seed), layer_index, chunk_index])
+def _seed_for(seed, node_index, chunk_index, problem=None):
+    """The engine's seed of one problem of a product node in one batch (the problem index
+    is left out for nodes lowered to a single problem)."""
+    key = [int(seed), node_index, chunk_index] + ([] if problem is None else [problem])
+    ss = np.random.SeedSequence(key)
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-class _Run:
-    """The state of one pass of the samples ``X`` of ``trace`` through the network on
-    ``acc`` with the options ``opts``: per matmul layer a
-    :class:`~accsim.network.reissue.LayerRun`, the float64 reference's time, and the
-    transposes a batch reuses. ``neuron_levels``: ``static`` inference, the rung of every
-    neuron by layer index."""
+class _Product:
+    """A product node within a run: its :class:`~accsim.network.reissue.LayerRun`, the
+    tensor it writes (a folded ``Add``'s output when its bias was folded), the inputs
+    feeding A and an activation B, their calibrated magnitudes, and the prepared constant
+    operands (:class:`~accsim.network.operands.PreparedLayer`, by problem key)."""
 
-    def __init__(self, trace, acc, X, labels, opts, neuron_levels=None):
-        self.trace, self.acc, self.X, self.labels, self.opts = trace, acc, X, labels, opts
+    def __init__(self, index, node, arrays, fold, act, lr):
+        self.index, self.node, self.lr = index, node, lr
+        self.fold, self.bias = fold
+        self.out = self.fold.outputs[0] if self.fold is not None else node.outputs[0]
+        self.const = [t in arrays for t in node.inputs]
+        self.a_input, self.b_input = operand_inputs(node, arrays)
+        self.act = act
+        self.amax_a = self.amax_b = 0.0
+        self.s_x = None
+        self.prepared = {}
+        self.levels = None           # static inference: the rung of every output column
+        self.groups = 1
+
+    def scores(self):
+        """``static`` calibration scores (rows, output columns) of every batch."""
+        s, g = self.lr.scores, self.groups
+        if g == 1:
+            return np.concatenate(s)
+        return np.concatenate([np.concatenate(s[k:k + g], axis=1)
+                               for k in range(0, len(s), g)])
+
+
+def _predictions(out):
+    """Argmax of every row of ``out`` (S, classes); -1 (no class: it neither agrees nor
+    is accurate) for a row holding a NaN."""
+    pred = np.argmax(out, axis=1)
+    return np.where(np.isnan(out).any(axis=1), -1, pred)
+
+
+class _Run:
+    """The state of one pass of the samples ``X`` of ``trace`` through its graph on
+    ``acc`` with the options ``opts``: per product node a :class:`_Product`, the float64
+    reference's time, and the transposes a batch reuses. ``neuron_levels``: ``static``
+    inference, the rung of every output column by node index. ``keep_tensors``: gather
+    every tensor of both passes (:attr:`SimulationResult.tensors`)."""
+
+    def __init__(self, trace, acc, X, labels, opts, neuron_levels=None, keep_tensors=False):
+        self.trace, self.acc, self.labels, self.opts = trace, acc, labels, opts
+        self.graph, self.arrays = trace.graph, trace.arrays
+        self.X = trace.model_inputs(X)
         self.n = X.shape[0]
         self.ispec, self.wspec = operand_specs(trace, acc)
-        self.layers = list(trace.layers)
-        self.input_names = dict(enumerate(ops.layer_inputs(trace)))
-        self.mm_index = [i for i, la in enumerate(self.layers) if la.kind in MATMUL_KINDS]
-        self.acts = {i: next_activation(self.layers, self.input_names, i)
-                     for i in self.mm_index}
         self.neuron_levels = neuron_levels
+        self.keep_tensors = keep_tensors
         self.transpose = Transposer()
         self.ref_seconds = 0.0
-        self.ref_cache = []
-        self.mm = {}
+        self.products, self.skip = self._plan(trace.shapes())
+        self.mm = {i: pr.lr for i, pr in self.products.items()}
+        self.mm_index = list(self.products)
+        self.release = {} if keep_tensors else last_uses(self.graph)
+        self.tensors, self.ref_tensors = {}, {}
 
-    def reference(self, x):
-        """Every tensor of the float64 forward pass of ``x``, by name (timed)."""
-        t0 = time.perf_counter()
-        _, outs = ops.forward64(self.trace, x, return_all=True)
-        self.ref_seconds += time.perf_counter() - t0
-        return outs
-
-    def calibrate(self):
-        """The largest magnitude of the float64 reference activations entering every
-        matmul layer over all samples (none needed without an input scale); the
-        reference is kept when one batch holds every sample."""
-        amax = dict.fromkeys(self.mm_index, 0.0)
-        if self.ispec.scale == "none":
-            return amax
-        for s0, s1 in _batches(self.n, self.opts.batch_size):
-            outs = self.reference(self.X[s0:s1])
-            for i in self.mm_index:
-                v = outs[self.input_names[i][0]]
-                if v.size:
-                    amax[i] = max(amax[i], float(np.max(np.abs(v))))
-            if self.n <= self.opts.batch_size:
-                self.ref_cache.append(outs)
-        return amax
-
-    def prepare(self, amax):
-        """One :class:`LayerRun` per matmul layer, its weights quantized."""
-        prepared = {i: PreparedLayer(self.layers[i], self.trace, self.acc, self.ispec,
-                                     self.wspec, amax[i]) for i in self.mm_index}
+    def _plan(self, shapes):
+        """The product nodes (by node index) and the folded ``Add`` nodes (skipped)."""
+        products, skip = {}, set()
         R = len(self.opts.rungs)
-        for i, p in prepared.items():
-            r = LayerResult(p.layer.name, p.layer.kind, p.K,
-                            level_labels=list(self.opts.rung_labels), level_counts=[0] * R)
+        for i, node in enumerate(self.graph.nodes):
+            if not node.is_product:
+                continue
+            fold = foldable_bias(self.graph, node, self.arrays, shapes)
+            if fold[0] is not None:
+                skip.add(self.graph.nodes.index(fold[0]))
+            out = fold[0].outputs[0] if fold[0] is not None else node.outputs[0]
+            act = consumer_activation(self.graph, out, self.arrays)
+            r = LayerResult(node.name, node.op, 0, level_labels=list(self.opts.rung_labels),
+                            level_counts=[0] * R)
             nl = None if self.neuron_levels is None else self.neuron_levels[i]
             if nl is not None:
                 r.neuron_levels = [int(v) for v in nl]
-            self.mm[i] = LayerRun(i, p, self.acts[i], r, nl)
+            products[i] = _Product(i, node, self.arrays, fold, act,
+                                   LayerRun(i, None, act, r, nl))
+            products[i].levels = nl
+        return products, skip
 
-    def matmul_layer(self, lr, x, ci, zref):
-        """Output of matmul layer ``lr`` on its input ``x`` in batch ``ci`` (real units);
-        counts, times and errors against ``zref`` go into the layer's result."""
-        p, r, layer = lr.prepared, lr.result, lr.prepared.layer
+    def reference(self, i, ref, consts):
+        """Run node ``i`` of the float64 reference on its tensors ``ref`` (timed); a
+        product whose bias is folded runs its ``Add`` too."""
         t0 = time.perf_counter()
-        xq = p.quantize_x(np.asarray(x, dtype=np.float64))
-        if layer.kind == "conv2d":
-            a = layer.attrs
-            A, Ho, Wo = ops.im2col(xq, p.kh, p.kw, a.get("stride", (1, 1)),
-                                   a.get("padding", (0, 0, 0, 0)))
-        else:
-            A = xq.reshape(xq.shape[0], -1)
-        seed = _seed_for(self.opts.seed, lr.index, ci)
+        nodes = [self.graph.nodes[i]]
+        pr = self.products.get(i)
+        if pr is not None and pr.fold is not None:
+            nodes.append(pr.fold)
+        for node in nodes:
+            ins = [tensor(t, ref, self.arrays, consts) for t in node.inputs]
+            for t, v in zip(node.outputs, run_reference_node(node, ins, self.arrays)):
+                ref[t] = v
+        self.ref_seconds += time.perf_counter() - t0
+
+    def _release(self, i, *envs):
+        for t in self.graph.nodes[i].inputs:
+            if self.release.get(t) == i:
+                for env in envs:
+                    env.pop(t, None)
+
+    def calibrate(self):
+        """The largest magnitude of the float64 reference activations entering every
+        product node (A, and an activation B) over all samples, and the activation
+        scales; nothing to do without an input scale."""
+        if self.ispec.scale == "none":
+            return
+        for s0, s1 in _batches(self.n, self.opts.batch_size):
+            ref, consts = {self.graph.input: self.X[s0:s1]}, {}
+            for i, node in enumerate(self.graph.nodes):
+                pr = self.products.get(i)
+                for k, attr in (() if pr is None else
+                                ((pr.a_input, "amax_a"), (pr.b_input, "amax_b"))):
+                    v = None if k is None else tensor(node.inputs[k], ref, self.arrays,
+                                                      consts)
+                    if v is not None and v.size:
+                        setattr(pr, attr, max(getattr(pr, attr), float(np.max(np.abs(v)))))
+                if i not in self.skip:
+                    self.reference(i, ref, consts)
+                self._release(i, ref)
+        for pr in self.products.values():
+            pr.s_x = activation_scale(pr.amax_a, self.ispec)
+
+    def prepared(self, pr, prob):
+        """The :class:`PreparedLayer` of one problem of ``pr`` (constant B: made once)."""
+        if prob.key is None:
+            return PreparedLayer(pr.node.name, prob.B, prob.bias, self.acc, self.ispec,
+                                 self.wspec, pr.amax_a, amax_b=pr.amax_b)
+        p = pr.prepared.get(prob.key)
+        if p is None:
+            p = pr.prepared[prob.key] = PreparedLayer(pr.node.name, prob.B, prob.bias,
+                                                      self.acc, self.ispec, self.wspec,
+                                                      pr.amax_a)
+        return p
+
+    def problem(self, pr, j, prob, ci, multi):
+        """Outputs (m, n) of problem ``j`` of product ``pr`` in batch ``ci`` (real units),
+        its events counted in the node's result."""
+        lr, r = pr.lr, pr.lr.result
+        p = lr.prepared = self.prepared(pr, prob)
+        if pr.levels is not None:
+            lr.neuron_levels = pr.levels if pr.groups == 1 else \
+                pr.levels[j * p.n:(j + 1) * p.n]
+        A = np.ascontiguousarray(prob.A)
+        seed = _seed_for(self.opts.seed, pr.index, ci, j if multi else None)
         res, z = layer_matmul(A, p, self.opts.rungs[0], seed, self.transpose)
         z = schedule_and_check(lr, A, res, z, self.opts.rungs, self.opts.reissue, seed,
                                self.transpose)
@@ -263,56 +350,97 @@ class _Run:
         ev = res.events.total
         for k in r.events:
             r.events[k] += ev[k]
-        r.rows += A.shape[0]
-        r.cols = z.size // max(A.shape[0], 1)
-        if layer.kind == "conv2d":
-            z = ops.col2out(z, xq.shape[0], Ho, Wo)
-        r.seconds += time.perf_counter() - t0
-        lr.stats.add(relative_error(z, zref))
-        r.outputs += z.size
         return z
 
-    def batch(self, ci, xb, ref, on_layer=None):
-        """(network output, reference output) of batch ``ci`` with inputs ``xb`` and the
-        reference tensors ``ref``; ``on_layer(name, k, n)`` before the ``k``-th (from 1)
-        of the ``n`` matmul layers."""
-        vals = {"input": xb}
-        prev = "input"
-        for i, layer in enumerate(self.layers):
-            args = [vals[nm] for nm in self.input_names[i]]
-            if i in self.mm:
-                if on_layer is not None:
-                    on_layer(layer.name, self.mm_index.index(i) + 1, len(self.mm_index))
-                y = self.matmul_layer(self.mm[i], args[0], ci, ref[layer.name])
-            else:
-                y = ops.apply_layer(layer, args, self.trace.arrays)
-            vals[layer.name] = y
-            prev = layer.name
-        return vals[prev], ref[prev]
+    def product(self, pr, ins, ci, zref):
+        """Output of product node ``pr`` on its inputs ``ins`` in batch ``ci`` (real
+        units); counts, times, errors against ``zref`` and non-finite outputs go into the
+        node's result."""
+        r = pr.lr.result
+        t0 = time.perf_counter()
+        ins = list(ins)
+        ins[pr.a_input], n_nan, n_inf = quantize_activation(ins[pr.a_input],
+                                                            self.ispec.fmt, pr.s_x)
+        r.operand_nan += n_nan
+        r.operand_inf += n_inf
+        low = lower(pr.node, ins, pr.const, pr.bias)
+        r.K, pr.groups = low.K, low.groups
+        multi = len(low.problems) > 1
+        y = low.finish([self.problem(pr, j, prob, ci, multi)
+                        for j, prob in enumerate(low.problems)])
+        r.rows += y.size // max(low.columns, 1)
+        r.cols = low.columns
+        r.seconds += time.perf_counter() - t0
+        pr.lr.stats.add(relative_error(y, zref))
+        r.outputs += y.size
+        nan = np.isnan(y)
+        r.nan += int(nan.sum())
+        r.inf += int(y.size - np.isfinite(y).sum() - nan.sum())
+        return y
+
+    def batch(self, ci, xb, on_layer=None):
+        """The simulated and the reference tensors (two dicts) of batch ``ci`` with model
+        inputs ``xb``, computed node by node in step (each tensor released after its last
+        reader unless every tensor is kept); ``on_layer(name, k, n)`` before the ``k``-th
+        (from 1) of the ``n`` product nodes."""
+        env, ref = {self.graph.input: xb}, {self.graph.input: xb}
+        consts = {}
+        for i, node in enumerate(self.graph.nodes):
+            if i in self.skip:                  # a folded Add: done with its product
+                self._release(i, env, ref)
+                continue
+            self.reference(i, ref, consts)
+            ins = [tensor(t, env, self.arrays, consts) for t in node.inputs]
+            pr = self.products.get(i)
+            if pr is not None and on_layer is not None:
+                on_layer(node.name, self.mm_index.index(i) + 1, len(self.mm_index))
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    if pr is not None:
+                        env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
+                    else:                  # an overflow upstream: inf, NaN flow on
+                        env.update(zip(node.outputs, run_node(node, ins)))
+            except ValueError as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                if msg.startswith(f"node {node.name} "):
+                    raise
+                raise ValueError(f"node {node.name} ({node.op}): {msg}") from None
+            self._release(i, env, ref)
+        return env, ref
+
+    def _gather(self, env, ref):
+        for store, src in ((self.tensors, env), (self.ref_tensors, ref)):
+            for k, v in src.items():
+                store.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
 
     def execute(self, progress=None, layer_progress=None):
         """Run every batch; the :class:`~accsim.network.results.SimulationResult`.
         ``progress(done, n)`` after each batch, ``layer_progress(done, n, name, k, K)``
-        before the ``k``-th of the ``K`` matmul layers of each batch (``done``: samples
+        before the ``k``-th of the ``K`` product nodes of each batch (``done``: samples
         finished before the batch)."""
         t_start = time.perf_counter()
-        self.prepare(self.calibrate())
+        self.calibrate()
         out_sim, out_ref = [], []
+        g_out = self.graph.output
         for ci, (s0, s1) in enumerate(_batches(self.n, self.opts.batch_size)):
-            xb = np.asarray(self.X[s0:s1], dtype=np.float64)
-            ref = self.ref_cache.pop() if self.ref_cache else self.reference(xb)
             on_layer = None if layer_progress is None else \
                 (lambda name, k, K, s0=s0: layer_progress(s0, self.n, name, k, K))
-            y, y_ref = self.batch(ci, xb, ref, on_layer)
-            out_sim.append(np.asarray(y).reshape(s1 - s0, -1))
-            out_ref.append(np.asarray(y_ref).reshape(s1 - s0, -1))
+            env, ref = self.batch(ci, self.X[s0:s1], on_layer)
+            out_sim.append(np.asarray(env[g_out]).reshape(s1 - s0, -1))
+            out_ref.append(np.asarray(ref[g_out]).reshape(s1 - s0, -1))
+            if self.keep_tensors:
+                self._gather(env, ref)
             if progress is not None:
                 progress(s1, self.n)
-        return self.result(np.concatenate(out_sim), np.concatenate(out_ref), t_start)
+        res = self.result(np.concatenate(out_sim), np.concatenate(out_ref), t_start)
+        if self.keep_tensors:
+            res.tensors = {k: np.concatenate(v) for k, v in self.tensors.items()}
+            res.reference_tensors = {k: np.concatenate(v) for k, v in self.ref_tensors.items()}
+        return res
 
     def result(self, out_sim, out_ref, t_start):
-        pred = np.argmax(out_sim, axis=1)
-        pred_ref = np.argmax(out_ref, axis=1)
+        pred = _predictions(out_sim)
+        pred_ref = _predictions(out_ref)
         agreement = float(np.mean(pred == pred_ref))
         if self.labels is not None:
             accuracy = float(np.mean(pred == self.labels))
@@ -359,7 +487,7 @@ def _check_static(n, calibration, quantile):
 
 
 def _simulate_static(trace, acc, X, labels, opts, *, calibration, quantile, progress,
-                     layer_progress=None):
+                     layer_progress=None, keep_tensors=False):
     """``static``: per-neuron rungs from a uniform-narrow pass over the first
     ``calibration`` samples, then the fixed assignment on the remaining samples."""
     calibration = _check_static(X.shape[0], calibration, quantile)
@@ -370,11 +498,12 @@ def _simulate_static(trace, acc, X, labels, opts, *, calibration, quantile, prog
     cal = _Run(trace, acc, X[:calibration],
                None if labels is None else labels[:calibration], cal_opts)
     cal.execute(progress, layer_progress)
-    neuron = {i: static_neuron_levels(np.concatenate(lr.scores), opts.rungs, tau=pol.tau,
+    neuron = {i: static_neuron_levels(pr.scores(), opts.rungs, tau=pol.tau,
                                       fraction=pol.fraction, quantile=quantile)
-              for i, lr in cal.mm.items()}
+              for i, pr in cal.products.items()}
     res = _Run(trace, acc, X[calibration:], None if labels is None else labels[calibration:],
-               opts, neuron_levels=neuron).execute(progress, layer_progress)
+               opts, neuron_levels=neuron, keep_tensors=keep_tensors).execute(
+        progress, layer_progress)
     res.calibration = int(calibration)
     res.quantile = float(quantile)
     res.estimator = "none"          # nothing is estimated at inference
@@ -423,7 +552,7 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              analyze: bool = True, ladder=None, calibration: int | None = None,
              quantile: float | None = None,
              layer_progress: Callable[[int, int, str, int, int], None] | None = None,
-             ) -> SimulationResult:
+             keep_tensors: bool = False) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -464,6 +593,11 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
     quantile : float, optional
         ``static``: the quantile of each neuron's calibration scores compared with τ
         (default 0.99); an error for the other policies.
+    keep_tensors : bool
+        Keep every tensor of the simulated and of the reference pass over all samples
+        (``result.tensors`` / ``result.reference_tensors``, name -> (S, *model shape);
+        memory grows with the samples; a folded MatMul's own output is not kept, its
+        Add's is).
     analyze : bool
         Check every matmul component against the deterministic error bound of
         :mod:`accsim.precision.analysis` (``bound_violations``, ``bound_spearman`` per
@@ -494,19 +628,54 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,
                                     quantile=DEFAULT_QUANTILE if quantile is None
                                     else quantile, progress=progress,
-                                    layer_progress=layer_progress)
-        return _Run(trace, acc, X, labels, opts).execute(progress, layer_progress)
+                                    layer_progress=layer_progress,
+                                    keep_tensors=keep_tensors)
+        return _Run(trace, acc, X, labels, opts, keep_tensors=keep_tensors).execute(
+            progress, layer_progress)
 
 
 def compare(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
-            seed=0, progress=None, batch_size: int = DEFAULT_BATCH):
+            seed=0, progress=None, batch_size: int = DEFAULT_BATCH, keep_tensors=False):
     """Two runs: the narrow accumulator, then the same network with the narrow
     accumulator replaced by the wide one (format and rounding). Returns both results."""
     trace = resolve_trace(trace)
     acc = resolve_accelerator(accelerator, narrow, wide)
     r_narrow = simulate(trace, acc, limit=limit, seed=seed, progress=progress,
-                        batch_size=batch_size)
+                        batch_size=batch_size, keep_tensors=keep_tensors)
     wide_acc = dataclasses.replace(acc, narrow=acc.wide, narrow_rounding=acc.wide_rounding)
     r_wide = simulate(trace, wide_acc, limit=limit, seed=seed, progress=progress,
-                      batch_size=batch_size)
+                      batch_size=batch_size, keep_tensors=keep_tensors)
     return r_narrow, r_wide
+
+
+def save_outputs(path, narrow, wide=None, tensors=False):
+    """Write the outputs of a run as ``path`` (.npz), atomically (a temporary file in the
+    same folder renamed into place). Every array is float64 with the samples first:
+    ``outputs`` (the narrow / policy run, (S, classes)), ``wide_outputs`` (when ``wide``,
+    the all-wide run, is given), ``reference_outputs`` (float64 reference); with
+    ``tensors`` every tensor of the runs by name as ``tensor/NAME``, ``wide_tensor/NAME``
+    and ``reference_tensor/NAME`` (S, *model shape) (the runs must have been made with
+    ``keep_tensors=True``). Returns the path."""
+    arrays = {"outputs": narrow.outputs, "reference_outputs": narrow.reference_outputs}
+    if wide is not None:
+        arrays["wide_outputs"] = wide.outputs
+    if tensors:
+        if narrow.tensors is None or (wide is not None and wide.tensors is None):
+            raise ValueError("tensors: the runs kept no tensors (simulate with "
+                             "keep_tensors=True)")
+        runs = [("tensor", narrow.tensors), ("reference_tensor", narrow.reference_tensors)]
+        if wide is not None:
+            runs.append(("wide_tensor", wide.tensors))
+        for prefix, d in runs:
+            arrays.update({f"{prefix}/{k}": v for k, v in d.items()})
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_npz(tmp, arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,136 +1,96 @@
-"""Traces: a network, its weights and its data, as a folder accsim can simulate.
+"""Traces: a network graph, its arrays and its data, as a folder accsim can simulate.
 
 A trace folder holds ``trace.yaml`` and ``arrays.npz``::
 
     kind: trace
-    version: 1
-    name: mnist-mlp-relu
+    version: 2
+    name: my-model
     description: ...
     reference_accuracy: 0.953        # float64 accuracy of the stored network (optional)
-    quant:                            # operand quantisation (optional)
+    num_samples: 1000
+    quant:                           # operand quantisation (optional)
       input:  {format: fp16, scale: none}
       weight: {format: fp16, scale: none}
-    layers:
-      - {name: fc1, kind: linear, weight: fc1.weight, bias: fc1.bias}
-      - {name: act1, kind: relu}
-      - {name: conv1, kind: conv2d, weight: conv1.weight, bias: null,
-         stride: [1, 1], padding: [1, 1, 1, 1], inputs: [input]}
+    input: {name: x, shape: [1, 784]} # the graph input and its model shape
+    output: logits                    # the tensor whose rows are the network output
+    arrays: arrays.npz
+    nodes:                            # ONNX operators in topological order (:mod:`.graph`)
+      - {name: fc1, op: Gemm, inputs: [x, fc1.weight, fc1.bias], outputs: [h1],
+         attrs: {transB: 1}}
+      - {name: act1, op: Relu, inputs: [h1], outputs: [a1], attrs: {}}
       ...
 
-``arrays.npz`` holds every named array plus ``__inputs__`` (N, ...) and ``__labels__`` (N,).
-Arrays are stored in the narrowest of float16/float32/float64 that holds them exactly and
-come back as float64.
+``arrays.npz`` holds every named array plus ``__inputs__`` (N, *sample shape) and
+``__labels__`` (N,). Float arrays are stored in the narrowest of float16/float32/float64
+that holds them exactly and come back as float64; integer arrays (indices) as int64.
+Version-1 traces (a list of ``layers``, :mod:`.trace_v1`) still load, converted to a graph.
 
-Layer kinds and their attributes (``padding`` is (top, left, bottom, right)):
-
-=============  ===========================================================
-linear         weight (out, in) array name, bias (out,) array name or null
-conv2d         weight (Cout, Cin, kh, kw), bias, stride (sh, sw), padding
-flatten        -
-reshape        shape (excluding the batch axis)
-maxpool        kernel (kh, kw), stride (default kernel), padding
-avgpool        kernel, stride, padding, count_include_pad (default false)
-globalavgpool  -
-add            two inputs
-relu, tanh, sigmoid, gelu, softmax, identity
-=============  ===========================================================
-
-``inputs`` names the tensors a layer reads: ``"input"`` (the trace input) or an earlier
-layer's name; empty means the previous layer's output.
+**Samples and the model input.** The trace's samples ``X`` have shape ``(N, *s)``; the
+model input has shape ``graph.input_shape``. :meth:`Trace.model_inputs` maps them: when
+the input shape is ``(1, *s)`` a size-1 model batch axis is inserted (each sample is one
+batch of one, the usual export); when it equals ``s`` the samples are taken as they are;
+anything else is an error naming both shapes.
 
 Operand quantisation (``quant``): a float format means operands are rounded to it with
 ``rne``; an integer format means symmetric scaling ``s = max|x| / max_int`` per tensor
 (``per-tensor``) or per output channel (``per-channel``, weights only), integer sums in the
-accumulator, rescaled after it.
+accumulator, rescaled after it (:mod:`.operands`).
 
 Build a trace from numpy in a few lines::
 
     from accsim.network.trace import sequential, save_trace
     t = sequential("my-mlp", X, y, [("linear", W1, b1), ("relu",), ("linear", W2, b2)])
     save_trace(t, "my-mlp")
+
+or from a graph (:class:`~accsim.network.graph.Graph`) with :meth:`Trace.from_graph`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from ..numerics.config import ConfigError, Doc, header, load_format, package_data_dir, read_yaml
-from ..precision.analysis import ACTIVATION_KINDS
-from .ops import forward64, out_size
+from ..numerics.config import ConfigError, Doc, load_format, package_data_dir, read_yaml
+from . import graph_ops, trace_v1
+from .graph import PRODUCT_OPS, Graph, Node
+from .operands import INPUT_SCALES, WEIGHT_SCALES
+from .products import forward64
+from .trace_v1 import Layer
 
-KINDS = ("linear", "conv2d", "flatten", "reshape", "maxpool", "avgpool", "globalavgpool",
-         "add") + ACTIVATION_KINDS
-MATMUL_KINDS = ("linear", "conv2d")
-"""Layer kinds computed as one matrix product on the accelerator."""
-_ARRAY_ATTRS = ("weight", "bias")
-_ATTRS = {
-    "linear": ("weight", "bias"),
-    "conv2d": ("weight", "bias", "stride", "padding"),
-    "reshape": ("shape",),
-    "maxpool": ("kernel", "stride", "padding"),
-    "avgpool": ("kernel", "stride", "padding", "count_include_pad"),
-}
+__all__ = ["Layer", "Trace", "list_traces", "load_trace", "resolve_trace", "save_trace",
+           "sequential", "traces_dir", "write_npz"]
+
 _INPUTS_KEY = "__inputs__"
 _LABELS_KEY = "__labels__"
-INPUT_SCALES = ("none", "per-tensor")
-WEIGHT_SCALES = ("none", "per-tensor", "per-channel")
+VERSION = 2
+"""The trace.yaml version :func:`save_trace` writes."""
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One layer: ``attrs`` holds array names (weight, bias) and plain parameters."""
-
-    name: str
-    kind: str
-    inputs: tuple = ()
-    attrs: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        object.__setattr__(self, "inputs", tuple(self.inputs))
-        object.__setattr__(self, "attrs", _normalize(self.kind, dict(self.attrs)))
-
-
-def _normalize(kind, a):
-    """Fill defaults and expand scalars: stride/kernel → (h, w), padding → (t, l, b, r)."""
-    def conv(v, n):
-        try:
-            if np.ndim(v) == 0:
-                return (int(v),) * n
-            t = tuple(int(x) for x in v)
-            return t + t if n == 4 and len(t) == 2 else t
-        except (TypeError, ValueError):
-            return v  # left for validate() to report
-    if kind == "conv2d":
-        a.setdefault("bias", None)
-        a["stride"] = conv(a.get("stride", 1), 2)
-        a["padding"] = conv(a.get("padding", 0), 4)
-    elif kind == "linear":
-        a.setdefault("bias", None)
-    elif kind in ("maxpool", "avgpool") and "kernel" in a:
-        a["kernel"] = conv(a["kernel"], 2)
-        st = a.get("stride")
-        a["stride"] = a["kernel"] if st is None else conv(st, 2)
-        a["padding"] = conv(a.get("padding", 0), 4)
-        if kind == "avgpool":
-            a["count_include_pad"] = bool(a.get("count_include_pad", False))
-    return a
+def _as_array(v):
+    """float64, or int64 for integer / boolean arrays (indices, masks)."""
+    a = np.asarray(v)
+    if a.dtype.kind in "iub":
+        return a.astype(np.int64)
+    return a.astype(np.float64)
 
 
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """A network (layers + arrays), its test inputs and labels, and operand quantisation."""
+    """A network graph and its arrays, the test inputs (N, *sample shape) and labels,
+    and operand quantisation. ``graph`` may also be given as a sequence of version-1
+    :class:`~accsim.network.trace_v1.Layer` values (validated, then converted)."""
 
     name: str
-    layers: tuple
+    graph: Graph
     arrays: dict
     inputs: np.ndarray
     labels: np.ndarray | None = None
@@ -140,39 +100,69 @@ class Trace:
     source: str | None = None  # where it was loaded from, for error messages
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(self.layers))
-        object.__setattr__(self, "arrays", {str(k): np.asarray(v, dtype=np.float64)
+        object.__setattr__(self, "arrays", {str(k): _as_array(v)
                                             for k, v in self.arrays.items()})
         object.__setattr__(self, "inputs", np.asarray(self.inputs, dtype=np.float64))
         if self.labels is not None:
             object.__setattr__(self, "labels", np.asarray(self.labels).astype(np.int64))
+        if not isinstance(self.graph, Graph):
+            layers = tuple(self.graph)
+            self._check_data()
+            trace_v1.infer_shapes(layers, self.arrays, self.inputs.shape[1:], self.where())
+            object.__setattr__(self, "graph", trace_v1.to_graph(layers,
+                                                                self.inputs.shape[1:]))
+
+    @classmethod
+    def from_graph(cls, name, graph, arrays, inputs, labels=None, *, quant=None,
+                   description=""):
+        """A validated trace of ``graph`` over ``arrays`` with samples ``inputs`` (N, ...)
+        (mapped to the model input by :meth:`model_inputs`); ``reference_accuracy`` is the
+        float64 accuracy on ``labels`` when they are given."""
+        t = cls(name, graph, arrays, inputs, labels, quant, None, description).validate()
+        if labels is not None:
+            t = dataclasses.replace(t, reference_accuracy=t.accuracy())
+        return t
 
     # -- queries ----------------------------------------------------------------------
     def where(self):
         return self.source or f"trace '{self.name}'"
 
     def matmul_layers(self):
-        """Names of the layers computed as matrix products (linear, conv2d), in order."""
-        return [la.name for la in self.layers if la.kind in MATMUL_KINDS]
+        """Names of the product nodes (:data:`~accsim.network.graph.PRODUCT_OPS`), in
+        order."""
+        return [n.name for n in self.graph.product_nodes()]
 
-    def layer(self, name):
-        for la in self.layers:
-            if la.name == name:
-                return la
+    def node(self, name):
+        """The node called ``name``."""
+        for n in self.graph.nodes:
+            if n.name == name:
+                return n
         raise KeyError(name)
 
+    def model_inputs(self, X):
+        """The samples ``X`` (N, *s) as the graph input (N, *input shape) (module doc)."""
+        X = np.asarray(X, dtype=np.float64)
+        shape = self.graph.input_shape
+        if X.shape[1:] == shape:
+            return X
+        if shape == (1, *X.shape[1:]):
+            return X[:, None]
+        raise ValueError(f"{self.where()}: inputs: samples of shape {X.shape[1:]} fit "
+                         f"neither the model input {self.graph.input} of shape "
+                         f"{shape} nor (1, *sample shape)")
+
     def shapes(self):
-        """Per-sample output shape (without the batch axis) of every tensor, by name."""
-        return _infer_shapes(self)
+        """Model shape (the sample axis left out) of every tensor, by name (a float64
+        pass over the first sample)."""
+        env = forward64(self, self.inputs[:1], return_all=True)
+        return {k: tuple(v.shape[1:]) for k, v in env.items()}
 
     def with_inputs(self, inputs, labels=None):
         """A copy with other inputs (and labels)."""
-        return Trace(self.name, self.layers, self.arrays, inputs, labels, self.quant,
-                     self.reference_accuracy, self.description, self.source)
+        return dataclasses.replace(self, inputs=inputs, labels=labels)
 
     # -- checks -----------------------------------------------------------------------
-    def validate(self):
-        """Raise a one-line ValueError naming the file, layer and problem; return self."""
+    def _check_data(self):
         src = self.where()
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"{src}: name: expected a non-empty string")
@@ -187,15 +177,31 @@ class Trace:
             raise ValueError(f"{src}: labels: expected shape ({self.inputs.shape[0]},), "
                              f"got {self.labels.shape}")
         for k, v in self.arrays.items():
-            if not np.all(np.isfinite(v)):
+            if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
                 raise ValueError(f"{src}: array '{k}': contains NaN or inf")
         _check_quant(self.quant, src)
         if self.reference_accuracy is not None and not (0.0 <= self.reference_accuracy <= 1.0):
             raise ValueError(f"{src}: reference_accuracy: expected a number in [0, 1], "
                              f"got {self.reference_accuracy!r}")
-        if not self.layers:
-            raise ValueError(f"{src}: layers: expected at least one layer")
-        _infer_shapes(self)
+
+    def validate(self):
+        """Raise a one-line ValueError naming the file, node and problem; return self.
+
+        Checks the data, the graph's wiring, that every op is supported, the input rule
+        and that a float64 pass over the first sample runs."""
+        self._check_data()
+        src = self.where()
+        if not isinstance(self.graph, Graph) or not self.graph.nodes:
+            raise ValueError(f"{src}: nodes: expected at least one node")
+        self.graph.check(self.arrays, src)
+        for n in self.graph.nodes:
+            if n.op not in PRODUCT_OPS and n.op not in graph_ops.OPS:
+                raise ValueError(f"{src}: node {n.name} ({n.op}): unsupported op")
+        self.model_inputs(self.inputs[:1])
+        try:
+            forward64(self, self.inputs[:1])
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{src}: {str(exc).splitlines()[0]}") from None
         return self
 
     def accuracy(self, outputs=None):
@@ -235,166 +241,12 @@ def _check_quant(q, src):
                              f"got {sc!r}")
 
 
-def _tup(v, n, what, err):
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        v = (int(v),) * n
-    try:
-        t = tuple(int(x) for x in v)
-        if any(int(x) != x for x in v):
-            raise TypeError
-    except (TypeError, ValueError):
-        raise err(f"{what}: expected {n} integers, got {v!r}") from None
-    if n == 4 and len(t) == 2:
-        t = (t[0], t[1], t[0], t[1])
-    if len(t) != n:
-        raise err(f"{what}: expected {n} integers, got {v!r}")
-    return t
-
-
-def _infer_shapes(trace):
-    """Check that the layers chain; per-sample shape of every tensor."""
-    src = trace.where()
-    shapes = {"input": tuple(trace.inputs.shape[1:])}
-    prev = "input"
-    seen = set()
-    for la in trace.layers:
-        def err(msg, la=la):
-            return ValueError(f"{src}: layer '{la.name}' ({la.kind}): {msg}")
-        names = _check_layer(la, src, seen, shapes, prev, err)
-        shapes[la.name] = _layer_shape(la, [shapes[n] for n in names], trace.arrays, err)
-        prev = la.name
-    return shapes
-
-
-def _check_layer(la, src, seen, shapes, prev, err):
-    """Kind, name, attributes and inputs of one layer; the names of its inputs."""
-    if not isinstance(la, Layer):
-        raise ValueError(  # noqa: TRY004 (one error type for every bad trace)
-            f"{src}: layers: expected Layer values, got {type(la).__name__}")
-    if la.kind not in KINDS:
-        raise err(f"unknown layer kind (expected one of: {', '.join(KINDS)})")
-    if la.name in seen or la.name == "input":
-        raise err("duplicate layer name")
-    seen.add(la.name)
-    allowed = _ATTRS.get(la.kind, ())
-    for k in la.attrs:
-        if k not in allowed:
-            raise err(f"unknown attribute '{k}'"
-                      + (f" (expected: {', '.join(allowed)})" if allowed else ""))
-    names = la.inputs or (prev,)
-    for n in names:
-        if n not in shapes:
-            raise err(f"input '{n}' is not the trace input or an earlier layer")
-    want = 2 if la.kind == "add" else 1
-    if len(names) != want:
-        raise err(f"expected {want} input(s), got {len(names)}")
-    return names
-
-
-def _layer_shape(la, ins, arrays, err):
-    """Per-sample output shape of layer ``la`` given its inputs' shapes ``ins``."""
-    s = ins[0]
-    a = la.attrs
-    if la.kind in MATMUL_KINDS:
-        return _matmul_shape(la, s, arrays, err)
-    if la.kind == "flatten":
-        return (int(np.prod(s)),)
-    if la.kind == "reshape":
-        if "shape" not in a:
-            raise err("missing attribute 'shape'")
-        try:
-            tgt = tuple(int(v) for v in a["shape"])
-        except (TypeError, ValueError):
-            raise err(f"shape: expected a list of integers, got {a['shape']!r}") from None
-        if any(v < 1 for v in tgt) or int(np.prod(tgt)) != int(np.prod(s)):
-            raise err(f"cannot reshape {s} to {tgt} (batch axis excluded)")
-        return tgt
-    if la.kind in ("maxpool", "avgpool"):
-        return _pool_shape(a, s, err)
-    if la.kind == "globalavgpool":
-        if len(s) != 3:
-            raise err(f"input shape {s} is not (C, H, W)")
-        return (s[0], 1, 1)
-    if la.kind == "add" and ins[0] != ins[1]:
-        raise err(f"inputs have different shapes {ins[0]} and {ins[1]}")
-    return s
-
-
-def _matmul_shape(la, s, arrays, err):
-    """Output shape of a linear / conv2d layer; checks its weight and bias arrays."""
-    a = la.attrs
-    wname = a.get("weight")
-    if wname is None:
-        raise err("missing attribute 'weight'")
-    if wname not in arrays:
-        raise err(f"array '{wname}' missing")
-    w = arrays[wname]
-    b = None
-    if a.get("bias") is not None:
-        if a["bias"] not in arrays:
-            raise err(f"array '{a['bias']}' missing")
-        b = arrays[a["bias"]]
-    if la.kind == "linear":
-        if w.ndim != 2:
-            raise err(f"weight '{wname}' must be 2-D (out, in), got shape {w.shape}")
-        if len(s) != 1:
-            raise err(f"input shape {s} is not (features,); add a flatten layer")
-        if s[0] != w.shape[1]:
-            raise err(f"input has {s[0]} features but weight '{wname}' has shape "
-                      f"{w.shape} (out, in)")
-        out = (w.shape[0],)
-    else:
-        out = _conv_shape(a, s, w, wname, err)
-    if b is not None and b.shape != (w.shape[0],):
-        raise err(f"bias '{a['bias']}' has shape {b.shape}, expected ({w.shape[0]},)")
-    return out
-
-
-def _conv_shape(a, s, w, wname, err):
-    if w.ndim != 4:
-        raise err(f"weight '{wname}' must be 4-D (Cout, Cin, kh, kw), got shape {w.shape}")
-    if len(s) != 3:
-        raise err(f"input shape {s} is not (C, H, W)")
-    if s[0] != w.shape[1]:
-        raise err(f"input has {s[0]} channels but weight '{wname}' has shape "
-                  f"{w.shape}; groups other than 1 are not supported")
-    sh, sw = _tup(a.get("stride", (1, 1)), 2, "stride", err)
-    t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
-    if min(sh, sw) < 1 or min(t, l, bo, r) < 0:
-        raise err("stride must be >= 1 and padding >= 0")
-    ho = out_size(s[1], w.shape[2], sh, t, bo)
-    wo = out_size(s[2], w.shape[3], sw, l, r)
-    if ho < 1 or wo < 1:
-        raise err(f"kernel {w.shape[2:]} larger than the padded input {s[1:]}")
-    return (w.shape[0], ho, wo)
-
-
-def _pool_shape(a, s, err):
-    if "kernel" not in a:
-        raise err("missing attribute 'kernel'")
-    if len(s) != 3:
-        raise err(f"input shape {s} is not (C, H, W)")
-    kh, kw = _tup(a["kernel"], 2, "kernel", err)
-    sh, sw = _tup(a["stride"] if a.get("stride") is not None else (kh, kw), 2,
-                  "stride", err)
-    t, l, bo, r = _tup(a.get("padding", (0, 0, 0, 0)), 4, "padding", err)
-    if min(kh, kw, sh, sw) < 1 or min(t, l, bo, r) < 0:
-        raise err("kernel and stride must be >= 1 and padding >= 0")
-    if max(t, bo) >= kh or max(l, r) >= kw:
-        raise err("padding must be smaller than the kernel")
-    ho = out_size(s[1], kh, sh, t, bo)
-    wo = out_size(s[2], kw, sw, l, r)
-    if ho < 1 or wo < 1:
-        raise err(f"kernel {(kh, kw)} larger than the padded input {s[1:]}")
-    return (s[0], ho, wo)
-
-
 # ---------------------------------------------------------------------------------------
 # builder
 
 def sequential(name, inputs, labels=None, layers=(), *, quant=None, description="",
                reference_accuracy=None):
-    """Build a trace from numpy arrays.
+    """Build a trace (its graph) from numpy arrays and version-1 layer specs.
 
     ``layers`` is a list of tuples ``(kind, *arrays, {attrs})`` or ``Layer`` values::
 
@@ -403,44 +255,21 @@ def sequential(name, inputs, labels=None, layers=(), *, quant=None, description=
         ("maxpool", {"kernel": 2})            # also avgpool, reshape {"shape": [...]}
         ("flatten",), ("relu",), ("softmax",), ...
 
-    Arrays are named ``<layer>.weight`` / ``<layer>.bias``, layers ``<kind><index>``.
-    ``reference_accuracy`` defaults to the float64 accuracy on ``labels`` (if given).
-    The trace is validated.
+    Arrays are named ``<layer>.weight`` / ``<layer>.bias``, layers (nodes, and their
+    output tensors) ``<kind><index>``; the layers are converted to a graph as version-1
+    traces are (:mod:`.trace_v1`). ``reference_accuracy`` defaults to the float64
+    accuracy on ``labels`` (if given). The trace is validated.
     """
-    out_layers, arrays = [], {}
-    for i, spec in enumerate(layers):
-        if isinstance(spec, Layer):
-            out_layers.append(spec)
-            continue
-        if isinstance(spec, str):
-            spec = (spec,)
-        kind, rest = spec[0], list(spec[1:])
-        attrs = dict(rest.pop()) if rest and isinstance(rest[-1], dict) else {}
-        lname = attrs.pop("name", f"{kind}{i}")
-        if kind in MATMUL_KINDS:
-            if not rest:
-                raise ValueError(f"trace '{name}': layer {i} ({kind}): expected a weight array")
-            arrays[f"{lname}.weight"] = np.asarray(rest[0], dtype=np.float64)
-            attrs["weight"] = f"{lname}.weight"
-            b = rest[1] if len(rest) > 1 else None
-            attrs["bias"] = None
-            if b is not None:
-                arrays[f"{lname}.bias"] = np.asarray(b, dtype=np.float64)
-                attrs["bias"] = f"{lname}.bias"
-        elif rest:
-            raise ValueError(f"trace '{name}': layer {i} ({kind}): takes no arrays")
-        out_layers.append(Layer(lname, kind, tuple(attrs.pop("inputs", ())), attrs))
+    out_layers, arrays = trace_v1.layer_specs(name, layers)
     t = Trace(name, tuple(out_layers), arrays, inputs, labels, quant, reference_accuracy,
-              description)
-    t.validate()
+              description).validate()
     if reference_accuracy is None and labels is not None:
-        t = Trace(name, t.layers, t.arrays, t.inputs, t.labels, quant, t.accuracy(),
-                  description)
+        t = dataclasses.replace(t, reference_accuracy=t.accuracy())
     return t
 
 
 # ---------------------------------------------------------------------------------------
-# save / load
+# save
 
 def _plain(v):
     """YAML-friendly copy of an attribute value."""
@@ -456,8 +285,13 @@ def _plain(v):
 
 
 def _narrow(a):
-    """The narrowest float dtype holding ``a`` exactly (lossless storage)."""
-    a = np.asarray(a, dtype=np.float64)
+    """The narrowest dtype holding ``a`` exactly (lossless storage): float16/32/64 for
+    floats, int16/int64 for integers."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iub":
+        small = a.size == 0 or (np.abs(a.astype(np.int64)).max() < 2**15)
+        return a.astype(np.int16 if small else np.int64)
+    a = a.astype(np.float64)
     for dt in (np.float16, np.float32):
         with np.errstate(over="ignore", invalid="ignore"):
             b = a.astype(dt)
@@ -466,8 +300,30 @@ def _narrow(a):
     return a
 
 
+def _node_doc(n):
+    return {"name": n.name, "op": n.op, "inputs": list(n.inputs), "outputs": list(n.outputs),
+            "attrs": {k: _plain(n.attrs[k]) for k in sorted(n.attrs)}}
+
+
+def _trace_doc(trace):
+    doc = {"kind": "trace", "version": VERSION, "name": trace.name}
+    if trace.description:
+        doc["description"] = trace.description
+    if trace.reference_accuracy is not None:
+        doc["reference_accuracy"] = float(trace.reference_accuracy)
+    doc["num_samples"] = int(trace.inputs.shape[0])
+    if trace.quant is not None:
+        doc["quant"] = {k: dict(v) for k, v in trace.quant.items()}
+    g = trace.graph
+    doc["input"] = {"name": g.input, "shape": [int(s) for s in g.input_shape]}
+    doc["output"] = g.output
+    doc["arrays"] = "arrays.npz"
+    doc["nodes"] = [_node_doc(n) for n in g.nodes]
+    return doc
+
+
 def save_trace(trace, path):
-    """Write ``trace`` as a folder ``path`` (trace.yaml + arrays.npz), atomically.
+    """Write ``trace`` as a version-2 folder ``path`` (trace.yaml + arrays.npz), atomically.
 
     The folder is written under a temporary name next to ``path`` and renamed into place;
     an existing trace folder at ``path`` is replaced. Returns the path.
@@ -481,39 +337,18 @@ def save_trace(trace, path):
         if k.startswith("__"):
             raise ValueError(f"{trace.where()}: array '{k}': names starting with '__' are "
                              "reserved")
-    doc = {"kind": "trace", "version": 1, "name": trace.name}
-    if trace.description:
-        doc["description"] = trace.description
-    if trace.reference_accuracy is not None:
-        doc["reference_accuracy"] = float(trace.reference_accuracy)
-    doc["num_samples"] = int(trace.inputs.shape[0])
-    doc["input_shape"] = [int(s) for s in trace.inputs.shape[1:]]
-    if trace.quant is not None:
-        doc["quant"] = {k: dict(v) for k, v in trace.quant.items()}
-    doc["arrays"] = "arrays.npz"
-    layers = []
-    for la in trace.layers:
-        d = {"name": la.name, "kind": la.kind}
-        if la.inputs:
-            d["inputs"] = list(la.inputs)
-        order = _ATTRS.get(la.kind, ())  # canonical key order: same trace, same bytes
-        for k in sorted(la.attrs, key=lambda k: (order.index(k) if k in order else 99, k)):
-            d[k] = _plain(la.attrs[k])
-        layers.append(d)
-    doc["layers"] = layers
+    doc = _trace_doc(trace)
     npz = {k: _narrow(v) for k, v in trace.arrays.items()}
     npz[_INPUTS_KEY] = _narrow(trace.inputs)
     if trace.labels is not None:
-        npz[_LABELS_KEY] = trace.labels.astype(
-            np.int16 if trace.labels.size == 0 or np.abs(trace.labels).max() < 2**15
-            else np.int64)
+        npz[_LABELS_KEY] = _narrow(trace.labels)
 
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a trace folder is shared
-        _write_npz(tmp / "arrays.npz", npz)
+        write_npz(tmp / "arrays.npz", npz)
         (tmp / "trace.yaml").write_text(
             yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100),
             encoding="utf-8")
@@ -530,8 +365,9 @@ def save_trace(trace, path):
     return path
 
 
-def _write_npz(path, arrays):
-    """Like np.savez_compressed, with fixed timestamps: the same trace gives the same bytes."""
+def write_npz(path, arrays):
+    """Like np.savez_compressed, with fixed timestamps: the same arrays give the same
+    bytes. Not atomic by itself (callers write to a temporary name and rename)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for k, a in arrays.items():
             info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -547,6 +383,9 @@ def _umask():
     os.umask(m)
     return m
 
+
+# ---------------------------------------------------------------------------------------
+# load
 
 def _read_npz(p):
     try:
@@ -567,34 +406,78 @@ def _read_npz(p):
     return out
 
 
+def _header(doc):
+    """The trace.yaml version (1 or 2), after checking ``kind``."""
+    k = doc.get("kind", str, expected="'trace'")
+    if k != "trace":
+        raise doc.error("kind", f"expected 'trace', got {k!r}")
+    v = doc.get("version", int, expected="1 or 2")
+    if v not in (1, VERSION):
+        raise doc.error("version", f"expected 1 or 2, got {v!r}")
+    return v
+
+
 def load_trace(path):
-    """Read a trace folder (or its trace.yaml); one-line ValueError on any problem."""
+    """Read a trace folder (or its trace.yaml), version 1 or 2; one-line ValueError on
+    any problem."""
     yml, folder = _trace_files(Path(path))
     doc = Doc(read_yaml(yml), str(yml))
-    header(doc, "trace")
+    version = _header(doc)
     name = doc.get("name", str, default=folder.name)
     description = doc.get("description", str, default="") or ""
     ref = doc.get("reference_accuracy", (int, float), default=None)
     n = doc.get("num_samples", int, default=None)
-    ishape = doc.get("input_shape", list, default=None)
     quant = _read_quant(doc.sub("quant")) if doc.has("quant") else None
-    arrays_name = doc.get("arrays", str, default="arrays.npz")
-    raw_layers = doc.get("layers", list)
-    doc.finish()
-    layers = [_read_layer(ld, i, yml) for i, ld in enumerate(raw_layers)]
-    npz_path = folder / arrays_name
-    arrays, inputs, labels = _read_arrays(npz_path, n, ishape)
-    t = Trace(name, tuple(layers), arrays, inputs, labels, quant,
-              None if ref is None else float(ref), description, source=str(yml))
+    npz_path = folder / doc.get("arrays", str, default="arrays.npz")
+    if version == 1:
+        ishape = doc.get("input_shape", list, default=None)
+        raw_layers = doc.get("layers", list)
+        doc.finish()
+        graph = tuple(trace_v1.read_layer(ld, i, yml) for i, ld in enumerate(raw_layers))
+    else:
+        graph = _read_graph(doc, yml)
+        ishape = None
+        doc.finish()
+    arrays, inputs, labels = _read_arrays(npz_path, n, ishape, float_only=version == 1)
     # errors about arrays name the npz file, the rest name trace.yaml
     try:
-        t.validate()
+        return Trace(name, graph, arrays, inputs, labels, quant,
+                     None if ref is None else float(ref), description,
+                     source=str(yml)).validate()
     except ValueError as exc:
         msg = str(exc)
         if "non-finite" in msg or "NaN or inf" in msg:
             msg = msg.replace(str(yml), str(npz_path), 1)
         raise ValueError(msg) from None
-    return t
+
+
+def _read_graph(doc, yml):
+    """The graph of a version-2 trace.yaml."""
+    inp = doc.sub("input")
+    iname = inp.get("name", str)
+    ishape = inp.get("shape", list, check=lambda s: all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in s),
+        expected="a list of positive integers")
+    inp.finish()
+    output = doc.get("output", str)
+    raw = doc.get("nodes", list)
+    nodes = [_read_node(nd, i, yml) for i, nd in enumerate(raw)]
+    return Graph(nodes, iname, ishape, output)
+
+
+def _str_list(d, key):
+    return d.get(key, list, check=lambda v: all(isinstance(s, str) for s in v),
+                 expected="a list of tensor names")
+
+
+def _read_node(nd, i, yml):
+    if not isinstance(nd, dict):
+        raise ConfigError(f"{yml}: key 'nodes[{i}]': expected a mapping, got {nd!r}")
+    d = Doc(nd, str(yml), f"nodes[{i}]")
+    node = Node(d.get("name", str), d.get("op", str), _str_list(d, "inputs"),
+                _str_list(d, "outputs"), d.get("attrs", dict, default={}))
+    d.finish()
+    return node
 
 
 def _trace_files(path):
@@ -623,33 +506,10 @@ def _read_quant(q):
     return quant
 
 
-def _read_layer(ld, i, yml):
-    """Layer ``i`` of trace.yaml (its mapping ``ld``)."""
-    if not isinstance(ld, dict):
-        raise ConfigError(f"{yml}: key 'layers[{i}]': expected a mapping, got {ld!r}")
-    d = Doc(ld, str(yml), f"layers[{i}]")
-    lname = d.get("name", str)
-    kind = d.get("kind", str)
-    if kind not in KINDS:
-        raise ConfigError(f"{yml}: layer '{lname}': unknown layer kind {kind!r} "
-                          f"(expected one of: {', '.join(KINDS)})")
-    inputs = d.get("inputs", list, default=[])
-    attrs = {}
-    for k in _ATTRS.get(kind, ()):
-        if d.has(k):
-            attrs[k] = d.get(k, (str, int, float, bool, list, type(None)))
-    for k in ld:
-        if k not in ("name", "kind", "inputs") + _ATTRS.get(kind, ()):
-            raise ConfigError(f"{yml}: layer '{lname}' ({kind}): unknown key '{k}'")
-    for k in ("stride", "padding", "kernel", "shape"):
-        if isinstance(attrs.get(k), list):
-            attrs[k] = tuple(attrs[k])
-    return Layer(lname, kind, tuple(str(s) for s in inputs), attrs)
-
-
-def _read_arrays(npz_path, n, ishape):
+def _read_arrays(npz_path, n, ishape, float_only):
     """(named arrays, inputs, labels or None) of arrays.npz, checked against trace.yaml's
-    ``num_samples`` ``n`` and ``input_shape`` ``ishape`` (None: not given)."""
+    ``num_samples`` ``n`` and version-1 ``input_shape`` ``ishape`` (None: not given);
+    ``float_only``: every array as float64 (version 1)."""
     raw = _read_npz(npz_path)
     if _INPUTS_KEY not in raw:
         raise ValueError(f"{npz_path}: array '{_INPUTS_KEY}' (the trace inputs) missing")
@@ -657,9 +517,9 @@ def _read_arrays(npz_path, n, ishape):
     for k, v in raw.items():
         if k in (_INPUTS_KEY, _LABELS_KEY):
             continue
-        if v.dtype.kind not in "fiu":
+        if v.dtype.kind not in ("fiu" if float_only else "fiub"):
             raise ValueError(f"{npz_path}: array '{k}': expected numbers, got dtype {v.dtype}")
-        arrays[k] = v.astype(np.float64)
+        arrays[k] = v.astype(np.float64) if float_only else _as_array(v)
     inputs = raw[_INPUTS_KEY].astype(np.float64)
     labels = raw.get(_LABELS_KEY)
     if labels is not None:
@@ -692,9 +552,9 @@ def list_traces():
 
 
 def resolve_trace(name_or_path):
-    """A Trace from a folder path or a bundled trace name (``list_traces()``); a value
-    with ``layers`` (a Trace) is returned as it is."""
-    if hasattr(name_or_path, "layers"):
+    """A Trace from a folder path or a bundled trace name (``list_traces()``); a
+    :class:`Trace` is returned as it is."""
+    if isinstance(name_or_path, Trace):
         return name_or_path
     if not isinstance(name_or_path, (str, Path)):
         raise ValueError(f"trace: expected a folder path or a bundled name, "  # noqa: TRY004

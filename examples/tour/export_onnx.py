@@ -25,20 +25,19 @@ def export(out: Path) -> Path:
     trace = resolve_trace("digits-mlp-relu")
     nodes, inits = [], []
     x, n_in = "x", None
-    for layer in trace.layers:
-        if layer.kind == "linear":
-            W = np.asarray(trace.arrays[layer.attrs["weight"]], dtype=np.float32)
-            b = np.asarray(trace.arrays[layer.attrs["bias"]], dtype=np.float32)
+    for layer in trace.graph.nodes:
+        if layer.op == "Gemm":
+            W = np.asarray(trace.arrays[layer.inputs[1]], dtype=np.float32)
+            b = np.asarray(trace.arrays[layer.inputs[2]], dtype=np.float32)
             n_in = W.shape[1] if n_in is None else n_in
             inits += [numpy_helper.from_array(W, f"{layer.name}.W"),
                       numpy_helper.from_array(b, f"{layer.name}.b")]
             nodes.append(helper.make_node("Gemm", [x, f"{layer.name}.W", f"{layer.name}.b"],
                                           [layer.name], transB=1, name=layer.name))
-        elif layer.kind in ("relu", "softmax"):
-            op = {"relu": "Relu", "softmax": "Softmax"}[layer.kind]
-            nodes.append(helper.make_node(op, [x], [layer.name], name=layer.name))
+        elif layer.op in ("Relu", "Softmax"):
+            nodes.append(helper.make_node(layer.op, [x], [layer.name], name=layer.name))
         else:
-            raise SystemExit(f"export_onnx: layer kind {layer.kind!r} is not handled here")
+            raise SystemExit(f"export_onnx: op {layer.op!r} is not handled here")
         x = layer.name
     graph = helper.make_graph(
         nodes, "digits-mlp",
