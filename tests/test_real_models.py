@@ -33,6 +33,7 @@ from accsim.network.onnx_import import import_onnx
 from accsim.network.trace import load_trace
 
 FIX = Path(__file__).parent / "fixtures" / "onnx"
+VIT = Path(__file__).parent.parent / "traces" / "sources"
 FIXTURES = json.loads((FIX / "fixtures.json").read_text())
 BY_FILE = {f["file"]: f for f in FIXTURES}
 FP32_OPERANDS = str(FIX / "fp32-fp32acc.yaml")
@@ -80,16 +81,22 @@ def onnxruntime_outputs(file):
     return np.concatenate(out)
 
 
+def import_or_fail(path, x, labels=None, *, what, **kwargs):
+    """``import_onnx(path, x, labels, **kwargs)``, or a one-line test failure naming
+    ``what`` (the fixture) and the importer's error."""
+    try:
+        return import_onnx(path, x, labels, **kwargs)
+    except Exception as exc:  # noqa: BLE001 (any failure is reported, one line)
+        why = f"{exc.__class__.__name__}: {exc}"
+    pytest.fail(f"{what}: import_onnx failed: {why} (needs issue 16's graph importer)",
+                pytrace=False)
+
+
 @lru_cache(maxsize=None)
 def imported(file):
     """The trace of ``file`` (imported once per session), or a test failure naming it."""
     fx = BY_FILE[file]
-    try:
-        return import_onnx(FIX / file, inputs(fx), **import_kwargs(fx))
-    except Exception as exc:  # noqa: BLE001 (any failure is reported, one line)
-        why = f"{exc.__class__.__name__}: {exc}"
-    pytest.fail(f"{describe(fx)}: import_onnx failed: {why} (needs issue 16's graph "
-                "importer)", pytrace=False)
+    return import_or_fail(FIX / file, inputs(fx), what=describe(fx), **import_kwargs(fx))
 
 
 def relative_gap(got, ref):
@@ -99,9 +106,10 @@ def relative_gap(got, ref):
 def check_against_ort(fx, got, tol, what):
     ref = onnxruntime_outputs(fx["file"])
     assert got is not None, f"{describe(fx)}: {what}: the result holds no outputs"
-    got = np.asarray(got, dtype=np.float64).reshape(ref.shape[0], -1)
-    ref = ref.reshape(ref.shape[0], -1)
-    assert got.shape == ref.shape, f"{describe(fx)}: {what}: shape {got.shape} != {ref.shape}"
+    got = np.asarray(got, dtype=np.float64)
+    assert len(got) == len(ref) and got.size == ref.size, \
+        f"{describe(fx)}: {what}: shape {got.shape}, onnxruntime's {ref.shape}"
+    got, ref = got.reshape(len(ref), -1), ref.reshape(len(ref), -1)
     agree = float(np.mean(got.argmax(axis=1) == ref.argmax(axis=1)))
     assert agree >= AGREEMENT, f"{describe(fx)}: {what}: argmax agreement {agree:.3f}"
     gap = relative_gap(got, ref)
@@ -170,6 +178,37 @@ def test_attention_products_run_on_the_accumulator():
     for file in ("transformer_ts17.onnx", "transformer_dyn18.onnx"):
         res = simulate(imported(file), "fp16-fp16acc", analyze=False)
         assert len(res.layers) >= 2 * 6 + 2, (file, [lr.name for lr in res.layers])
+
+
+# ---------------------------------------------------------------------------------------
+# the source of the bundled transformer trace (traces/build_transformer.py)
+
+def vit_split():
+    return (np.load(VIT / "mnist-vit.inputs.npy").astype(np.float64) / 255.0,
+            np.load(VIT / "mnist-vit.labels.npy"))
+
+
+def test_vit_source_accuracy_as_recorded():
+    x, y = vit_split()
+    info = json.loads((VIT / "mnist-vit.json").read_text())
+    sess = ort.InferenceSession(str(VIT / "mnist-vit.onnx"), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+    assert x.shape == (info["test_images"], 1, 28, 28)
+    assert float(np.mean(out.argmax(axis=1) == y)) == info["onnxruntime_accuracy"]
+
+
+def test_vit_source_simulates_like_onnxruntime():
+    """The first 32 held-out images of the ViT through accsim with fp32 operands."""
+    x, y = vit_split()
+    x, y = x[:32], y[:32]
+    path = VIT / "mnist-vit.onnx"
+    trace = import_or_fail(path, x, y, what=path.name)
+    res = simulate(trace, FP32_OPERANDS, analyze=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+    assert res.outputs.shape == ref.shape
+    assert np.mean(res.outputs.argmax(axis=1) == ref.argmax(axis=1)) >= AGREEMENT
+    assert relative_gap(res.outputs, ref) <= TIGHT
 
 
 # ---------------------------------------------------------------------------------------
