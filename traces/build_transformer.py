@@ -71,32 +71,39 @@ def vit():
     return TinyViT()
 
 
-def fit(model, x, y):
-    """Minibatch Adam with a cosine learning rate; returns the model in eval mode."""
+def fit(model, x, y, *, epochs=EPOCHS, batch=BATCH, lr=LR, cosine=True):
+    """Minibatch Adam (float32, CPU, shuffled by a generator seeded with ``SEED``), with a
+    cosine learning rate over all steps if ``cosine``; returns the model in eval mode."""
     import torch
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    steps = EPOCHS * -(-len(yt) // BATCH)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, epochs * -(-len(yt) // batch)) if cosine else None
     g = torch.Generator().manual_seed(SEED)
     model.train()
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         perm = torch.randperm(len(yt), generator=g)
-        for i in range(0, len(yt), BATCH):
-            idx = perm[i:i + BATCH]
+        for i in range(0, len(yt), batch):
+            idx = perm[i:i + batch]
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
     return model.eval()
 
 
-def float64_accuracy(model, x, y):
+def float64_outputs(model, x):
+    """The outputs of a float64 copy of ``model`` (eval mode) on ``x``, as numpy."""
     import copy
     import torch
     m = copy.deepcopy(model).double().eval()
     with torch.no_grad():
-        return float(np.mean(m(torch.tensor(x)).numpy().argmax(axis=1) == y))
+        return m(torch.tensor(x, dtype=torch.float64)).numpy()
+
+
+def float64_accuracy(model, x, y):
+    return float(np.mean(float64_outputs(model, x).argmax(axis=1) == y))
 
 
 def onnxruntime_accuracy(x, y):
