@@ -10,8 +10,11 @@ options) on the same float32 inputs:
   and the float64 reference outputs within :data:`TIGHT` of the output's largest
   magnitude (float32 vs float64 sums only), argmax agreement >= :data:`AGREEMENT`;
 * fp16 operands, the fp32 wide register (``fp16-fp16acc``, ``uniform-wide``): argmax
-  agreement >= :data:`AGREEMENT` and values within :data:`LOOSE` (fp16 operand rounding,
-  unit roundoff 2**-11, through ~20 layers);
+  agreement >= :data:`AGREEMENT` and values within :data:`LOOSE` (fp16 operand rounding:
+  onnxruntime itself, run on each fixture with a Cast to float16 and back on both operands
+  of every Conv / Gemm / MatMul, moves the outputs by at most 3.9e-3 of their largest
+  magnitude (mobilenet; resnet 8.3e-4, transformer 5.5e-4, sklearn 9.1e-4), and accsim's
+  resnet run differs from onnxruntime by the same 8.3e-4);
 * fp16 operands and the fp16 narrow register: the run completes (overflow is counted, not
   fatal) with one output per sample.
 
@@ -39,7 +42,7 @@ BY_FILE = {f["file"]: f for f in FIXTURES}
 FP32_OPERANDS = str(FIX / "fp32-fp32acc.yaml")
 AGREEMENT = 0.99      # argmax agreement with onnxruntime
 TIGHT = 1e-4          # fp32 operands: max |sim - ort| / max |ort|
-LOOSE = 2e-2          # fp16 operands: max |sim - ort| / max |ort|
+LOOSE = 1e-2          # fp16 operands: max |sim - ort| / max |ort|
 MAX_FIXTURE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20
 
