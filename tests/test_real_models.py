@@ -32,7 +32,7 @@ import pytest
 
 from accsim import simulate
 from accsim.cli import main
-from accsim.network.onnx_import import import_onnx
+from accsim.network.onnx_import import import_graph, import_onnx
 from accsim.network.trace import load_trace
 
 FIX = Path(__file__).parent / "fixtures" / "onnx"
@@ -218,10 +218,23 @@ def test_vit_source_simulates_like_onnxruntime():
 # several outputs, GRU
 
 @pytest.mark.parametrize("file", ["sklearn_mlp.onnx", "sklearn_mlp_zipmap.onnx"])
-def test_several_outputs_need_a_choice(file):
+def test_several_outputs_the_float_one_is_chosen_with_a_note(file):
+    """skl2onnx writes (label, probabilities): with no --output the one float output is
+    taken, and the note names every other output and how to pick one."""
+    fx = BY_FILE[file]
+    graph, _, notes = import_graph(FIX / file, inputs(fx))
+    chosen = [n for n in notes if "chosen" in n]
+    assert len(chosen) == 1, notes
+    others = [name for name in graph_outputs(fx) if name != graph.output]
+    assert others and all(name in chosen[0] for name in others), chosen
+    assert "--output" in chosen[0]
+
+
+@pytest.mark.parametrize("file", ["sklearn_mlp.onnx", "sklearn_mlp_zipmap.onnx"])
+def test_a_named_output_that_does_not_exist_lists_the_outputs(file):
     fx = BY_FILE[file]
     with pytest.raises(ValueError) as e:
-        import_onnx(FIX / file, inputs(fx))
+        import_onnx(FIX / file, inputs(fx), output="nope")
     msg = str(e.value)
     assert "\n" not in msg, f"not one line: {msg!r}"
     missing = [name for name in graph_outputs(fx) if name not in msg]
