@@ -36,11 +36,12 @@ from ..numerics.config import load_format
 from ..numerics.datapath import Datapath
 from ..numerics.formats import FloatFormat, IntFormat
 from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_policy,
-                                   default_ladder, resolve_ladder, static_neuron_levels)
+                                   check_schedule_options, default_ladder,
+                                   default_output_layer, resolve_ladder, static_neuron_levels)
 from . import ops
 from .operands import PreparedLayer, operand_specs
 from .reissue import (LayerRun, ReissuePolicy, Transposer, layer_matmul, next_activation,
-                      schedule_and_check)
+                      output_layer_index, schedule_and_check)
 from .results import LayerResult, SimulationResult, relative_error
 from .trace import MATMUL_KINDS, resolve_trace
 
@@ -241,6 +242,7 @@ class _Run:
             if nl is not None:
                 r.neuron_levels = [int(v) for v in nl]
             self.mm[i] = LayerRun(i, p, self.acts[i], r, nl)
+            self.mm[i].is_output = i == output_layer_index(self.layers, self.input_names)
 
     def matmul_layer(self, lr, x, ci, zref):
         """Output of matmul layer ``lr`` on its input ``x`` in batch ``ci`` (real units);
@@ -332,7 +334,9 @@ class _Run:
             seconds=time.perf_counter() - t_start, reference_seconds=self.ref_seconds,
             outputs=out_sim, reference_outputs=out_ref, policy=pol.policy,
             estimator=pol.estimator, tau=pol.tau, fraction=pol.fraction,
-            ladder=list(self.opts.rung_labels), ladder_formats=list(self.opts.rung_formats))
+            ladder=list(self.opts.rung_labels), ladder_formats=list(self.opts.rung_formats),
+            output_layer=pol.output_layer or default_output_layer(pol.policy),
+            overflow_rule=pol.overflow_rule)
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,6 +427,7 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              analyze: bool = True, ladder=None, calibration: int | None = None,
              quantile: float | None = None,
              layer_progress: Callable[[int, int, str, int, int], None] | None = None,
+             output_layer: str | None = None, overflow_rule: str | None = None,
              ) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
@@ -477,6 +482,14 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         ``n u ≥ 1``); ``bound_spearman`` is the rank correlation of bound and observed
         error on a sample of each batch (the bound's shape ``|A||B| + |b|`` stands in
         where it is infinite).
+    output_layer : {"wide", "rows", "components"}, optional
+        How the network's output layer is scheduled (condition, absolute, random,
+        oracle; ``rows``: absolute and random); default ``wide`` for ``absolute``,
+        ``components`` otherwise (:mod:`accsim.precision.scheduler`).
+    overflow_rule : {"flag", "bound"}, optional
+        Integer / fixed-point narrow registers: re-issue what overflowed / saturated
+        (``flag``, default) or what the worst-case bound says could (``bound``); an
+        error for float narrow registers.
     """
     with _one_blas_thread():
         trace = resolve_trace(trace)
@@ -486,9 +499,14 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         _positive("seed", seed, lo=0)
         check_policy(policy, tau, fraction, estimator)
         _check_ladder_args(policy, ladder, fraction, calibration, quantile)
+        check_schedule_options(policy, output_layer, overflow_rule)
+        if overflow_rule is not None and isinstance(acc.narrow, FloatFormat):
+            raise ValueError(f"overflow_rule: applies to integer / fixed-point narrow "
+                             f"registers, not {acc.narrow.label}")
         acc, rungs = _ladder_for(policy, ladder, acc)
         opts = _run_options(acc, rungs, seed, batch_size, ReissuePolicy(
-            policy, tau, fraction, estimator, relu_negative, analyze))
+            policy, tau, fraction, estimator, relu_negative, analyze,
+            output_layer=output_layer, overflow_rule=overflow_rule))
         check_register_widths(trace, acc, opts.rung_formats)
         if policy == "static":
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,
