@@ -115,7 +115,7 @@ def _policy_options(args) -> dict:
         check_policy(args.policy, tau, fraction, args.estimator or "exact")
         check_schedule_options(args.policy, args.output_layer, args.overflow_rule)
     except ValueError as exc:
-        raise ValueError(f"--{exc}") from None
+        raise ValueError(_option_named(exc)) from None
     if args.estimator is not None and not uses_estimator(args.policy, tau, fraction):
         raise ValueError(f"--estimator: the {args.policy!r} policy"
                          f"{' with --fraction' if fraction is not None else ''} computes "
@@ -150,7 +150,7 @@ def _cmd_simulate(args):
     except ValueError as exc:
         if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
                                 "tau:", "output_layer:", "overflow_rule:")):
-            raise ValueError(f"--{exc}") from None
+            raise ValueError(_option_named(exc)) from None
         raise
     wide = None
     if not args.narrow_only:
@@ -171,6 +171,12 @@ def _cmd_simulate(args):
         return 0
     _print_table(trace, acc, runs, priced)
     return 0
+
+
+def _option_named(exc):
+    """``NAME: message`` of a keyword's error as ``--OPTION-NAME: message``."""
+    name, _, rest = str(exc).partition(":")
+    return f"--{name.replace('_', '-')}:{rest}"
 
 
 def _wide_run(trace, acc, narrow, limit, seed, show):
