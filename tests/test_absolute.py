@@ -169,7 +169,8 @@ def test_cli_errors(capsys):
                  "--output-layer", "rows"]) == 2
     err = capsys.readouterr().err
     assert "--output-layer" in err and len(err.strip().splitlines()) == 1
-    assert main(["simulate", TRACE, "--overflow-rule", "bound", "--limit", "5"]) == 2
+    assert main(["simulate", TRACE, "--policy", "overflow", "--overflow-rule", "bound",
+                 "--limit", "5"]) == 2
     assert "--overflow-rule: applies to integer" in capsys.readouterr().err
 
 
