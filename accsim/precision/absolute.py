@@ -25,7 +25,11 @@ Threshold mode (``τ``)
     as a fraction of the row's mean activation magnitude (dimensionless; ``τ = 0.01``:
     re-issue where the predicted error exceeds 1 % of a typical output of that row). A
     row whose activations are all zero scores ``+inf`` where ``s > 0``. The first-order
-    ``Ê`` over-estimates stagnation errors by 10-100x, so calibrate τ (``accsim advise``).
+    ``Ê`` over-estimates stagnation errors by 10-100x: with ``k·u ≫ 1`` the drift term
+    alone predicts ``k·u/2`` times an output's own magnitude, so useful τ are of the
+    order of ``k·u`` (mnist-mlp-relu, e5m2, k·u ≈ 64-98: τ ≤ 5 re-issues every active
+    ReLU output, 60 %; τ = 20: 50 %; τ = 50: 16 %). Calibrate τ (``accsim advise
+    --taus``) or use the budget mode.
 
 Output layer rows
     For the layer feeding the network output, row r's score is

@@ -22,15 +22,30 @@ Policies
     given instead of ``τ``: the ``round(fraction · m n)`` highest scores of each batch.
     For integer / fixed-point narrow accumulators (``u = 0``: adds are exact) the rule is
     the overflow bound rule below.
+    ``absolute``: rank by the predicted absolute error of the activation output,
+    ``|φ'(ẑ)| · u · (k/2 · |ẑ| + √k/2 · Ŝ)`` (:mod:`accsim.precision.absolute`, which also
+    defines its threshold: τ is that error as a fraction of the row's mean activation
+    magnitude); with ``fraction``: the ``round(fraction · m n)`` highest scores of each
+    batch. Integer / fixed-point narrow accumulators: as ``condition``.
     ``random``: the same number of components as ``condition`` at this ``τ`` would pick in
     each layer and batch (or ``round(fraction · m n)`` with ``fraction``), uniformly at
     random with a seeded generator.
     ``oracle``: the same budget, the components with the largest actual error
     ``|ẑ - z|`` of the narrow pass (``z``: float64 product of the quantized operands).
     ``overflow``: components whose narrow register overflowed or saturated (engine flags 2,
-    4); for integer / fixed-point accumulators also every component whose bound
-    ``|w_i|ᵀ|x| + |b_i|`` (per chunk for ``chunked``) could exceed the register
-    (``≥ 2^(B-1)`` units).
+    4; :mod:`accsim.network.reissue` adds a bias that does not fit the register); with
+    ``overflow_rule="bound"`` (integer / fixed-point accumulators) also every component
+    whose bound ``|w_i|ᵀ|x| + |b_i|`` (per chunk for ``chunked``) could exceed the
+    register (``≥ 2^(B-1)`` units). The same rule decides ``condition`` and ``absolute``
+    on integer registers (``u = 0``: only overflow makes an error).
+
+Output layer (:data:`OUTPUT_LAYER_MODES`)
+    The matmul layer feeding the network output (``select(..., output=True)``) is
+    scheduled by ``output_layer``: ``wide`` re-issues all of it, ``rows`` whole rows
+    (``absolute``: by :func:`accsim.precision.absolute.row_scores`, ``round(fraction · m)``
+    rows or the rows scoring above τ; ``random``: that many rows at random, at a τ the
+    count of ``condition`` divided by n), ``components`` as any other layer. Default:
+    :func:`default_output_layer`.
 
 Estimators of ``Ŝ``
     ``exact``: ``|A||B| + |b|`` (what an extra cheap accumulation computes). Called
