@@ -294,7 +294,7 @@ def _print_metrics(runs):
             f", accuracy {_pct(res.accuracy)}{_ci(res.accuracy_ci95)}"
         layers = ", ".join(f"{lr.name} {lr.accumulation_error:.3g}" for lr in res.layers
                            if lr.accumulation_error is not None)
-        print(f"{tag[:26]:<26} agreement {_pct(res.agreement)}{_ci(res.agreement_ci95)}"
+        print(f"  {tag}: agreement {_pct(res.agreement)}{_ci(res.agreement_ci95)}"
               f"{acc}, normwise error {_sci(nw)}"
               + (f"; accumulation-only error {layers}" if layers else ""))
 
