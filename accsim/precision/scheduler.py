@@ -160,27 +160,29 @@ def default_output_layer(policy):
     return "components" if policy in OUTPUT_LAYER_POLICIES else None
 
 
+def _check_option(name, value, choices, policy, takers, what):
+    """``value`` of keyword ``name`` is one of ``choices`` and ``policy`` is one of
+    ``takers`` (ValueError naming ``name``); None is always valid."""
+    if value is None:
+        return
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    if policy not in takers:
+        raise ValueError(f"{name}: the {policy!r} policy takes no {what} (only "
+                         f"{', '.join(takers)} do)")
+
+
 def check_schedule_options(policy, output_layer=None, overflow_rule=None):
     """Validate ``output_layer`` and ``overflow_rule`` for ``policy`` (ValueError naming
     the argument; None is always valid)."""
-    if output_layer is not None:
-        if output_layer not in OUTPUT_LAYER_MODES:
-            raise ValueError(f"output_layer: expected one of {', '.join(OUTPUT_LAYER_MODES)}"
-                             f", got {output_layer!r}")
-        if policy not in OUTPUT_LAYER_POLICIES:
-            raise ValueError(f"output_layer: the {policy!r} policy takes no output-layer "
-                             f"mode (only {', '.join(OUTPUT_LAYER_POLICIES)} do)")
-        if output_layer == "rows" and policy not in ROW_POLICIES:
-            raise ValueError(f"output_layer: 'rows' applies to the "
-                             f"{' and '.join(ROW_POLICIES)} policies, not {policy!r} "
-                             f"(use wide or components)")
-    if overflow_rule is not None:
-        if overflow_rule not in OVERFLOW_RULES:
-            raise ValueError(f"overflow_rule: expected one of {', '.join(OVERFLOW_RULES)}, "
-                             f"got {overflow_rule!r}")
-        if policy not in OVERFLOW_RULE_POLICIES:
-            raise ValueError(f"overflow_rule: the {policy!r} policy takes no overflow rule "
-                             f"(only {', '.join(OVERFLOW_RULE_POLICIES)} do)")
+    _check_option("output_layer", output_layer, OUTPUT_LAYER_MODES, policy,
+                  OUTPUT_LAYER_POLICIES, "output-layer mode")
+    if output_layer == "rows" and policy not in ROW_POLICIES:
+        raise ValueError(f"output_layer: 'rows' applies to the "
+                         f"{' and '.join(ROW_POLICIES)} policies, not {policy!r} "
+                         f"(use wide or components)")
+    _check_option("overflow_rule", overflow_rule, OVERFLOW_RULES, policy,
+                  OVERFLOW_RULE_POLICIES, "overflow rule")
 
 
 def valid_tau(tau) -> bool:
