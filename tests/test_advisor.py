@@ -35,6 +35,17 @@ def test_candidates_and_choice(advice):
     assert advice["held_out_result"]["n_samples"] == 40
 
 
+def test_wilson_rule_is_stricter():
+    d = advisor.advise(TRACE, "fp16-fp16acc", 0.97, narrow=["fp8_e5m2"],
+                       policies=["uniform-narrow", "uniform-wide"], limit=80, rule="wilson")
+    for r in d["candidates"]:
+        assert r["meets"] == (r["agreement_ci95"][0] >= 0.97)
+    # 40 of 40 agreeing has a Wilson lower end of 0.912: nothing can meet 0.97
+    assert d["chosen"] is None and d["held_out_result"] is None
+    with pytest.raises(ValueError, match="rule"):
+        advisor.advise(TRACE, "fp16-fp16acc", 0.97, rule="x")
+
+
 def test_pareto_brute_force(advice):
     rows = advice["candidates"]
     for r in rows:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from ..experiments.advisor import STRUCTURES, advise
+from ..experiments.advisor import RULES, STRUCTURES, advise
 from ..hardware.cost import load_technology
 from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, check_out_file,
                      one_line_warnings, parse_float, parse_positive_int, show_progress,
@@ -39,6 +39,10 @@ def register(subparsers):
                    help="re-issue budgets (default 0.1,0.3,0.5)")
     s.add_argument("--taus", metavar="T1,T2", default="",
                    help="thresholds (default none)")
+    s.add_argument("--rule", default="point", choices=RULES,
+                   help="what meets the target on the calibration split: point (its "
+                        "agreement, default) or wilson (the lower end of its 95%% Wilson "
+                        "interval: needs more samples, guards against lucky passes)")
     s.add_argument("--limit", metavar="N", default=None, help="use the first N samples")
     s.add_argument("--calibration", metavar="N", default=None,
                    help="the first N samples choose, the rest are held out (default half)")
@@ -90,7 +94,8 @@ def _options(args) -> dict:
             "taus": taus, "limit": parse_positive_int(args.limit, "--limit"),
             "calibration": parse_positive_int(args.calibration, "--calibration"),
             "technology": args.technology, "scheduler": args.scheduler,
-            "workers": parse_positive_int(args.workers, "--workers") or 2}
+            "workers": parse_positive_int(args.workers, "--workers") or 2,
+            "rule": args.rule}
 
 
 def _progress(done, total, point):
@@ -152,7 +157,8 @@ def _print(d):
     c0, c1 = d["calibration"]
     h0, h1 = d["held_out"]
     print(f"trace {d['trace']}, accelerator {d['accelerator']}: target agreement "
-          f"{100 * d['target']:.2f}%; calibration samples {c0}-{c1 - 1}, held out "
+          f"{100 * d['target']:.2f}% (rule {d['rule']}); calibration samples "
+          f"{c0}-{c1 - 1}, held out "
           f"{h0}-{h1 - 1}; energy on {d['technology']}")
     print(f"{'narrow':<12} {'structure':<11} {'policy':<15} {'budget':<9} {'agree%':>7} "
           f"{'95% CI':>14} {'normwise':>9} {'reissue%':>8} {'pJ/infer':>11} "
