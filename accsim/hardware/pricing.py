@@ -451,7 +451,7 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer"
     ``technology``, ``estimator``, ``recomputed_fraction`` and per-layer ``layers``.
 
     ``estimator``: the κ estimator whose actions are charged; by default the result's
-    own when its policy computes an estimate at run time (``condition``,
+    own when its policy computes an estimate at run time (``condition``, ``absolute``,
     ``multi-level``), else ``"none"`` (``static`` computes none at inference).
 
     ``uniform-wide`` is priced as every output on the wide MAC only (the baseline: no
@@ -464,7 +464,7 @@ def price_simulation(accelerator, tech, result, estimator=None, refetch="buffer"
     pol = getattr(result, "policy", "uniform-narrow")
     if estimator is None:
         estimator = getattr(result, "estimator", "exact") \
-            if pol in ("condition", "multi-level") else "none"
+            if pol in ("condition", "absolute", "multi-level") else "none"
     fmts = list(getattr(result, "ladder_formats", None) or [])
     ladder = fmts if pol in ("multi-level", "static") and fmts else None
     layers = []
