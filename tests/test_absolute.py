@@ -273,3 +273,13 @@ def test_spec_accepts_absolute(tmp_path):
     pts = load_spec(p).points
     assert [pt.params["policy"] for pt in pts] == ["absolute", "absolute"]
     assert pts[0].params["options"] == {"output_layer": "rows"}
+
+
+def test_absolute_priced_with_its_estimator(e5m2):
+    from accsim.hardware.cost import price_simulation
+    r = simulate(TRACE, e5m2, limit=20, policy="absolute", fraction=0.1, analyze=False)
+    default = price_simulation(e5m2, "horowitz-45nm", r)
+    assert default["energy_pj"] == price_simulation(e5m2, "horowitz-45nm", r,
+                                                    "exact")["energy_pj"]
+    assert default["energy_pj"] > price_simulation(e5m2, "horowitz-45nm", r,
+                                                   "none")["energy_pj"]
