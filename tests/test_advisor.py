@@ -9,7 +9,7 @@ from accsim.cli import main
 from accsim.experiments import advisor
 
 TRACE = "digits-mlp-relu"
-GRID = ["--narrow", "fp8_e5m2", "--structures", "sequential,chunked:8",
+GRID = ["--rule", "point", "--narrow", "fp8_e5m2", "--structures", "sequential,chunked:8",
         "--policies", "uniform-narrow,absolute,uniform-wide", "--fractions", "0.2",
         "--limit", "80"]
 
@@ -19,7 +19,7 @@ def advice():
     return advisor.advise(TRACE, "fp16-fp16acc", 0.98, narrow=["fp8_e5m2"],
                           structures=["sequential", "chunked:8"],
                           policies=["uniform-narrow", "absolute", "uniform-wide"],
-                          fractions=[0.2], limit=80)
+                          fractions=[0.2], limit=80, rule="point")
 
 
 def test_candidates_and_choice(advice):
@@ -104,7 +104,8 @@ def test_processes_scheduler_same_metrics(advice):
     d = advisor.advise(TRACE, "fp16-fp16acc", 0.98, narrow=["fp8_e5m2"],
                        structures=["sequential", "chunked:8"],
                        policies=["uniform-narrow", "absolute", "uniform-wide"],
-                       fractions=[0.2], limit=80, scheduler="processes", workers=2)
+                       fractions=[0.2], limit=80, scheduler="processes", workers=2,
+                       rule="point")
     key = lambda r: r["id"]  # noqa: E731
     for a, b in zip(sorted(d["candidates"], key=key), sorted(advice["candidates"], key=key)):
         assert a["agreement"] == b["agreement"]

@@ -39,10 +39,10 @@ def register(subparsers):
                    help="re-issue budgets (default 0.1,0.3,0.5)")
     s.add_argument("--taus", metavar="T1,T2", default="",
                    help="thresholds (default none)")
-    s.add_argument("--rule", default="point", choices=RULES,
-                   help="what meets the target on the calibration split: point (its "
-                        "agreement, default) or wilson (the lower end of its 95%% Wilson "
-                        "interval: needs more samples, guards against lucky passes)")
+    s.add_argument("--rule", default="wilson", choices=RULES,
+                   help="what meets the target on the calibration split: wilson (the lower "
+                        "end of its agreement's 95%% Wilson interval, default: guards "
+                        "against lucky passes, needs more samples) or point (its agreement)")
     s.add_argument("--limit", metavar="N", default=None, help="use the first N samples")
     s.add_argument("--calibration", metavar="N", default=None,
                    help="the first N samples choose, the rest are held out (default half)")

@@ -21,8 +21,8 @@ Metrics per candidate (calibration split)
     where the policy computes one: ``condition``, ``absolute``, ``multi-level``).
     ``pareto``: no other candidate has lower or equal energy and higher or equal
     agreement, one of them strictly. ``meets``: by ``rule`` (:data:`RULES`): ``point``,
-    the calibration agreement ≥ target; ``wilson``, the lower end of its 95 % Wilson
-    interval ≥ target (guards against choosing a candidate that passed the calibration
+    the calibration agreement ≥ target; ``wilson`` (the default), the lower end of its
+    95 % Wilson interval ≥ target (guards against choosing a candidate that passed the calibration
     split by luck, at the price of needing more calibration samples: 100 % of 300 samples
     has a lower end of 0.987).
 
@@ -194,7 +194,7 @@ def run_points(points, scheduler="inprocess", workers=1, progress=None):
 def advise(trace, accelerator, target, *, narrow=(None,), structures=("same",),
            policies=("uniform-narrow",), fractions=(), taus=(), limit=None,
            calibration=None, technology="horowitz-45nm", scheduler="inprocess", workers=1,
-           progress=None, rule="point") -> dict:
+           progress=None, rule="wilson") -> dict:
     """Choose and check the cheapest configuration meeting ``target`` agreement (module
     doc). Returns ``{target, calibration, held_out, candidates, chosen, held_out_result}``
     (JSON-able; ``chosen`` and ``held_out_result`` None when no candidate meets the
