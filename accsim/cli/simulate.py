@@ -41,10 +41,12 @@ def register(subparsers):
     s.add_argument("--tau", metavar="T", default=None,
                    help="condition threshold, a number >= 0 (0: re-issue everything, inf: "
                         "nothing): re-issue where u*kappa_i*kappa_phi > T (random / "
-                        "oracle: match condition's count at this T); not with --fraction")
+                        "oracle: match condition's count at this T; absolute: predicted "
+                        "error of the activation output over the row's mean activation "
+                        "magnitude > T); not with --fraction")
     s.add_argument("--fraction", metavar="F", default=None,
                    help="re-issue budget as a fraction of the outputs in [0, 1] (random, "
-                        "oracle, condition: top-F scores; static: top-F neurons)")
+                        "oracle, condition, absolute: top-F scores; static: top-F neurons)")
     s.add_argument("--estimator", default=None, choices=ESTIMATORS,
                    help="kappa_i estimator of condition, multi-level, and random / oracle "
                         "at a --tau (default exact)")
