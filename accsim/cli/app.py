@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 
 from .. import __version__
-from . import (accelerators, capi, cost, formats, matmul, onnx, quantize, simulate, sweep,
-               validate)
+from . import (accelerators, advise, capi, cost, formats, matmul, onnx, quantize, simulate,
+               sweep, validate)
 from .common import Interrupts, Parser, UsageError, print_error
 
 #: command modules in the order their commands are listed by ``accsim --help``
 COMMAND_MODULES = (formats, quantize, accelerators, matmul, simulate, onnx, cost, capi, sweep,
-                   validate)
+                   validate, advise)
 
 
 def build_parser() -> Parser:

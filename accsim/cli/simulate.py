@@ -9,7 +9,8 @@ import numpy as np
 
 from ..hardware.cost import load_technology, price_simulation
 from ..network.simulation import resolve_accelerator, resolve_trace, save_outputs, simulate
-from ..precision.scheduler import ESTIMATORS, check_policy, uses_estimator
+from ..precision.scheduler import (ESTIMATORS, OUTPUT_LAYER_MODES, OVERFLOW_RULES,
+                                   check_policy, check_schedule_options, uses_estimator)
 from .cost import cost_summary_lines
 from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, SampleBar, check_out_file,
                      compile_notice, one_line_warnings, parse_float, parse_positive_int,
@@ -36,15 +37,17 @@ def register(subparsers):
     s.add_argument("--seed", type=int, default=0, help="stochastic-rounding seed")
     s.add_argument("--policy", default="uniform-narrow",
                    help="scheduler policy re-issuing components to the wide accumulator: "
-                        "uniform-narrow (default), uniform-wide, condition, random, "
-                        "oracle, overflow, multi-level, static")
+                        "uniform-narrow (default), uniform-wide, condition, absolute, "
+                        "random, oracle, overflow, multi-level, static")
     s.add_argument("--tau", metavar="T", default=None,
                    help="condition threshold, a number >= 0 (0: re-issue everything, inf: "
                         "nothing): re-issue where u*kappa_i*kappa_phi > T (random / "
-                        "oracle: match condition's count at this T); not with --fraction")
+                        "oracle: match condition's count at this T; absolute: predicted "
+                        "error of the activation output over the row's mean activation "
+                        "magnitude > T); not with --fraction")
     s.add_argument("--fraction", metavar="F", default=None,
                    help="re-issue budget as a fraction of the outputs in [0, 1] (random, "
-                        "oracle, condition: top-F scores; static: top-F neurons)")
+                        "oracle, condition, absolute: top-F scores; static: top-F neurons)")
     s.add_argument("--estimator", default=None, choices=ESTIMATORS,
                    help="kappa_i estimator of condition, multi-level, and random / oracle "
                         "at a --tau (default exact)")
@@ -58,6 +61,15 @@ def register(subparsers):
     s.add_argument("--quantile", metavar="Q", default=None,
                    help="static: quantile of each neuron's calibration scores compared "
                         "with --tau (default 0.99)")
+    s.add_argument("--output-layer", default=None, choices=OUTPUT_LAYER_MODES,
+                   help="the layer feeding the network output (condition, absolute, random, "
+                        "oracle): wide (all of it on the wide accumulator; default of "
+                        "absolute), rows (whole rows by top-2 margin; absolute, random) or "
+                        "components (like any layer; default of the others)")
+    s.add_argument("--overflow-rule", default=None, choices=OVERFLOW_RULES,
+                   help="integer / fixed-point narrow registers: re-issue what overflowed "
+                        "or saturated (flag, default) or what the worst-case bound says "
+                        "could (bound)")
     s.add_argument("--narrow-only", action="store_true",
                    help="skip the second run with the wide accumulator")
     s.add_argument("--technology", "-t", default=DEFAULT_TECHNOLOGY,
@@ -111,8 +123,9 @@ def _policy_options(args) -> dict:
                                  "--fraction")
     try:
         check_policy(args.policy, tau, fraction, args.estimator or "exact")
+        check_schedule_options(args.policy, args.output_layer, args.overflow_rule)
     except ValueError as exc:
-        raise ValueError(f"--{exc}") from None
+        raise ValueError(_option_named(exc)) from None
     if args.estimator is not None and not uses_estimator(args.policy, tau, fraction):
         raise ValueError(f"--estimator: the {args.policy!r} policy"
                          f"{' with --fraction' if fraction is not None else ''} computes "
@@ -123,7 +136,8 @@ def _policy_options(args) -> dict:
                                  "--quantile")
     return {"policy": args.policy, "tau": tau, "fraction": fraction,
             "estimator": args.estimator or "exact", "ladder": args.ladder,
-            "calibration": calibration, "quantile": quantile}
+            "calibration": calibration, "quantile": quantile,
+            "output_layer": args.output_layer, "overflow_rule": args.overflow_rule}
 
 
 def _cmd_simulate(args):
@@ -150,8 +164,8 @@ def _cmd_simulate(args):
                                  keep_tensors=keep, **options)
     except ValueError as exc:
         if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
-                                "tau:")):
-            raise ValueError(f"--{exc}") from None
+                                "tau:", "output_layer:", "overflow_rule:")):
+            raise ValueError(_option_named(exc)) from None
         raise
     wide = None
     if not args.narrow_only:
@@ -172,6 +186,12 @@ def _cmd_simulate(args):
         return 0
     _print_table(trace, acc, runs, priced)
     return 0
+
+
+def _option_named(exc):
+    """``NAME: message`` of a keyword's error as ``--OPTION-NAME: message``."""
+    name, _, rest = str(exc).partition(":")
+    return f"--{name.replace('_', '-')}:{rest}"
 
 
 def _wide_run(trace, acc, narrow, limit, seed, show, keep=False):
@@ -236,8 +256,9 @@ def _print_table(trace, acc, runs, priced):
     _print_layers(runs)
     _print_nonfinite(runs)
     print(f"policy {narrow.policy}{_budget(narrow)}: re-issued "
-          f"{100 * narrow.recomputed_fraction:.2f}% of the outputs; bound violations "
-          f"{narrow.bound_violations}")
+          f"{100 * narrow.recomputed_fraction:.2f}% of the outputs; {_bound_text(narrow)}")
+    if narrow.stagnation:
+        print(narrow.stagnation["note"])
     if narrow.policy in ("multi-level", "static"):
         print("rungs: " + ", ".join(f"{lv['format']} {100 * lv['fraction']:.2f}%"
                                     for lv in narrow.levels))
@@ -259,6 +280,38 @@ def _print_table(trace, acc, runs, priced):
     if narrow.recorded_reference_accuracy is not None:
         print(f"(recorded float64 accuracy of the full test split: "
               f"{_pct(narrow.recorded_reference_accuracy)})")
+    _print_metrics(runs)
+
+
+def _bound_text(res):
+    """``bound violations N``, with the share of outputs whose bound is infinite."""
+    text = f"bound violations {res.bound_violations}"
+    tot = sum(lr.outputs for lr in res.layers)
+    if res.bound_not_applicable and tot:
+        text += f" (bound not applicable to {100 * res.bound_not_applicable / tot:.2f}% " \
+                f"of the outputs)"
+    return text
+
+
+def _ci(v):
+    return "" if v is None else f" [{100 * v[0]:.1f}, {100 * v[1]:.1f}]"
+
+
+def _print_metrics(runs):
+    """Agreement and accuracy with their 95 % Wilson intervals, the normwise output error
+    and each layer's accumulation-only error, per run."""
+    print("95% Wilson intervals; normwise error: mean ||y - y_ref|| / ||y_ref|| of the "
+          "output; accumulation-only error: ||Z_hat - Z||_F / ||Z||_F per layer against "
+          "the exact product of the same quantized operands")
+    for tag, res in runs:
+        nw = res.normwise_error
+        acc = "" if res.accuracy is None else \
+            f", accuracy {_pct(res.accuracy)}{_ci(res.accuracy_ci95)}"
+        layers = ", ".join(f"{lr.name} {lr.accumulation_error:.3g}" for lr in res.layers
+                           if lr.accumulation_error is not None)
+        print(f"  {tag}: agreement {_pct(res.agreement)}{_ci(res.agreement_ci95)}"
+              f"{acc}, normwise error {_sci(nw)}"
+              + (f"; accumulation-only error {layers}" if layers else ""))
 
 
 def _print_layers(runs):

@@ -155,8 +155,8 @@ def run_point(run: dict) -> tuple:
     return point_metrics(result, priced), time.perf_counter() - t0
 
 
-def worker_run_point(run: dict) -> tuple:
-    """:func:`run_point` in a pool / Dask worker: one numba thread, whatever the
+def worker_setup():
+    """Make this pool / Dask worker single-threaded: one numba thread, whatever the
     environment said (a remote cluster's workers may not have ``WORKER_ENV`` set)."""
     # numpy and numba are loaded by now (importing accsim loads them): these defaults
     # reach only what reads the environment later; numba's thread count is set here
@@ -164,6 +164,11 @@ def worker_run_point(run: dict) -> tuple:
         os.environ.setdefault(k, v)
     if numba.get_num_threads() != 1:
         numba.set_num_threads(1)
+
+
+def worker_run_point(run: dict) -> tuple:
+    """:func:`run_point` in a pool / Dask worker (:func:`worker_setup`)."""
+    worker_setup()
     return run_point(run)
 
 

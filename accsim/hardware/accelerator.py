@@ -84,8 +84,7 @@ from ..numerics.formats import (
     IntFormat,
 )
 from ..numerics.rounding import quantize
-from .options import (DEFAULT_PROMOTION, ESTIMATOR_HARDWARE, PRICING_ESTIMATORS,
-                      PROMOTIONS, REFETCH)
+from .options import DEFAULT_PROMOTION, PRICING_ESTIMATORS, PROMOTIONS, REFETCH
 from .technology import only_keys
 
 PRODUCT_MODES = ("exact", "fused", "rounded")

@@ -647,10 +647,11 @@ def break_even_table(accelerator, tech, layers, refetch=None, *, ladder=None) ->
 
 def priced_estimator(accelerator, policy, estimator) -> str:
     """The hardware estimator that prices a run of ``policy`` whose scheduler used
-    ``estimator``: ``condition`` / ``multi-level`` the same-named hardware, ``overflow``
+    ``estimator``: ``condition`` / ``absolute`` / ``multi-level`` the same-named
+    hardware, ``overflow``
     the narrow accumulator's flag, every other policy none; an accelerator whose
     ``pricing.estimator`` is not ``auto`` replaces any of these but none."""
-    est = (estimator if policy in ("condition", "multi-level") else
+    est = (estimator if policy in ("condition", "absolute", "multi-level") else
            "flag" if policy == "overflow" else "none")
     hw = accelerator.estimator_hardware
     return hw if est != "none" and hw != "auto" else est

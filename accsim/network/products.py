@@ -410,6 +410,25 @@ def _is_const_operand(node, t, arrays):
     return len(others) == 1 and others[0] in arrays
 
 
+def output_product(graph):
+    """Index (in ``graph.nodes``) of the network's output layer: the last product node
+    whose output reaches ``graph.output`` through any chain of nodes; None when no product
+    does."""
+    producers = {t: j for j, n in enumerate(graph.nodes) for t in n.outputs}
+    found, seen = [], set()
+    stack = [producers[graph.output]] if graph.output in producers else []
+    while stack:
+        j = stack.pop()
+        if j in seen:
+            continue
+        seen.add(j)
+        if graph.nodes[j].is_product:
+            found.append(j)
+            continue
+        stack.extend(producers[t] for t in graph.nodes[j].inputs if t in producers)
+    return max(found) if found else None
+
+
 def consumer_activation(graph, tensor, arrays):
     """Kind (:data:`~accsim.precision.analysis.ACTIVATION_KINDS`) of the activation that
     consumes ``tensor`` (module doc)."""

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..numerics.engine import FLAG_OVERFLOW, FLAG_SATURATE, matmul
 from ..numerics.formats import FloatFormat
-from ..precision.analysis import ACTIVATION_KINDS, check_bound, error_bound, spearman
+from ..numerics.rounding import quantize_flags
+from ..precision.analysis import check_bound, error_bound, n_eff, spearman, unit_roundoff
 from ..precision.scheduler import select, select_levels, static_scores
 from . import ops
 from .results import ErrorStats
@@ -46,10 +47,11 @@ _LONG_SIDE = 4          # ... and with more than 4x as many rows: the transposed
 class ReissuePolicy:
     """What is scheduled and checked on every matmul layer batch.
 
-    ``policy``, ``tau``, ``fraction``, ``estimator``, ``relu_negative``: the scheduler's
-    (:mod:`accsim.precision.scheduler`). ``analyze``: check every component against the
-    deterministic error bound. ``collect``: keep every batch's ``static`` calibration
-    scores (:attr:`LayerRun.scores`).
+    ``policy``, ``tau``, ``fraction``, ``estimator``, ``relu_negative``,
+    ``output_layer``, ``overflow_rule``: the scheduler's
+    (:mod:`accsim.precision.scheduler`; None: its defaults). ``analyze``: check every
+    component against the deterministic error bound. ``collect``: keep every batch's
+    ``static`` calibration scores (:attr:`LayerRun.scores`).
     """
 
     policy: str = "uniform-narrow"
@@ -59,6 +61,8 @@ class ReissuePolicy:
     relu_negative: str = "one"
     analyze: bool = True
     collect: bool = False
+    output_layer: str | None = None
+    overflow_rule: str | None = None
 
     @property
     def narrow_only(self) -> bool:
@@ -101,6 +105,24 @@ class LayerRun:
         self.stats = ErrorStats()
         self.bound_sample = []       # (rank key, observed error) per batch
         self.scores = []             # static calibration scores per batch
+        self.is_output = False       # the matmul layer feeding the network output
+
+    def add_accumulation_error(self, out, z64):
+        """Add a batch's accumulation-only error: final outputs ``out`` against the
+        float64 product ``z64`` of the same quantized operands (accumulator units;
+        converted to real units by the output scale)."""
+        d, ref = np.asarray(out, dtype=np.float64) - z64, z64
+        sc = self.prepared.out_scale
+        if sc is not None:
+            d, ref = d * sc, ref * sc
+        with np.errstate(all="ignore"):
+            self.result.accumulation_sq[0] += float(np.sum(d * d))
+            self.result.accumulation_sq[1] += float(np.sum(ref * ref))
+            if d.size:
+                a = np.abs(d)
+                self.result.accumulation_error_max = max(
+                    self.result.accumulation_error_max or 0.0,
+                    float(np.inf if np.isnan(a).any() else a.max()))
 
     def finish(self):
         """Write the error statistics and the bound's rank correlation into the result."""
@@ -197,20 +219,6 @@ def reissue(A, p, dp, mask, count, seed, transpose):
     return _scatter(m, n, ri, v, f)
 
 
-def next_activation(layers, input_names, i):
-    """Kind of the activation that alone consumes matmul layer i's output (else identity).
-
-    ``input_names``: the tensors every layer reads (:func:`accsim.network.ops.layer_inputs`).
-    """
-    name = layers[i].name
-    for j in range(i + 1, len(layers)):
-        if name in input_names[j]:
-            if layers[j].kind in ACTIVATION_KINDS and list(input_names[j]) == [name]:
-                return layers[j].kind
-            return "identity"
-    return "identity"
-
-
 def activation_error(z, z64, out_scale, act):
     """The oracle's "actual error" of each component: ``|φ(ẑ) - φ(z)|`` in real units for
     an elementwise activation φ consuming the layer, ``|ẑ - z|`` otherwise."""
@@ -243,7 +251,7 @@ def _sums(A, p, dp0, pol):
     """
     is_float = isinstance(dp0.acc, FloatFormat)
     need_est = is_float and (
-        pol.policy in ("condition", "random", "oracle", "multi-level")
+        pol.policy in ("condition", "absolute", "random", "oracle", "multi-level")
         and pol.estimator == "exact"
         and not (pol.policy in ("random", "oracle") and pol.fraction is not None))
     need_P = pol.analyze or pol.collect or not is_float
@@ -297,7 +305,8 @@ def _assign(lr, A, z, flags, rungs, pol, sums, seed):
     mask = select(pol.policy, zhat=z, A=A, B=p.Bq, b=p.bias, datapath=rungs[0], flags=flags,
                   act=lr.act, out_scale=p.out_scale, tau=pol.tau, fraction=pol.fraction,
                   estimator=pol.estimator, rng=rng, P=sums.Pest, observed=observed,
-                  relu_negative=pol.relu_negative)
+                  relu_negative=pol.relu_negative, output=lr.is_output,
+                  output_layer=pol.output_layer, overflow_rule=pol.overflow_rule)
     return _Assignment(None, mask)
 
 
@@ -351,13 +360,17 @@ def schedule_and_check(lr, A, res, z, rungs, pol, seed, transpose):
     a rung takes every component). Counts go into ``lr.result``.
     """
     r = lr.result
+    p = lr.prepared
+    if r.stagnation_ku is None and isinstance(rungs[0].acc, FloatFormat):
+        r.stagnation_ku = narrow_ku(rungs[0], p.K)
+        r.narrow_u = unit_roundoff(rungs[0].acc, rungs[0].rounding)
     if pol.narrow_only:
         r.level_counts[0] += z.size
         return z
     flags = res.events.flags
     if flags.shape != z.shape:
         flags = flags.T
-    p = lr.prepared
+    flags = flags | bias_load_flags(p.bias, rungs[0])
     sums = _sums(A, p, rungs[0], pol)
     if pol.collect:
         lr.scores.append(static_scores(
@@ -371,4 +384,36 @@ def schedule_and_check(lr, A, res, z, rungs, pol, seed, transpose):
     out, rflags = _reissue_rungs(A, p, z, rungs, asg, counts, seed, transpose)
     if pol.analyze:
         _check_bounds(lr, A, out, flags, rflags, rungs, asg, sums)
+    if sums.z64 is not None:
+        lr.add_accumulation_error(out, sums.z64)
     return out
+
+
+def bias_load_flags(bias, dp):
+    """Per-column (1, n) uint8 flags of loading ``bias`` (accumulator units) into the
+    register of the Datapath ``dp`` (the promotion register for ``chunked``): overflow /
+    saturation where it does not fit. The engine does not count the bias load as an
+    event; an integer register whose bias was clamped or wrapped has a wrong sum and no
+    flag, so this flag is ORed into the narrow pass's flags (0 without a bias)."""
+    if bias is None:
+        return np.uint8(0)
+    chunked = dp.structure == "chunked"
+    fmt = dp.wide if chunked else dp.acc
+    rnd = dp.wide_rounding if chunked else dp.rounding
+    _, fl, _ = quantize_flags(np.asarray(bias, dtype=np.float64).reshape(-1), fmt,
+                              "rne" if rnd == "sr" else rnd)
+    return (fl & np.uint8(FLAG_OVERFLOW | FLAG_SATURATE))[None, :]
+
+
+def narrow_ku(dp, K):
+    """``k·u`` of a float narrow Datapath ``dp`` summing ``K`` products: its effective
+    narrow chain length (:func:`accsim.precision.analysis.n_eff`; chunked: the chunk)
+    times its unit roundoff. ``k·u ≥ 1`` means the register stagnates and the
+    deterministic bound is infinite. None for integer / fixed-point registers."""
+    if not isinstance(dp.acc, FloatFormat):
+        return None
+    st = dp.structure
+    n = n_eff(K, st, chunk_size=dp.chunk_size, terms=dp.terms,
+              rounded_products=dp.rounded_product)
+    n = n[0] if isinstance(n, tuple) else n
+    return float(n * unit_roundoff(dp.acc, dp.rounding))

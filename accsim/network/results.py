@@ -12,7 +12,18 @@ sample, against the float64 reference's z_i^ref of the same layer)
 Accuracy is the fraction of samples whose argmax of the network output equals the label;
 ``agreement`` the fraction whose argmax equals the float64 reference's argmax. An output
 row holding a NaN (an overflow upstream) predicts no class: it is neither accurate nor in
-agreement.
+agreement. Both come with a 95 % Wilson score interval (``agreement_ci95``, ``accuracy_ci95``:
+:func:`wilson_interval`).
+
+``normwise_error``: the mean over samples of ``‖y - y_ref‖₂ / ‖y_ref‖₂`` of the network
+output against the float64 reference (0 where both are 0, +inf where only ``y_ref`` is).
+Per matmul layer, ``accumulation_error`` is ``‖Ẑ - Z‖_F / ‖Z‖_F`` over every output
+of the layer, with ``Z`` the float64 product of the *same quantized operands* (the
+accumulator's own error, operand quantisation left out; real units) and
+``accumulation_error_max`` the largest ``|ẑ - z|`` (real units); both None when the run
+did not compute ``Z`` (``analyze=False`` without ``oracle``). ``stagnation_ku``: ``k·u`` of
+the narrow register (None for integer registers); at ``k·u ≥ 1`` the register stagnates
+and its error bound is infinite (``stagnation`` in the run's dict lists those layers).
 
 Filled in by :mod:`accsim.network.simulation`; priced by :mod:`accsim.hardware.cost`.
 ``accsim simulate --json`` is :meth:`SimulationResult.to_dict` plus the keys of
@@ -110,6 +121,44 @@ class ErrorStats:
 
 
 # ---------------------------------------------------------------------------------------
+# intervals and output errors
+# ---------------------------------------------------------------------------------------
+Z95 = 1.959963984540054
+"""The two-sided 95 % standard normal quantile of the Wilson intervals."""
+
+
+def wilson_interval(successes, n, z=Z95):
+    """Wilson score interval ``[lo, hi]`` of a proportion ``successes / n`` (None when
+    ``n == 0``)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [max(0.0, c - h), min(1.0, c + h)]
+
+
+def normwise_error(y, y_ref):
+    """Mean over samples (rows) of ``‖y - y_ref‖₂ / ‖y_ref‖₂`` (module doc)."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    r = np.asarray(y_ref, dtype=np.float64).reshape(len(y_ref), -1)
+    if y.shape[0] == 0:
+        return 0.0
+    with np.errstate(all="ignore"):
+        num = np.linalg.norm(y - r, axis=1)
+        den = np.linalg.norm(r, axis=1)
+        e = np.where(den > 0, num / den, np.where(num == 0, 0.0, np.inf))
+    e = np.where(np.isnan(e), np.inf, e)
+    return float(np.mean(e))
+
+
+STAGNATION_NOTE = ("stagnation: k*u = {ku:.3g} ({layers}), bound not applicable; prefer "
+                   "chunks <= 1/u = {chunk} or --policy absolute")
+"""Text of the stagnation note (``k·u ≥ 1`` in some layer)."""
+
+
+# ---------------------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------------------
 def _json_float(v):
@@ -149,10 +198,24 @@ class LayerResult:
     inf: int = 0             # simulated outputs that are +-inf
     operand_nan: int = 0     # NaN activations an integer operand format mapped to 0
     operand_inf: int = 0     # +-inf activations an integer operand format saturated
+    stagnation_ku: float | None = None    # k*u of the narrow register (float only)
+    narrow_u: float | None = field(default=None, repr=False)   # its unit roundoff
+    accumulation_sq: list = field(default_factory=lambda: [0.0, 0.0], repr=False)
+    accumulation_error_max: float | None = None   # max |z_hat - z|, real units
 
     @property
     def recomputed_fraction(self) -> float:
         return self.recomputed / self.outputs if self.outputs else 0.0
+
+    @property
+    def accumulation_error(self) -> float | None:
+        """``‖Ẑ - Z‖_F / ‖Z‖_F`` (module doc); None when not computed."""
+        if self.accumulation_error_max is None:
+            return None
+        num, den = self.accumulation_sq
+        if den > 0:
+            return math.sqrt(num / den) if math.isfinite(num) else math.inf
+        return 0.0 if num == 0 else math.inf
 
     @property
     def levels(self) -> list:
@@ -177,6 +240,9 @@ class LayerResult:
         d["nonfinite"] = {"nan": self.nan, "inf": self.inf, "operand_nan": self.operand_nan,
                           "operand_inf": self.operand_inf}
         d["seconds"] = self.seconds
+        d["stagnation_ku"] = self.stagnation_ku
+        d["accumulation_error"] = _json_float(self.accumulation_error)
+        d["accumulation_error_max"] = _json_float(self.accumulation_error_max)
         return d
 
 
@@ -210,6 +276,8 @@ class SimulationResult:
     quantile: float | None = None      # static: per-neuron score quantile
     tensors: dict | None = field(repr=False, default=None)   # keep_tensors: name -> (S, ...)
     reference_tensors: dict | None = field(repr=False, default=None)
+    output_layer: str | None = None    # how the output layer was scheduled
+    overflow_rule: str | None = None   # integer registers: flag / bound (None: default)
 
     @property
     def recomputed_fraction(self) -> float:
@@ -230,6 +298,43 @@ class SimulationResult:
     @property
     def bound_violations(self) -> int:
         return sum(lr.bound_violations for lr in self.layers)
+
+    @property
+    def bound_not_applicable(self) -> int:
+        return sum(lr.bound_not_applicable for lr in self.layers)
+
+    @property
+    def agreement_ci95(self):
+        """95 % Wilson interval of ``agreement``."""
+        return wilson_interval(round(self.agreement * self.n_samples), self.n_samples)
+
+    @property
+    def accuracy_ci95(self):
+        """95 % Wilson interval of ``accuracy`` (None without labels)."""
+        if self.accuracy is None:
+            return None
+        return wilson_interval(round(self.accuracy * self.n_samples), self.n_samples)
+
+    @property
+    def normwise_error(self) -> float | None:
+        """Mean normwise output error against the reference (module doc)."""
+        if self.outputs is None or self.reference_outputs is None:
+            return None
+        return normwise_error(self.outputs, self.reference_outputs)
+
+    @property
+    def stagnation(self) -> dict | None:
+        """``{ku_max, layers, note}`` when some layer has ``k·u ≥ 1``, else None."""
+        st = [lr for lr in self.layers if lr.stagnation_ku is not None
+              and lr.stagnation_ku >= 1]
+        if not st:
+            return None
+        ku = max(lr.stagnation_ku for lr in st)
+        u = max(lr.narrow_u or 0.0 for lr in st)
+        chunk = 2 ** max(0, math.floor(math.log2(1 / u))) if u > 0 else 1
+        names = ", ".join(f"{lr.name} {lr.stagnation_ku:.3g}" for lr in st)
+        return {"ku_max": ku, "layers": [lr.name for lr in st],
+                "note": STAGNATION_NOTE.format(ku=ku, layers=names, chunk=chunk)}
 
     @property
     def events(self) -> dict:
@@ -253,7 +358,12 @@ class SimulationResult:
             "fraction": self.fraction, "recomputed_fraction": self.recomputed_fraction,
             "ladder": list(self.ladder), "levels": self.levels,
             "calibration": self.calibration, "quantile": self.quantile,
+            "output_layer": self.output_layer, "overflow_rule": self.overflow_rule,
             "bound_violations": self.bound_violations,
+            "bound_not_applicable": self.bound_not_applicable,
+            "agreement_ci95": self.agreement_ci95, "accuracy_ci95": self.accuracy_ci95,
+            "normwise_error": _json_float(self.normwise_error),
+            "stagnation": self.stagnation,
             "layers": [lr.to_dict() for lr in self.layers],
             "seconds": self.seconds, "reference_seconds": self.reference_seconds,
         }

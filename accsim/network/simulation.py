@@ -47,11 +47,12 @@ from ..numerics.config import load_format
 from ..numerics.datapath import Datapath
 from ..numerics.formats import FloatFormat, IntFormat
 from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_policy,
-                                   default_ladder, resolve_ladder, static_neuron_levels)
+                                   check_schedule_options, default_ladder,
+                                   default_output_layer, resolve_ladder, static_neuron_levels)
 from .graph_ops import run_node, tensor
 from .operands import PreparedLayer, activation_scale, operand_specs, quantize_activation
 from .products import (consumer_activation, foldable_bias, last_uses, lower, operand_inputs,
-                       run_reference_node)
+                       output_product, run_reference_node)
 from .reissue import LayerRun, ReissuePolicy, Transposer, layer_matmul, schedule_and_check
 from .results import LayerResult, SimulationResult, relative_error
 from .trace import resolve_trace, write_npz
@@ -260,6 +261,7 @@ class _Run:
         """The product nodes (by node index) and the folded ``Add`` nodes (skipped)."""
         products, skip = {}, set()
         R = len(self.opts.rungs)
+        out_index = output_product(self.graph)
         for i, node in enumerate(self.graph.nodes):
             if not node.is_product:
                 continue
@@ -276,6 +278,7 @@ class _Run:
             products[i] = _Product(i, node, self.arrays, fold, act,
                                    LayerRun(i, None, act, r, nl))
             products[i].levels = nl
+            products[i].lr.is_output = i == out_index
         return products, skip
 
     def reference(self, i, ref, consts):
@@ -460,7 +463,9 @@ class _Run:
             seconds=time.perf_counter() - t_start, reference_seconds=self.ref_seconds,
             outputs=out_sim, reference_outputs=out_ref, policy=pol.policy,
             estimator=pol.estimator, tau=pol.tau, fraction=pol.fraction,
-            ladder=list(self.opts.rung_labels), ladder_formats=list(self.opts.rung_formats))
+            ladder=list(self.opts.rung_labels), ladder_formats=list(self.opts.rung_formats),
+            output_layer=pol.output_layer or default_output_layer(pol.policy),
+            overflow_rule=pol.overflow_rule)
 
 
 # ---------------------------------------------------------------------------------------
@@ -552,7 +557,8 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              analyze: bool = True, ladder=None, calibration: int | None = None,
              quantile: float | None = None,
              layer_progress: Callable[[int, int, str, int, int], None] | None = None,
-             keep_tensors: bool = False) -> SimulationResult:
+             keep_tensors: bool = False, output_layer: str | None = None,
+             overflow_rule: str | None = None) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -611,6 +617,14 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         ``n u ≥ 1``); ``bound_spearman`` is the rank correlation of bound and observed
         error on a sample of each batch (the bound's shape ``|A||B| + |b|`` stands in
         where it is infinite).
+    output_layer : {"wide", "rows", "components"}, optional
+        How the network's output layer is scheduled (condition, absolute, random,
+        oracle; ``rows``: absolute and random); default ``wide`` for ``absolute``,
+        ``components`` otherwise (:mod:`accsim.precision.scheduler`).
+    overflow_rule : {"flag", "bound"}, optional
+        Integer / fixed-point narrow registers: re-issue what overflowed / saturated
+        (``flag``, default) or what the worst-case bound says could (``bound``); an
+        error for float narrow registers.
     """
     with _one_blas_thread():
         trace = resolve_trace(trace)
@@ -620,9 +634,14 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         _positive("seed", seed, lo=0)
         check_policy(policy, tau, fraction, estimator)
         _check_ladder_args(policy, ladder, fraction, calibration, quantile)
+        check_schedule_options(policy, output_layer, overflow_rule)
+        if overflow_rule is not None and isinstance(acc.narrow, FloatFormat):
+            raise ValueError(f"overflow_rule: applies to integer / fixed-point narrow "
+                             f"registers, not {acc.narrow.label}")
         acc, rungs = _ladder_for(policy, ladder, acc)
         opts = _run_options(acc, rungs, seed, batch_size, ReissuePolicy(
-            policy, tau, fraction, estimator, relu_negative, analyze))
+            policy, tau, fraction, estimator, relu_negative, analyze,
+            output_layer=output_layer, overflow_rule=overflow_rule))
         check_register_widths(trace, acc, opts.rung_formats)
         if policy == "static":
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,

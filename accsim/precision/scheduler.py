@@ -22,15 +22,30 @@ Policies
     given instead of ``τ``: the ``round(fraction · m n)`` highest scores of each batch.
     For integer / fixed-point narrow accumulators (``u = 0``: adds are exact) the rule is
     the overflow bound rule below.
+    ``absolute``: rank by the predicted absolute error of the activation output,
+    ``|φ'(ẑ)| · u · (k/2 · |ẑ| + √k/2 · Ŝ)`` (:mod:`accsim.precision.absolute`, which also
+    defines its threshold: τ is that error as a fraction of the row's mean activation
+    magnitude); with ``fraction``: the ``round(fraction · m n)`` highest scores of each
+    batch. Integer / fixed-point narrow accumulators: as ``condition``.
     ``random``: the same number of components as ``condition`` at this ``τ`` would pick in
     each layer and batch (or ``round(fraction · m n)`` with ``fraction``), uniformly at
     random with a seeded generator.
     ``oracle``: the same budget, the components with the largest actual error
     ``|ẑ - z|`` of the narrow pass (``z``: float64 product of the quantized operands).
     ``overflow``: components whose narrow register overflowed or saturated (engine flags 2,
-    4); for integer / fixed-point accumulators also every component whose bound
-    ``|w_i|ᵀ|x| + |b_i|`` (per chunk for ``chunked``) could exceed the register
-    (``≥ 2^(B-1)`` units).
+    4; :mod:`accsim.network.reissue` adds a bias that does not fit the register); with
+    ``overflow_rule="bound"`` (integer / fixed-point accumulators) also every component
+    whose bound ``|w_i|ᵀ|x| + |b_i|`` (per chunk for ``chunked``) could exceed the
+    register (``≥ 2^(B-1)`` units). The same rule decides ``condition`` and ``absolute``
+    on integer registers (``u = 0``: only overflow makes an error).
+
+Output layer (:data:`OUTPUT_LAYER_MODES`)
+    The matmul layer feeding the network output (``select(..., output=True)``) is
+    scheduled by ``output_layer``: ``wide`` re-issues all of it, ``rows`` whole rows
+    (``absolute``: by :func:`accsim.precision.absolute.row_scores`, ``round(fraction · m)``
+    rows or the rows scoring above τ; ``random``: that many rows at random, at a τ the
+    count of ``condition`` divided by n), ``components`` as any other layer. Default:
+    :func:`default_output_layer`.
 
 Estimators of ``Ŝ``
     ``exact``: ``|A||B| + |b|`` (what an extra cheap accumulation computes). Called
@@ -102,10 +117,12 @@ from numba import njit
 
 from ..numerics.config import load_format
 from ..numerics.formats import ROUNDING_MODES, FloatFormat, IntFormat
+from .absolute import (absolute_score, effective_terms, normalized_score, predicted_error,
+                       row_scores)
 from .analysis import abs_sum, kappa_phi, unit_roundoff
 
-POLICIES = ("uniform-narrow", "uniform-wide", "condition", "random", "oracle", "overflow",
-            "multi-level", "static")
+POLICIES = ("uniform-narrow", "uniform-wide", "condition", "absolute", "random", "oracle",
+            "overflow", "multi-level", "static")
 LADDER_POLICIES = ("multi-level", "static")
 DEFAULT_QUANTILE = 0.99
 ESTIMATORS = ("exact", "norm", "exponent")
@@ -113,6 +130,59 @@ ESTIMATORS = ("exact", "norm", "exponent")
 
 #: policies that take no budget (neither τ nor a fraction)
 NO_BUDGET = ("uniform-narrow", "uniform-wide", "overflow")
+
+OUTPUT_LAYER_MODES = ("wide", "rows", "components")
+"""How the output layer (the matmul layer feeding the network output) is scheduled:
+``wide`` computes all of it on the wide accumulator, ``rows`` re-issues whole rows
+(samples), ``components`` treats it as any other layer."""
+
+#: policies that take ``output_layer``; ``rows`` only for the last two
+OUTPUT_LAYER_POLICIES = ("condition", "oracle", "absolute", "random")
+ROW_POLICIES = ("absolute", "random")
+
+OVERFLOW_RULES = ("flag", "bound")
+"""Integer / fixed-point narrow registers: re-issue the components whose register
+actually overflowed or saturated (``flag``, the engine's flags, the default) or every
+component whose worst-case bound ``|w_i|ᵀ|x| + |b_i|`` could reach the register's range
+(``bound``)."""
+
+#: policies that take ``overflow_rule`` (integer / fixed-point narrow registers only)
+OVERFLOW_RULE_POLICIES = ("condition", "absolute", "overflow", "random", "oracle")
+
+
+def default_output_layer(policy):
+    """The ``output_layer`` mode used when none is given: ``wide`` for ``absolute`` (the
+    measured best, see ``examples/README.md``), ``components`` for the other policies of
+    :data:`OUTPUT_LAYER_POLICIES` (``condition`` as the paper defines it), None for the
+    policies it does not apply to."""
+    if policy == "absolute":
+        return "wide"
+    return "components" if policy in OUTPUT_LAYER_POLICIES else None
+
+
+def _check_option(name, value, choices, policy, takers, what):
+    """``value`` of keyword ``name`` is one of ``choices`` and ``policy`` is one of
+    ``takers`` (ValueError naming ``name``); None is always valid."""
+    if value is None:
+        return
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    if policy not in takers:
+        raise ValueError(f"{name}: the {policy!r} policy takes no {what} (only "
+                         f"{', '.join(takers)} do)")
+
+
+def check_schedule_options(policy, output_layer=None, overflow_rule=None):
+    """Validate ``output_layer`` and ``overflow_rule`` for ``policy`` (ValueError naming
+    the argument; None is always valid)."""
+    _check_option("output_layer", output_layer, OUTPUT_LAYER_MODES, policy,
+                  OUTPUT_LAYER_POLICIES, "output-layer mode")
+    if output_layer == "rows" and policy not in ROW_POLICIES:
+        raise ValueError(f"output_layer: 'rows' applies to the "
+                         f"{' and '.join(ROW_POLICIES)} policies, not {policy!r} "
+                         f"(use wide or components)")
+    _check_option("overflow_rule", overflow_rule, OVERFLOW_RULES, policy,
+                  OVERFLOW_RULE_POLICIES, "overflow rule")
 
 
 def valid_tau(tau) -> bool:
@@ -155,12 +225,12 @@ def check_policy(policy, tau, fraction, estimator):
     if policy in NO_BUDGET:
         given = "tau" if tau is not None else "fraction" if fraction is not None else None
         if given:
-            takers = "condition, random, oracle, multi-level and static" \
-                if given == "tau" else "condition, random, oracle and static"
+            takers = "condition, absolute, random, oracle, multi-level and static" \
+                if given == "tau" else "condition, absolute, random, oracle and static"
             raise ValueError(f"{given}: the {policy!r} policy takes no --{given} (only "
                              f"{takers} do)")
-    if policy == "condition" and tau is None and fraction is None:
-        raise ValueError("tau: the 'condition' policy needs --tau (or --fraction)")
+    if policy in ("condition", "absolute") and tau is None and fraction is None:
+        raise ValueError(f"tau: the {policy!r} policy needs --tau (or --fraction)")
     if policy == "multi-level":
         if fraction is not None:
             raise ValueError("fraction: the 'multi-level' policy takes --tau, not --fraction")
@@ -178,7 +248,7 @@ def uses_estimator(policy, tau, fraction) -> bool:
     the estimator matters): ``condition`` and ``multi-level``, and ``random`` / ``oracle``
     at a τ (they match the count of ``condition``). ``static`` calibrates with
     ``exact`` whatever is given."""
-    return policy in ("condition", "multi-level") or (
+    return policy in ("condition", "absolute", "multi-level") or (
         policy in ("random", "oracle") and tau is not None and fraction is None)
 
 
@@ -287,15 +357,105 @@ def _top(values, k, rng=None):
     return mask.reshape(values.shape)
 
 
+def _real(zhat, S, out_scale):
+    """``(t, Ŝ)`` in real units (times the output scale, per column or scalar)."""
+    if out_scale is None:
+        return zhat, S
+    return zhat * out_scale, S * np.abs(out_scale)
+
+
+def _random_mask(size, k, rng):
+    mask = np.zeros(size, dtype=bool)
+    if k > 0:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        mask[rng.choice(size, size=min(k, size), replace=False)] = True
+    return mask
+
+
+class _Selector:
+    """The inputs of one :func:`select` call and the scores computed from them."""
+
+    def __init__(self, zhat, A, B, b, datapath, flags, act, out_scale, estimator, P,
+                 relu_negative, overflow_rule):
+        self.zhat, self.A, self.B, self.b, self.dp = zhat, A, B, b, datapath
+        self.flags, self.act, self.out_scale = flags, act, out_scale
+        self.estimator, self.P, self.relu_negative = estimator, P, relu_negative
+        self.overflow_rule = overflow_rule or "flag"
+        self.shape = np.shape(zhat)
+        self.is_float = isinstance(datapath.acc, FloatFormat)
+
+    def overflow_mask(self):
+        """Observed overflow / saturation flags; integer registers with the ``bound``
+        rule also every component whose bound could reach the register's range."""
+        m = np.zeros(self.shape, dtype=bool) if self.flags is None \
+            else (np.asarray(self.flags) & 6) != 0
+        if not self.is_float and self.overflow_rule == "bound":
+            m = m | int_overflow_risk(self.A, self.B, self.b, self.dp, P=self.P)
+        return m
+
+    def estimate(self):
+        P = self.P if self.estimator == "exact" else None
+        return estimate_abs(self.A, self.B, self.b, self.estimator, P=P)
+
+    def condition(self):
+        if not self.is_float:
+            return np.where(self.overflow_mask(), np.inf, 0.0)
+        u = unit_roundoff(self.dp.acc, self.dp.rounding)
+        return condition_score(self.zhat, self.estimate(), u, self.act,
+                               out_scale=self.out_scale, relu_negative=self.relu_negative)
+
+    def predicted(self):
+        """``(t, Ê)``: real-unit outputs and predicted absolute errors (no φ')."""
+        t, S = _real(self.zhat, self.estimate(), self.out_scale)
+        if not self.is_float:
+            return t, np.where(self.overflow_mask(), np.inf, 0.0)
+        u = unit_roundoff(self.dp.acc, self.dp.rounding)
+        return t, predicted_error(t, S, effective_terms(self.A, self.dp), u)
+
+    def absolute(self, normalized):
+        """``absolute`` component scores (normalized per row for a threshold)."""
+        if not self.is_float:
+            return np.where(self.overflow_mask(), np.inf, 0.0)
+        t, S = _real(self.zhat, self.estimate(), self.out_scale)
+        u = unit_roundoff(self.dp.acc, self.dp.rounding)
+        s = absolute_score(t, S, effective_terms(self.A, self.dp), u, self.act)
+        return normalized_score(s, t, self.act) if normalized else s
+
+
+def _threshold(score, tau):
+    if tau is not None and tau <= 0:
+        return np.ones(np.shape(score), dtype=bool)
+    return score > tau
+
+
+def _rows(sel, policy, tau, fraction, rng):
+    """Whole-row mask of the output layer (``output_layer="rows"``)."""
+    m, n = sel.shape
+    if policy == "random":
+        if fraction is not None:
+            k = round(fraction * m)
+        else:
+            k = round(int(_threshold(sel.condition(), tau).sum()) / max(n, 1))
+        rows = _random_mask(m, k, rng)
+    else:
+        rs = row_scores(*sel.predicted())
+        rows = _top(rs, round(fraction * m)) if fraction is not None else _threshold(rs, tau)
+    return np.broadcast_to(rows[:, None], (m, n)).copy()
+
+
 def select(policy, *, zhat, A, B, b, datapath, flags=None, act="identity",
            out_scale=None, tau=None, fraction=None, estimator="exact", rng=None,
-           P=None, observed=None, relu_negative="one"):
+           P=None, observed=None, relu_negative="one", output=False, output_layer=None,
+           overflow_rule=None):
     """The (m, n) boolean mask of components ``policy`` re-issues (module doc).
 
     ``zhat``: narrow outputs in accumulator units; ``A``, ``B``, ``b``: the operands fed to
     the engine (accumulator units); ``datapath``: the narrow Datapath; ``flags``: the
     narrow pass's per-output engine flags; ``observed``: ``|ẑ - z|`` (oracle only);
-    ``P``: precomputed ``|A||B|``.
+    ``P``: precomputed ``|A||B|``. ``output``: this is the network's output layer, then
+    scheduled by ``output_layer`` (:data:`OUTPUT_LAYER_MODES`; default
+    :func:`default_output_layer`); ``overflow_rule``: :data:`OVERFLOW_RULES` (default
+    ``flag``).
     """
     shape = np.shape(zhat)
     size = int(np.prod(shape))
@@ -303,47 +463,30 @@ def select(policy, *, zhat, A, B, b, datapath, flags=None, act="identity",
         return np.zeros(shape, dtype=bool)
     if policy == "uniform-wide":
         return np.ones(shape, dtype=bool)
-    fmt = datapath.acc
-
-    def overflow_mask():
-        m = np.zeros(shape, dtype=bool) if flags is None else (np.asarray(flags) & 6) != 0
-        if not isinstance(fmt, FloatFormat):
-            m = m | int_overflow_risk(A, B, b, datapath, P=P)
-        return m
-
+    sel = _Selector(zhat, A, B, b, datapath, flags, act, out_scale, estimator, P,
+                    relu_negative, overflow_rule)
     if policy == "overflow":
-        return overflow_mask()
-
-    def cond_score():
-        if not isinstance(fmt, FloatFormat):
-            return np.where(overflow_mask(), np.inf, 0.0)
-        S = estimate_abs(A, B, b, estimator, P=P if estimator == "exact" else None)
-        u = unit_roundoff(fmt, datapath.rounding)
-        return condition_score(zhat, S, u, act, out_scale=out_scale,
-                               relu_negative=relu_negative)
-
-    def cond_mask(score):
-        if tau is not None and tau <= 0:
-            return np.ones(shape, dtype=bool)
-        return score > tau
-
+        return sel.overflow_mask()
+    mode = (output_layer or default_output_layer(policy)) if output else "components"
+    if mode == "wide":
+        return np.ones(shape, dtype=bool)
+    if mode == "rows":
+        return _rows(sel, policy, tau, fraction, rng)
+    if policy == "absolute":
+        if fraction is not None:
+            return _top(sel.absolute(False), round(fraction * size))
+        return _threshold(sel.absolute(True), tau)
     if fraction is not None:
         k = round(fraction * size)
         score = None
     else:
-        score = cond_score()
-        cm = cond_mask(score)
+        score = sel.condition()
+        cm = _threshold(score, tau)
         k = int(cm.sum())
     if policy == "condition":
-        if score is None:
-            return _top(cond_score(), k)
-        return cm
+        return _top(sel.condition(), k) if score is None else cm
     if policy == "random":
-        mask = np.zeros(size, dtype=bool)
-        if k > 0:
-            rng = rng if rng is not None else np.random.default_rng(0)
-            mask[rng.choice(size, size=min(k, size), replace=False)] = True
-        return mask.reshape(shape)
+        return _random_mask(size, k, rng).reshape(shape)
     if policy == "oracle":
         if observed is None:
             raise ValueError("oracle: needs the observed error")
