@@ -316,8 +316,11 @@ def _print_metrics(runs):
 
 def _print_layers(runs):
     """The per-layer table: relative errors, events and re-issued fraction of each run's
-    matmul layers."""
-    head = (f"{'layer':<14} {'kind':<7} {'K':>6} {'run':<26} {'mean rel':>9} "
+    matmul layers (the name column as wide as the longest node name: imported models'
+    node names are paths such as ``/enc/layers.0/self_attn/MatMul``)."""
+    w = max([14] + [len(lr.name) for _, res in runs for lr in res.layers])
+    kw = max([7] + [len(lr.kind) for _, res in runs for lr in res.layers])
+    head = (f"{'layer':<{w}} {'kind':<{kw}} {'K':>6} {'run':<26} {'mean rel':>9} "
             f"{'p50':>9} {'p99':>9} {'max rel':>9} {'overflows':>9} {'inexact':>10} "
             f"{'re-issued':>9}")
     print(head)
@@ -326,7 +329,7 @@ def _print_layers(runs):
         for lr in res.layers:
             d = lr.to_dict()
             reissued = _pct(lr.recomputed_fraction) if i == 0 else "-"
-            print(f"{lr.name[:14]:<14} {lr.kind:<7} {lr.K:>6} {tag[:26]:<26} "
+            print(f"{lr.name:<{w}} {lr.kind:<{kw}} {lr.K:>6} {tag[:26]:<26} "
                   f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
                   f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
                   f"{lr.events['overflows']:>9} {lr.events['inexact']:>10} {reissued:>9}")
