@@ -16,6 +16,8 @@ TorchScript and dynamo exports) on their 16 samples. For each model, in a fresh 
     python bench/make_models.py          # once, with torch (see its docstring)
     python bench/bench_models.py
     python bench/bench_models.py --models resnet18_ts17 --repeats 3
+    python bench/bench_models.py --fixtures   # the small exported test models instead
+                                              # (tests/fixtures/onnx, their own inputs)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 MODELS = Path(__file__).resolve().parent / "models"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "onnx"
 COLUMNS = ("model", "import s", "warm-up s", "narrow s", "wide s", "ort s", "x ort",
            "agree", "peak MB")
 
@@ -46,20 +49,37 @@ def median_time(fn, repeats):
     return statistics.median(times), out
 
 
-def onnxruntime_run(path, x, repeats):
+def onnxruntime_run(path, x, repeats, output=None):
+    """Median time of onnxruntime on the batch ``x`` (``x`` with a leading axis of 1
+    inserted per sample when the model's batch is fixed at 1), and its output."""
     import onnxruntime as ort
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: x})
-    return median_time(lambda: sess.run(None, {name: x})[0], repeats)
+    inp = sess.get_inputs()[0]
+    outs = None if output is None else [output]
+    if inp.shape and inp.shape[0] == 1 and len(x) > 1:
+        feeds = [{inp.name: x[i:i + 1]} for i in range(len(x))]
+        run = lambda: np.concatenate([_array(sess.run(outs, f)[0])  # noqa: E731
+                                      for f in feeds])
+    else:
+        run = lambda: _array(sess.run(outs, {inp.name: x})[0])  # noqa: E731
+    run()
+    return median_time(run, repeats)
 
 
-def measure(path, accelerator, repeats):
-    """One model's row (a dict of COLUMNS), measured in this process."""
+def _array(out):
+    """An output as an array: a ZipMap's list of {class: probability} by sorted class."""
+    if isinstance(out, list) and out and isinstance(out[0], dict):
+        return np.array([[d[k] for k in sorted(d)] for d in out])
+    return np.asarray(out)
+
+
+def measure(path, accelerator, repeats, inputs=None, output=None):
+    """One model's row (a dict of COLUMNS), measured in this process; ``inputs``: the
+    samples' .npy (default bench/models/inputs.npy), ``output``: the graph output."""
     from accsim import simulate
     from accsim.network.onnx_import import import_onnx
-    x = np.load(MODELS / "inputs.npy")
-    t_import, trace = median_time(lambda: import_onnx(path, x), 1)
+    x = np.load(MODELS / "inputs.npy" if inputs is None else inputs).astype(np.float32)
+    t_import, trace = median_time(lambda: import_onnx(path, x, output=output), 1)
     t0 = time.perf_counter()
     simulate(trace, accelerator, limit=2, analyze=False)
     simulate(trace, accelerator, limit=2, analyze=False, policy="uniform-wide")
@@ -67,7 +87,7 @@ def measure(path, accelerator, repeats):
     t_narrow, _ = median_time(lambda: simulate(trace, accelerator, analyze=False), repeats)
     t_wide, wide = median_time(lambda: simulate(trace, accelerator, analyze=False,
                                                 policy="uniform-wide"), repeats)
-    t_ort, ref = onnxruntime_run(path, x, max(repeats, 5))
+    t_ort, ref = onnxruntime_run(path, x, max(repeats, 5), output)
     got = np.asarray(wide.outputs).reshape(len(x), -1)
     agree = float(np.mean(got.argmax(axis=1) == ref.reshape(len(x), -1).argmax(axis=1)))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -76,10 +96,14 @@ def measure(path, accelerator, repeats):
             "x ort": (t_narrow + t_wide) / t_ort, "agree": agree, "peak MB": peak_mb}
 
 
-def in_subprocess(path, args):
+def in_subprocess(path, args, inputs=None, output=None):
     """:func:`measure` in a fresh interpreter (its own peak RSS); a failure becomes a row."""
     cmd = [sys.executable, __file__, "--one", str(path), "--accelerator", args.accelerator,
            "--repeats", str(args.repeats)]
+    if inputs is not None:
+        cmd += ["--inputs", str(inputs)]
+    if output is not None:
+        cmd += ["--output", output]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -105,10 +129,22 @@ def main(argv=None):
                    help="model stems in bench/models/ (default: every .onnx there)")
     p.add_argument("--accelerator", default="fp16-fp16acc")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--fixtures", action="store_true",
+                   help="the exported test models of tests/fixtures/onnx instead")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--inputs", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--output", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(measure(Path(args.one), args.accelerator, args.repeats)))
+        print(json.dumps(measure(Path(args.one), args.accelerator, args.repeats,
+                                 args.inputs, args.output)))
+        return 0
+    if args.fixtures:
+        if args.models is not None:
+            p.error("--models and --fixtures: give one of them")
+        fx = json.loads((FIXTURES / "fixtures.json").read_text())
+        print_table([in_subprocess(FIXTURES / f["file"], args, FIXTURES / f["inputs"],
+                                   f.get("output")) for f in fx])
         return 0
     paths = sorted(MODELS.glob("*.onnx")) if args.models is None else \
         [MODELS / f"{m}.onnx" for m in args.models]
