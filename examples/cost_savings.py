@@ -13,6 +13,8 @@ accumulators everywhere. Rows per trace:
 * ``condition`` at ``--tau`` with each estimator (``exact``: a second narrow |w||x| pass;
   ``norm``: precomputed weight norms; ``exponent``: an exponent-only adder), operands of
   re-issued outputs read again from the SRAM buffer;
+* ``absolute`` re-issuing 10 % per layer (the output layer wide, its default) with each
+  estimator;
 * ``static`` at ``--tau``: per-neuron formats fixed on the first ``--calibration``
   samples (not evaluated), no run-time estimate.
 
@@ -52,6 +54,8 @@ def _runs(acc, tau, calibration):
              {"policy": "uniform-narrow"})]
     rows += [(f"condition, {e}", acc, {"policy": "condition", "tau": tau, "estimator": e})
              for e in ESTIMATORS]
+    rows += [(f"absolute f=0.1, {e}", acc, {"policy": "absolute", "fraction": 0.1,
+                                            "estimator": e}) for e in ESTIMATORS]
     rows.append(("static", acc, {"policy": "static", "tau": tau,
                                  "calibration": calibration}))
     return rows
