@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
 from accsim.network.graph_ops import forward
 from accsim.network.onnx_import import import_graph
+from bench_models import median_time  # bench/ is on sys.path when run as a script
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "onnx"
-
-
-def timed(fn, repeats):
-    """(median seconds, last result) of ``repeats`` calls."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def ort_rows(path, x, output):
@@ -59,12 +48,12 @@ def ort_rows(path, x, output):
 
 
 def bench(path, x, output, repeats):
-    t_imp, (g, arrays, _) = timed(lambda: import_graph(path, x, output=output), repeats)
+    t_imp, (g, arrays, _) = median_time(lambda: import_graph(path, x, output=output), repeats)
     xs = x.reshape(x.shape[0], *g.input_shape).astype(np.float64)
-    t_fwd, y = timed(lambda: forward(g, arrays, xs), repeats)
+    t_fwd, y = median_time(lambda: forward(g, arrays, xs), repeats)
     run = ort_rows(path, x, output or g.output)
     run()
-    t_ort, ref = timed(run, repeats)
+    t_ort, ref = median_time(run, repeats)
     y = y.reshape(ref.shape)
     return {"model": Path(path).name, "nodes": len(g.nodes),
             "products": len(g.product_nodes()), "import_s": t_imp, "forward_s": t_fwd,
