@@ -34,7 +34,8 @@ from .graph_ops import OpError, model_axis, op, run_node, tensor
 
 __all__ = ["IntegerProduct", "INTEGER_PRODUCT_OPS", "integer_product", "fuse_qdq",
            "forward_float32", "requantize", "quantize_linear", "centered",
-           "matmul_acc", "conv_acc", "dynamic_range", "output_scale", "QTYPES"]
+           "matmul_acc", "conv_acc", "dynamic_range", "output_scale", "QTYPES",
+           "QUANT_OPS", "CONTRIB_OPS", "is_quantized", "typed_outputs"]
 
 #: integer types of quantized tensors: dtype -> (lowest, highest)
 QTYPES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
@@ -730,6 +731,35 @@ MOVE_OPS = frozenset({"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze",
                       "Unsqueeze", "Identity", "Concat", "Slice", "Gather", "Pad"})
 
 
+#: the ops of onnxruntime's com.microsoft domain this module implements
+CONTRIB_OPS = frozenset({"QGemm", "QLinearAdd", "QLinearSigmoid", "QLinearAveragePool",
+                         "QLinearGlobalAveragePool"})
+#: every op this module registers: a graph holding one is a quantized graph
+QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+                       *INTEGER_PRODUCT_OPS, *CONTRIB_OPS})
+
+
+def is_quantized(graph) -> bool:
+    """Whether ``graph`` holds a quantized op (:data:`QUANT_OPS`): it then runs with
+    onnxruntime's tensor types (:func:`typed_outputs`)."""
+    return any(n.op in QUANT_OPS for n in graph.nodes)
+
+
+def typed_outputs(node, ins, outs):
+    """``outs`` of ``node`` with onnxruntime's tensor types: an integer input passed
+    through a data-movement op (:data:`MOVE_OPS`) keeps its dtype, every other floating
+    output is rounded to float32 (see :func:`forward_float32`)."""
+    src = ins[0].dtype if ins and ins[0] is not None else None
+    typed = []
+    for v in outs:
+        v = np.asarray(v)
+        if v.dtype.kind == "f":
+            keep = node.op in MOVE_OPS and src is not None and src.kind in "iu"
+            v = v.astype(src) if keep else v.astype(F32)
+        typed.append(v)
+    return typed
+
+
 def forward_float32(graph, arrays, x, keep_all=False):
     """Forward pass of a quantized graph with onnxruntime's tensor types.
 
@@ -743,13 +773,7 @@ def forward_float32(graph, arrays, x, keep_all=False):
     consts = {}
     for node in graph.nodes:
         ins = [tensor(t, env, arrays, consts) for t in node.inputs]
-        outs = run_node(node, ins)
-        src = ins[0].dtype if ins and ins[0] is not None else None
-        for t, v in zip(node.outputs, outs):
-            v = np.asarray(v)
-            if v.dtype.kind == "f":
-                keep = node.op in MOVE_OPS and src is not None and src.kind in "iu"
-                v = v.astype(src) if keep else v.astype(F32)
+        for t, v in zip(node.outputs, typed_outputs(node, ins, run_node(node, ins))):
             env[t] = v
     return env if keep_all else env[graph.output]
 
