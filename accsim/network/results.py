@@ -149,6 +149,8 @@ class LayerResult:
     inf: int = 0             # simulated outputs that are +-inf
     operand_nan: int = 0     # NaN activations an integer operand format mapped to 0
     operand_inf: int = 0     # +-inf activations an integer operand format saturated
+    register: dict | None = None   # integer product ops of a quantized model: what the
+    #                                register needed (accsim.network.integer_layers)
 
     @property
     def recomputed_fraction(self) -> float:
@@ -177,6 +179,8 @@ class LayerResult:
         d["nonfinite"] = {"nan": self.nan, "inf": self.inf, "operand_nan": self.operand_nan,
                           "operand_inf": self.operand_inf}
         d["seconds"] = self.seconds
+        if self.register is not None:
+            d.update(self.register)
         return d
 
 
