@@ -20,19 +20,23 @@ steps 1 and 3 (docs/quantized.md):
    of MatMulInteger/ConvInteger).
 
 Per layer (:class:`RegisterStats`, the keys of ``accsim simulate --json``):
-``max_partial_sum`` / ``min_partial_sum``: the extreme exact partial sums seen on the data,
-in the sequential order of the register (bias, then the terms ``k = 0 .. K-1``);
+``max_partial_sum`` / ``min_partial_sum``: the extreme exact partial sums seen on the data
+(the layer's inputs in the exact model, i.e. onnxruntime's: what every register that did
+not overflow upstream sees), in the sequential order of the register (bias, then the
+terms ``k = 0 .. K-1``);
 ``min_register_bits_observed``: the narrowest two's-complement register holding all of
 them (it never overflowed on the data); ``worst_case_bound``: ``max over outputs of
 x_max Σ|w| + |bias|`` (``IntegerProduct.worst_case_bound``, the guarantee A2Q trains for)
 and ``min_register_bits_bound``: the narrowest register holding it (it cannot overflow on
 any input); ``accumulator_mismatches``: outputs whose register value differs from the
-exact sum; ``output_mismatches``: outputs of the op (after requantization) that differ
-from the exact accumulator's, i.e. from onnxruntime's.
+exact sum of the same operands; ``output_mismatches``: outputs of the op (after
+requantization) that differ from the exact accumulator's on the same operands (with no
+overflow upstream: from onnxruntime's).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +127,11 @@ def _conv_problems(node, p):
     return [(pr.A, pr.B, pr.bias) for pr in low.problems], low.finish
 
 
+def _problems(node, p):
+    """(problems [(A, B, bias)], assemble) of IntegerProduct ``p`` of ``node``."""
+    return _matmul_problems(p) if p.conv is None else _conv_problems(node, p)
+
+
 class IntegerLayer:
     """One integer product node within a run: its :class:`LayerResult` (events, errors of
     the register against the exact sum) and :class:`RegisterStats`."""
@@ -134,12 +143,24 @@ class IntegerLayer:
         self.stats = RegisterStats()
         self.errors = ErrorStats()
 
+    def observe(self, ref_ins):
+        """Count the partial sums and the worst-case bound of the node on the exact
+        model's inputs ``ref_ins`` (the reference pass: what any register that does not
+        overflow upstream sees)."""
+        st = self.stats
+        p = quant_ops.integer_product(self.node, ref_ins)
+        probs, _ = _problems(self.node, p)
+        for A, B, bias in probs:
+            lo, hi = partial_sum_range(A, B, bias)
+            st.min_partial, st.max_partial = min(st.min_partial, lo), max(st.max_partial, hi)
+        st.bound = max(st.bound, p.worst_case_bound())
+
     def run(self, ins, dp, seed):
         """The node's output on ``ins`` with step 2 on datapath ``dp`` (module doc)."""
         node, r, st = self.node, self.result, self.stats
+        t0 = time.perf_counter()
         p = quant_ops.integer_product(node, ins)
-        probs, assemble = (_matmul_problems(p) if p.conv is None
-                           else _conv_problems(node, p))
+        probs, assemble = _problems(node, p)
         zs, exact = [], []
         for j, (A, B, bias) in enumerate(probs):
             res = matmul(A, B, dp, bias=None if bias is None else
@@ -149,8 +170,6 @@ class IntegerLayer:
                 r.events[k] += v
             z = res.values
             ze = A @ B + (0 if bias is None else bias)
-            lo, hi = partial_sum_range(A, B, bias)
-            st.min_partial, st.max_partial = min(st.min_partial, lo), max(st.max_partial, hi)
             st.acc_mismatches += int(np.count_nonzero(z != ze))
             r.rows += A.shape[0]
             zs.append(z)
@@ -159,10 +178,10 @@ class IntegerLayer:
         self.errors.add(relative_error(acc, acc_exact))
         y = p.finish(_as_int(acc))
         st.output_mismatches += int(np.count_nonzero(y != p.finish(_as_int(acc_exact))))
-        st.bound = max(st.bound, p.worst_case_bound())
         r.K, r.cols = p.k, int(acc.shape[-3] if p.conv else acc.shape[-1])
         r.outputs += acc.size
         r.level_counts[0] += acc.size
+        r.seconds += time.perf_counter() - t0
         return y
 
     def finish(self):

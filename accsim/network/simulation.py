@@ -413,6 +413,8 @@ class _Run:
                     if pr is not None:
                         env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
                     elif i in self.ints:
+                        self.ints[i].observe([tensor(t, ref, self.arrays, consts)
+                                              for t in node.inputs])
                         env[node.outputs[0]] = self.ints[i].run(
                             ins, self.opts.rungs[0], _seed_for(self.opts.seed, i, ci))
                     elif self.typed:       # onnxruntime's types between integer products
@@ -581,8 +583,9 @@ def quantized_setup(trace, acc, policy, dynamic_range, batch_size, n):
         return trace, batch_size
     if not isinstance(acc.narrow, IntFormat):
         raise ValueError(f"narrow: the quantized model {trace.name} accumulates integers; "
-                         f"{acc.narrow.label} is not an integer register (use an integer "
-                         f"format such as int32, int16 or int20:saturate)")
+                         f"{acc.narrow.label} (accelerator {acc.name}) is not an integer "
+                         f"register (use an integer accelerator such as int8-int32acc, or "
+                         f"an integer narrow format such as int16)")
     if policy != "uniform-narrow":
         raise ValueError(f"policy: the quantized model {trace.name} runs the "
                          f"uniform-narrow policy only, got {policy!r}")
