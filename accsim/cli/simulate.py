@@ -194,14 +194,8 @@ def _wide_run(trace, acc, narrow, limit, seed, show, keep=False, dynamic_range=N
         c = narrow.calibration
         trace = dataclasses.replace(trace, inputs=X[c:], labels=None if lab is None else lab[c:])
         limit = None
-    try:
-        return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed,
-                               keep_tensors=keep, dynamic_range=dynamic_range)
-    except ValueError as exc:
-        if str(exc).startswith("narrow:"):     # a quantized model's float wide register
-            raise ValueError(f"--wide{str(exc).removeprefix('narrow')} (or --narrow-only)"
-                             ) from None
-        raise
+    return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed,
+                           keep_tensors=keep, dynamic_range=dynamic_range)
 
 
 def _priced(acc, technology, result):
