@@ -403,7 +403,8 @@ class _Run:
             if i in self.skip:                  # a folded Add: done with its product
                 self._release(i, env, ref)
                 continue
-            self.reference(i, ref, consts)
+            if i not in self.ints:          # an integer product runs both passes
+                self.reference(i, ref, consts)
             ins = [tensor(t, env, self.arrays, consts) for t in node.inputs]
             pr = self.products.get(i)
             if i in self.mm and on_layer is not None:
@@ -413,10 +414,9 @@ class _Run:
                     if pr is not None:
                         env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
                     elif i in self.ints:
-                        self.ints[i].observe([tensor(t, ref, self.arrays, consts)
-                                              for t in node.inputs])
-                        env[node.outputs[0]] = self.ints[i].run(
-                            ins, self.opts.rungs[0], _seed_for(self.opts.seed, i, ci))
+                        env[node.outputs[0]], ref[node.outputs[0]] = self.ints[i].step(
+                            ins, [tensor(t, ref, self.arrays, consts) for t in node.inputs],
+                            self.opts.rungs[0], _seed_for(self.opts.seed, i, ci))
                     elif self.typed:       # onnxruntime's types between integer products
                         env.update(zip(node.outputs, run_reference_node(
                             node, ins, self.arrays, True)))
