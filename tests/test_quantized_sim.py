@@ -268,3 +268,13 @@ def test_requantization_oracle_fraction():
         v = Fraction(float(np.float32(acc) * s))
         r = round(v) + 3
         assert got[0] == min(255, max(0, r))
+
+
+def test_cli_import_refuses_operand_formats_for_quantized_models(tmp_path):
+    np.save(tmp_path / "x.npy", samples("mlp")[:2])
+    r = cli("import-onnx", os.path.join(FIX, "mlp-qop.onnx"), "--inputs",
+            str(tmp_path / "x.npy"), "--out", str(tmp_path / "t"), "-q",
+            "--weight-format", "int8")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("accsim: error: --weight-format: ") and "quantized" in r.stderr
+    assert not (tmp_path / "t").exists()
