@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from bench_quant_ops import median_time  # this folder is on the path when run as a script
 
 from accsim.network import simulate
 from accsim.network.onnx_import import import_onnx
@@ -30,17 +29,6 @@ FIX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
                    "fixtures", "onnx_quant")
 MODELS = {"cnn": ["cnn-qdq.onnx", "cnn-qop.onnx", "cnn-dynamic.onnx"],
           "rescnn": ["rescnn-qdq.onnx", "rescnn-qop.onnx", "rescnn-dynamic.onnx"]}
-
-
-def _time(fn, repeats):
-    """Median wall-clock seconds of ``repeats`` calls of ``fn`` (after one warm-up)."""
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main():
@@ -55,15 +43,15 @@ def main():
         xs = xs_all[base]
         xs = np.concatenate([xs] * (-(-args.samples // len(xs))))[:args.samples]
         float_trace = import_onnx(os.path.join(FIX, f"{base}-float.onnx"), xs)
-        t_float = _time(lambda: simulate(float_trace, "int8-int32acc"), args.repeats)
-        t_float_nb = _time(lambda: simulate(float_trace, "int8-int32acc", analyze=False),
+        t_float = median_time(lambda: simulate(float_trace, "int8-int32acc"), args.repeats)
+        t_float_nb = median_time(lambda: simulate(float_trace, "int8-int32acc", analyze=False),
                            args.repeats)
         print(f"{base + '-float':<22} {t_float:>8.2f} {1.0:>15.2f}")
         print(f"{base + '-float (no bounds)':<22} {t_float_nb:>8.2f} "
               f"{t_float_nb / t_float:>15.2f}")
         for name in quantized:
             tr = import_onnx(os.path.join(FIX, name), xs)
-            t = _time(lambda tr=tr: simulate(tr, "int8-int32acc"), args.repeats)
+            t = median_time(lambda tr=tr: simulate(tr, "int8-int32acc"), args.repeats)
             print(f"{name.removesuffix('.onnx'):<22} {t:>8.2f} {t / t_float:>15.2f}")
 
 
