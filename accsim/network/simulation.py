@@ -236,6 +236,13 @@ def _predictions(out):
     return np.where(np.isnan(out).any(axis=1), -1, pred)
 
 
+def _shared(node, env, ref):
+    """Whether every activation input of ``node`` is the same object in the simulated
+    pass ``env`` and the reference pass ``ref`` (nothing diverged upstream): the node's
+    reference outputs are then its simulated outputs too."""
+    return all(ref.get(t) is env[t] for t in node.inputs if t and t in env)
+
+
 class _Run:
     """The state of one pass of the samples ``X`` of ``trace`` through its graph on
     ``acc`` with the options ``opts``: per product node a :class:`_Product`, the float64
@@ -314,7 +321,7 @@ class _Run:
         """The largest magnitude of the float64 reference activations entering every
         product node (A, and an activation B) over all samples, and the activation
         scales; nothing to do without an input scale."""
-        if self.ispec.scale == "none":
+        if self.ispec.scale == "none" or not self.products:
             return
         for s0, s1 in _batches(self.n, self.opts.batch_size):
             ref, consts = {self.graph.input: self.X[s0:s1]}, {}
@@ -405,6 +412,10 @@ class _Run:
                 continue
             if i not in self.ints:          # an integer product runs both passes
                 self.reference(i, ref, consts)
+                if self.typed and _shared(node, env, ref):
+                    env.update((t, ref[t]) for t in node.outputs if t in ref)
+                    self._release(i, env, ref)
+                    continue
             ins = [tensor(t, env, self.arrays, consts) for t in node.inputs]
             pr = self.products.get(i)
             if i in self.mm and on_layer is not None:
