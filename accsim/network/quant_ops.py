@@ -656,26 +656,26 @@ def fma_vec(a, b, c, shape=None):
 
 def pool_windows_f32(x, kernel, strides, pads):
     """Average-pool windows of float32 ``x`` (B, C, H, W): sums in onnxruntime's order
-    (rows, then columns, left to right, in float32) and real-element counts."""
+    (rows, then columns, left to right, in float32) and real-element counts.
+
+    Vectorised over the windows: the window offsets are added in that order to every
+    window at once, padding as +0.0, which leaves a float32 sum unchanged."""
     t, l, b, r = pads
     kh, kw = kernel
+    sh, sw = strides
     h, w = x.shape[2:]
-    oh = (h + t + b - kh) // strides[0] + 1
-    ow = (w + l + r - kw) // strides[1] + 1
+    oh = (h + t + b - kh) // sh + 1
+    ow = (w + l + r - kw) // sw + 1
+    xp = np.pad(np.asarray(x, F32), ((0, 0), (0, 0), (t, b), (l, r)))
+    real = np.pad(np.ones((h, w), np.int64), ((t, b), (l, r)))
     out = np.zeros(x.shape[:2] + (oh, ow), F32)
     cnt = np.zeros((oh, ow), np.int64)
-    for i in range(oh):
-        h0 = i * strides[0] - t
-        h1, h0 = min(h0 + kh, h), max(h0, 0)
-        for j in range(ow):
-            w0 = j * strides[1] - l
-            w1, w0 = min(w0 + kw, w), max(w0, 0)
-            acc = np.zeros(x.shape[:2], F32)
-            for hh in range(h0, h1):
-                for ww in range(w0, w1):
-                    acc = (acc + x[:, :, hh, ww]).astype(F32)
-            out[:, :, i, j] = acc
-            cnt[i, j] = (h1 - h0) * (w1 - w0)
+    for dh in range(kh):
+        for dw in range(kw):
+            rows = slice(dh, dh + (oh - 1) * sh + 1, sh)
+            cols = slice(dw, dw + (ow - 1) * sw + 1, sw)
+            out = (out + xp[:, :, rows, cols]).astype(F32)
+            cnt += real[rows, cols]
     return out, cnt
 
 
@@ -696,10 +696,9 @@ def _qlinear_average_pool(node, ins):
     strides = tuple(a.get("strides", (1, 1)))
     pads = tuple(a.get("pads", (0, 0, 0, 0)))
     xf = dequantize(x, lead(sx, x.ndim), lead(zx, x.ndim))
-    s, cnt = zip(*[pool_windows_f32(xf[i], kernel, strides, pads)
-                   for i in range(x.shape[0])])
-    s = np.stack(s)
-    n = kernel[0] * kernel[1] if int(a.get("count_include_pad", 0)) else cnt[0]
+    s, cnt = pool_windows_f32(xf.reshape(-1, *xf.shape[2:]), kernel, strides, pads)
+    s = s.reshape(*xf.shape[:2], *s.shape[1:])
+    n = kernel[0] * kernel[1] if int(a.get("count_include_pad", 0)) else cnt
     y = (s / np.asarray(n, F32)).astype(F32)
     v = ((y / lead(sy, y.ndim)).astype(F32) + lead(zy, y.ndim).astype(F32)).astype(F32)
     lo, hi = QTYPES[dt]
