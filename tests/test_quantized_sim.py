@@ -278,3 +278,11 @@ def test_cli_import_refuses_operand_formats_for_quantized_models(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("accsim: error: --weight-format: ") and "quantized" in r.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_partial_sum_range_refuses_inexact_lengths():
+    K = 2 ** 38                        # K * 255^2 passes 2^53: float64 sums would round
+    A = np.broadcast_to(np.zeros(1), (1, K))
+    B = np.broadcast_to(np.zeros(1), (K, 1))
+    with pytest.raises(ValueError, match="^accumulation length 274877906944 too long"):
+        partial_sum_range(A, B, None)

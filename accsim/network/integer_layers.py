@@ -77,14 +77,15 @@ class RegisterStats:
 
 @njit(parallel=True, nogil=True, cache=True)
 def _prefix_range(A, BT, bias):
-    """Per row of ``A`` (m, K) int64: (min, max) of ``bias[i, j] + Σ_{k<t} A[i, k] BT[j, k]``
-    over ``j`` and ``t = 0 .. K`` (exact int64 sums; rows in parallel)."""
+    """Per row of ``A`` (m, K): (min, max) of ``bias[i, j] + Σ_{k<t} A[i, k] BT[j, k]``
+    over ``j`` and ``t = 0 .. K`` (float64 holding integers: exact while every partial
+    sum stays below 2^53; rows in parallel)."""
     m, K = A.shape
     n = BT.shape[0]
-    lo = np.zeros(m, dtype=np.int64)
-    hi = np.zeros(m, dtype=np.int64)
+    lo = np.zeros(m)
+    hi = np.zeros(m)
     for i in prange(m):
-        a, b = np.int64(0), np.int64(0)
+        a, b = 0.0, 0.0
         for j in range(n):
             s = bias[i, j]
             a, b = min(a, s), max(b, s)
@@ -98,13 +99,16 @@ def _prefix_range(A, BT, bias):
 def partial_sum_range(A, B, bias):
     """(min, max) over all outputs of the exact partial sums ``bias + Σ_{k<t} A[:, k]
     B[k, :]`` for ``t = 0 .. K`` and 0 (``A`` (m, K), ``B`` (K, n): integer values;
-    ``bias`` (n,), (m, n) or None); int64 arithmetic (exact: centred int8/uint8 operands
-    and int32 biases stay far below 2^63)."""
+    ``bias`` (n,), (m, n) or None); float64 sums of integers, exact: with centred
+    int8/uint8 operands and an int32 bias every partial sum is below
+    ``K · 255² + 2^31``, far under 2^53 (checked)."""
     m, n = A.shape[0], B.shape[1]
-    b = np.zeros((m, n), np.int64) if bias is None else \
-        np.ascontiguousarray(np.broadcast_to(bias, (m, n)), dtype=np.int64)
-    lo, hi = _prefix_range(np.ascontiguousarray(A, dtype=np.int64),
-                           np.ascontiguousarray(B.T, dtype=np.int64), b)
+    if A.shape[1] * 255 * 255 + 2 ** 31 >= 2 ** 53:
+        raise ValueError(f"accumulation length {A.shape[1]} too long for exact sums")
+    b = np.zeros((1, 1)) if bias is None else np.asarray(bias, dtype=np.float64)
+    b = np.broadcast_to(b.reshape(1, -1) if b.ndim == 1 else b, (m, n))
+    lo, hi = _prefix_range(np.ascontiguousarray(A, dtype=np.float64),
+                           np.ascontiguousarray(B.T, dtype=np.float64), b)
     return int(lo.min(initial=0)), int(hi.max(initial=0))
 
 
