@@ -286,3 +286,23 @@ def test_partial_sum_range_refuses_inexact_lengths():
     B = np.broadcast_to(np.zeros(1), (K, 1))
     with pytest.raises(ValueError, match="^accumulation length 274877906944 too long"):
         partial_sum_range(A, B, None)
+
+
+def test_unsupported_quantized_contrib_op_named(tmp_path):
+    """A com.microsoft quantized op outside quant_ops: one error naming it and its node."""
+    f = helper.make_tensor_value_info
+    sc = helper.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.1])
+    zp = helper.make_tensor("z", onnx.TensorProto.UINT8, [], [128])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant"),
+             helper.make_node("QLinearLeakyRelu", ["q", "s", "z", "s", "z"], ["r"],
+                              name="leaky", domain="com.microsoft", alpha=0.1),
+             helper.make_node("DequantizeLinear", ["r", "s", "z"], ["y"], name="dq")]
+    g = helper.make_graph(nodes, "g", [f("x", onnx.TensorProto.FLOAT, [1, 4])],
+                          [f("y", onnx.TensorProto.FLOAT, [1, 4])], [sc, zp])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("com.microsoft", 1)])
+    onnx.save(m, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"1 unsupported operator type: "
+                                         r"com\.microsoft:QLinearLeakyRelu x1 \(leaky\): an "
+                                         r"onnxruntime contrib operator accsim does not run"):
+        import_graph(tmp_path / "m.onnx", np.zeros((2, 4)))

@@ -343,9 +343,10 @@ def _supported(n):
 
 
 def _domain_hint(key):
-    if key.startswith("com.microsoft:"):
-        return ("an onnxruntime contrib operator: export the model without onnxruntime's "
-                "extended optimisations")
+    if key.startswith(CONTRIB_DOMAIN + ":"):
+        return ("an onnxruntime contrib operator accsim does not run (of that domain it "
+                f"runs {', '.join(sorted(quant_ops.CONTRIB_OPS))}); export the model "
+                "without onnxruntime's extended optimisations")
     if key.startswith("org.pytorch.aten:"):
         return ("an ATen fallback of the TorchScript exporter: exported with the dynamo "
                 "exporter (torch.onnx.export(..., dynamo=True)) it may be standard ONNX")
