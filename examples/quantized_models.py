@@ -6,11 +6,16 @@ per-channel, static QOperator, dynamic), prints the accuracy on the trace's 1000
 images of onnxruntime and of the reference, how many final outputs are bit-identical and
 how many top-1 predictions agree. Needs onnx and onnxruntime (project dependencies).
 
+Then the users' question, on the static QDQ model (per-tensor): the model imported with
+``accsim.network.import_onnx`` and simulated (``accsim.network.simulate``) on the
+int8-int32acc accelerator with its accumulator replaced by narrow integer registers
+(int16/int20/int24, wrapping or saturating): accuracy, agreement with onnxruntime,
+overflow events and requantized outputs that differ, per layer, and per layer the
+narrowest register that never overflowed on these images (observed) and that cannot
+overflow on any input (worst-case bound sum|w||x|).
+
     python examples/quantized_models.py            # both models, all quantizations
     python examples/quantized_models.py cnn 200    # one model, first 200 images
-
-The narrow-register table (int16/int20/int24 accumulators, overflow per layer) comes with
-the simulator's graph support; this script shows the int32-accumulator reference.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import make_quant_fixtures as mqf  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from accsim.network import quant_ops  # noqa: E402
+from accsim.network import quant_ops, simulate  # noqa: E402
+from accsim.network.onnx_import import import_onnx  # noqa: E402
 
 mqf.register_float_glue()
 TRACE = {"mlp": "mnist-mlp-relu", "cnn": "mnist-cnn"}
 QUANTIZATIONS = [("qdq", False), ("qdq", True), ("qop", False), ("dynamic", False)]
+#: the registers of the narrow-register table (int8-int32acc's accumulator replaced)
+REGISTERS = ["int32", "int24", "int20", "int20-sat", "int18", "int16", "int16-sat"]
 
 
 def run_onnxruntime(path, xs):
@@ -71,6 +79,34 @@ def report(name, limit):
                   f"  accsim {np.mean(got.argmax(1) == labels):.4f}"
                   f"  bit-identical outputs {int(same.sum())}/{len(xs)}"
                   f"  top-1 agreement {np.mean(got.argmax(1) == want.argmax(1)):.4f}")
+            if (fmt, pc) == ("qdq", False):
+                keep = (path, want)
+        register_table(keep[0], xs, labels, keep[1])
+
+
+def register_table(path, xs, labels, want):
+    """Simulate the quantized model at ``path`` on every register of :data:`REGISTERS`:
+    one line per register (accuracy, agreement with onnxruntime's ``want``, outputs
+    bit-identical), then per layer its events on each register and the narrowest
+    registers (observed on these images, worst-case bound)."""
+    trace = import_onnx(path, xs, labels)
+    runs = {reg: simulate(trace, "int8-int32acc", narrow=reg) for reg in REGISTERS}
+    print(f"  narrow registers on {os.path.basename(path)} (int8-int32acc, accumulator "
+          f"replaced):")
+    print(f"    {'register':<10} {'accuracy':>8} {'agree':>7} {'identical':>10}   "
+          f"overflows per layer")
+    for reg, r in runs.items():
+        same = int(np.all(r.outputs == want, axis=1).sum())
+        ev = " ".join(f"{lr.events['overflows']:>7}" for lr in r.layers)
+        agree = np.mean(r.outputs.argmax(1) == want.argmax(1))
+        print(f"    {reg:<10} {r.accuracy:>8.4f} {agree:>7.4f} {same:>5}/{len(xs):<4}   {ev}")
+    print(f"    {'layer':<16} {'op':<14} {'K':>5} {'max|psum|':>10} {'bits seen':>9} "
+          f"{'bits bound':>10}")
+    for lr in runs["int32"].layers:
+        g = lr.register
+        big = max(g["max_partial_sum"], -g["min_partial_sum"])
+        print(f"    {lr.name[:16]:<16} {lr.kind:<14} {lr.K:>5} {big:>10} "
+              f"{g['min_register_bits_observed']:>9} {g['min_register_bits_bound']:>10}")
 
 
 def main(argv):

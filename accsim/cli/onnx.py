@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..network import quant_ops
 from ..network.graph_ops import supported_ops
 from ..network.onnx_import import LOOK_THROUGH, import_graph, trace_of_graph
 from ..network.onnx_rnn import RECURRENT
@@ -125,6 +126,10 @@ def _cmd_import_onnx(args):
               f"({x.shape[0] if x.ndim else 0} inputs) ...", file=sys.stderr, flush=True)
     quant = _quantization(args)
     graph, arrays, notes = import_graph(args.model, x, output=args.output)
+    integer = [n for n in graph.nodes if n.op in quant_ops.INTEGER_PRODUCT_OPS]
+    if quant and quant_ops.is_quantized(graph):
+        raise ValueError(f"--{next(iter(quant))}-format: {args.model} is a quantized model "
+                         f"(its operands are the model's own integers)")
     if not args.quiet:
         for n in notes:
             print(f"accsim import-onnx: note: {n}", file=sys.stderr)
@@ -134,7 +139,9 @@ def _cmd_import_onnx(args):
         print(f"accsim import-onnx: {time.perf_counter() - t0:.1f} s", file=sys.stderr,
               flush=True)
     acc = trace.reference_accuracy
+    kind = "exact integer" if integer else "float64"
     print(f"wrote {out}: {len(graph.nodes)} nodes "
-          f"({len(graph.product_nodes())} matrix products), {x.shape[0]} inputs"
-          + (f", float64 accuracy {acc:.4f}" if acc is not None else ""))
+          f"({len(graph.product_nodes()) + len(integer)} matrix products"
+          f"{', integer' if integer else ''}), {x.shape[0]} inputs"
+          + (f", {kind} accuracy {acc:.4f}" if acc is not None else ""))
     return 0

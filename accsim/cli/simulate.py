@@ -85,6 +85,9 @@ def register(subparsers):
     s.add_argument("--save-tensors", action="store_true",
                    help="with --save-outputs: also every node's output tensor by name "
                         "(tensor/NAME, wide_tensor/NAME, reference_tensor/NAME)")
+    s.add_argument("--dynamic-range", choices=("sample", "batch"), default=None,
+                   help="quantized models with DynamicQuantizeLinear: ranges per sample "
+                        "(default, a batch-1 deployment) or over all samples (one batch)")
     s.add_argument("--quiet", "-q", action="store_true",
                    help="no progress or compile notice on stderr (also none with --json)")
     s.set_defaults(func=_cmd_simulate)
@@ -161,15 +164,18 @@ def _cmd_simulate(args):
     show = show_progress(args.quiet, args.json)
     try:
         narrow = _simulate_shown("narrow", show, trace, acc, limit=limit, seed=args.seed,
-                                 keep_tensors=keep, **options)
+                                 keep_tensors=keep, dynamic_range=args.dynamic_range,
+                                 **options)
     except ValueError as exc:
         if str(exc).startswith(("ladder:", "calibration:", "quantile:", "fraction:",
-                                "tau:", "output_layer:", "overflow_rule:")):
+                                "tau:", "output_layer:", "overflow_rule:", "narrow:",
+                                "policy:", "dynamic_range:")):
             raise ValueError(_option_named(exc)) from None
         raise
     wide = None
     if not args.narrow_only:
-        wide = _wide_run(trace, acc, narrow, limit, args.seed, show, keep)
+        wide = _wide_run(trace, acc, narrow, limit, args.seed, show, keep,
+                         args.dynamic_range)
     priced = _priced(acc, args.technology, narrow)
     runs = [(_run_label(narrow), narrow)] + ([(f"wide {wide.narrow}", wide)] if wide else [])
     if args.csv is not None:
@@ -194,7 +200,7 @@ def _option_named(exc):
     return f"--{name.replace('_', '-')}:{rest}"
 
 
-def _wide_run(trace, acc, narrow, limit, seed, show, keep=False):
+def _wide_run(trace, acc, narrow, limit, seed, show, keep=False, dynamic_range=None):
     """The same samples again with the narrow accumulator replaced by the top of the
     narrow run's ladder (the wide accumulator when it had none), in its rounding."""
     top = narrow.ladder_formats[-1] if narrow.ladder_formats else acc.wide
@@ -209,7 +215,7 @@ def _wide_run(trace, acc, narrow, limit, seed, show, keep=False):
         trace = dataclasses.replace(trace, inputs=X[c:], labels=None if lab is None else lab[c:])
         limit = None
     return _simulate_shown("wide", show, trace, wide_acc, limit=limit, seed=seed,
-                           keep_tensors=keep)
+                           keep_tensors=keep, dynamic_range=dynamic_range)
 
 
 def _priced(acc, technology, result):
@@ -254,6 +260,7 @@ def _print_table(trace, acc, runs, priced):
           f"(operands {narrow.input_format} x {narrow.weight_format}, {acc.structure}, "
           f"narrow {narrow.narrow}, wide {narrow.wide})")
     _print_layers(runs)
+    _print_registers(runs)
     _print_nonfinite(runs)
     print(f"policy {narrow.policy}{_budget(narrow)}: re-issued "
           f"{100 * narrow.recomputed_fraction:.2f}% of the outputs; {_bound_text(narrow)}")
@@ -271,7 +278,9 @@ def _print_table(trace, acc, runs, priced):
     print(f"{'':<26} {'accuracy':>9} {'agreement':>9} {'seconds':>8}   (agreement: argmax "
           f"equal to the float64 reference's)")
     ref = narrow.reference_accuracy
-    print(f"{'float64 reference':<26} {_pct(ref):>9} {'100.00%':>9} "
+    exact = "exact int (onnxruntime)" if narrow.input_format == "model" else \
+        "float64 reference"
+    print(f"{exact:<26} {_pct(ref):>9} {'100.00%':>9} "
           f"{narrow.reference_seconds:>8.2f}")
     for tag, res in runs:
         label = tag.replace("wide ", "wide acc ", 1) if res is not narrow else tag
@@ -333,6 +342,33 @@ def _print_layers(runs):
                   f"{_sci(d['rel_error_mean']):>9} {_sci(d['rel_error_p50']):>9} "
                   f"{_sci(d['rel_error_p99']):>9} {_sci(d['rel_error_max']):>9} "
                   f"{lr.events['overflows']:>9} {lr.events['inexact']:>10} {reissued:>9}")
+
+
+def _print_registers(runs):
+    """A quantized model's integer layers: per run the register's events and output
+    mismatches, and per layer the narrowest register that never overflowed on the data
+    (observed) and that cannot overflow (worst-case bound sum|w||x|)."""
+    if not any(lr.register for _, res in runs for lr in res.layers):
+        return
+    print()
+    head = (f"{'layer':<16} {'run':<22} {'overflows':>9} {'saturated':>9} "
+            f"{'acc diff':>9} {'out diff':>9} {'max|psum|':>10} {'bits seen':>9} "
+            f"{'bits bound':>10}")
+    print(head)
+    print("-" * len(head))
+    for tag, res in runs:
+        for lr in res.layers:
+            g = lr.register
+            if not g:
+                continue
+            big = max(g["max_partial_sum"], -g["min_partial_sum"])
+            print(f"{lr.name[:16]:<16} {tag[:22]:<22} {lr.events['overflows']:>9} "
+                  f"{lr.events['saturations']:>9} {g['accumulator_mismatches']:>9} "
+                  f"{g['output_mismatches']:>9} {big:>10} "
+                  f"{g['min_register_bits_observed']:>9} {g['min_register_bits_bound']:>10}")
+    print("(acc diff: accumulators differing from the exact sum; out diff: requantized "
+          "outputs differing from onnxruntime's; bits seen: narrowest register holding "
+          "every partial sum on the data; bits bound: narrowest holding x_max*sum|w|+|b|)")
 
 
 def _print_nonfinite(runs):

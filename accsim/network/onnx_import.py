@@ -42,12 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import graph_ops
+from . import graph_ops, quant_ops
 from .graph import PARAM_INPUTS, Graph, Node
 from .onnx_rnn import RECURRENT, unroll
 
 #: domains whose operators graph_ops implements
 STANDARD_DOMAINS = ("", "ai.onnx")
+
+#: the contrib domain of onnxruntime's quantized operators (:data:`.quant_ops.CONTRIB_OPS`)
+CONTRIB_DOMAIN = "com.microsoft"
+
+#: ops never folded into constants at import: fuse_qdq must find a weight's
+#: DequantizeLinear (onnxruntime's constant folding skips them too)
+NO_FOLD = ("DequantizeLinear",)
 
 #: ops a chosen output is looked through (their input is the network's output)
 LOOK_THROUGH = ("ZipMap",)
@@ -66,15 +73,6 @@ HINTS = {
           "branches)",
     "Loop": "control flow: export with static shapes",
     "Scan": "control flow: export with static shapes",
-    "QuantizeLinear": "quantized ONNX (QDQ) is not supported: import the float model and "
-                      "set operand formats (--input-format/--weight-format)",
-    "DequantizeLinear": "quantized ONNX (QDQ) is not supported: import the float model and "
-                        "set operand formats (--input-format/--weight-format)",
-    "QLinearConv": "quantized ONNX is not supported: import the float model",
-    "QLinearMatMul": "quantized ONNX is not supported: import the float model",
-    "MatMulInteger": "dynamically quantized ONNX is not supported: import the float model",
-    "DynamicQuantizeLinear": "dynamically quantized ONNX is not supported: import the "
-                             "float model",
 }
 
 
@@ -322,8 +320,7 @@ def _unsupported(src, nodes):
     bad = {}
     for n in nodes:
         key = n.op_type if n.domain in STANDARD_DOMAINS else f"{n.domain}:{n.op_type}"
-        if n.op_type not in ("Constant", *RECURRENT) and (n.domain not in STANDARD_DOMAINS
-                                                          or n.op_type not in graph_ops.OPS):
+        if n.op_type not in ("Constant", *RECURRENT) and not _supported(n):
             bad.setdefault(key, []).append(n.name or n.output[0])
     if not bad:
         return
@@ -338,10 +335,18 @@ def _unsupported(src, nodes):
                      + " (accsim import-onnx --list-ops lists the supported ones)")
 
 
+def _supported(n):
+    """Whether graph_ops / quant_ops run ONNX node ``n`` (its domain included)."""
+    if n.domain == CONTRIB_DOMAIN:
+        return n.op_type in quant_ops.CONTRIB_OPS
+    return n.domain in STANDARD_DOMAINS and n.op_type in graph_ops.OPS
+
+
 def _domain_hint(key):
-    if key.startswith("com.microsoft:"):
-        return ("an onnxruntime contrib operator: export the model without onnxruntime's "
-                "extended optimisations")
+    if key.startswith(CONTRIB_DOMAIN + ":"):
+        return ("an onnxruntime contrib operator accsim does not run (of that domain it "
+                f"runs {', '.join(sorted(quant_ops.CONTRIB_OPS))}); export the model "
+                "without onnxruntime's extended optimisations")
     if key.startswith("org.pytorch.aten:"):
         return ("an ATen fallback of the TorchScript exporter: exported with the dynamo "
                 "exporter (torch.onnx.export(..., dynamo=True)) it may be standard ONNX")
@@ -390,12 +395,15 @@ class _Walk:
                 continue
             node = self.node(n, i)
             ins = [t for t in node.inputs if t]
-            fold = all(t in self.consts for t in ins) or node.op in SHAPE_ONLY
+            fold = (all(t in self.consts for t in ins) and node.op not in NO_FOLD) \
+                or node.op in SHAPE_ONLY
+            vals = [self.value(t) if t else None for t in node.inputs]
             try:
-                outs = graph_ops.run_node(node, [self.value(t) if t else None
-                                                 for t in node.inputs])
+                outs = graph_ops.run_node(node, vals)
             except graph_ops.OpError as exc:
                 raise ValueError(f"{self.src}: {exc}") from None
+            if node.op in quant_ops.MOVE_OPS or node.op in quant_ops.QUANT_OPS:
+                outs = quant_ops.typed_outputs(node, vals, outs)
             for t, v in zip(node.outputs, outs):
                 if t and fold:
                     self.consts[t] = np.asarray(v)[0]
@@ -508,7 +516,23 @@ def import_graph(model_path, inputs, *, output=None):
     arrays = _arrays(src, walk.nodes, consts)
     graph = Graph(tuple(walk.nodes), gin.name, shape, out)
     graph.check(arrays, where=src)
+    graph, arrays = _fuse_qdq(graph, arrays, notes)
     return graph, arrays, notes
+
+
+def _fuse_qdq(graph, arrays, notes):
+    """The graph with onnxruntime's QDQ fusion applied (:func:`.quant_ops.fuse_qdq`, the
+    graph a default session runs), the arrays it no longer reads dropped, and a note."""
+    fused = quant_ops.fuse_qdq(graph, arrays)
+    if fused is graph:
+        return graph, arrays
+    before = Counter(n.op for n in graph.nodes)
+    after = Counter(n.op for n in fused.nodes)
+    notes.append(f"QDQ groups fused as onnxruntime's default session runs them: "
+                 f"{len(graph.nodes)} -> {len(fused.nodes)} nodes; now "
+                 f"{_counts({k: v for k, v in after.items() if v > before.get(k, 0)})}")
+    read = {t for n in fused.nodes for t in n.inputs}
+    return fused, {k: v for k, v in arrays.items() if k in read}
 
 
 def check_labels(src, labels, n):

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import graph_ops, ops
+from . import graph_ops, ops, quant_ops
 from .graph_ops import OpError
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Gelu": "gelu",
@@ -268,6 +268,12 @@ def _lower_conv(node, ins, bias=None):
     return _conv_lowering(x, w, b, g, strides, pads, dil)
 
 
+def conv_problems(x, w, b, g, strides, pads, dil):
+    """The :class:`Lowering` of the convolution of ``x`` (S, N, C, H, W) by ``w`` (Cout,
+    C/g, kh, kw) with bias ``b`` (Cout,) or None: one im2col problem per group."""
+    return _conv_lowering(x, w, b, g, strides, pads, dil)
+
+
 def _conv_lowering(x, w, b, g, strides, pads, dil):
     """One im2col problem per group of the convolution of ``x`` (S, N, C, H, W) by ``w``
     (Cout, C/g, kh, kw) (module doc)."""
@@ -363,12 +369,13 @@ def run_graph(graph, arrays, x, keep=None):
     Returns every tensor by name (the input included) when ``keep`` is None, else only
     the tensors named in ``keep`` and the output (the others are released after their
     last use)."""
-    env = {graph.input: np.asarray(x, dtype=np.float64)}
+    typed = quant_ops.is_quantized(graph)
+    env = {graph.input: np.asarray(x, dtype=np.float32 if typed else np.float64)}
     consts = {}
     release = {} if keep is None else last_uses(graph, keep)
     for i, node in enumerate(graph.nodes):
         ins = [graph_ops.tensor(t, env, arrays, consts) for t in node.inputs]
-        outs = run_reference_node(node, ins, arrays)
+        outs = run_reference_node(node, ins, arrays, typed)
         for t, v in zip(node.outputs, outs):
             env[t] = v
         for t in node.inputs:
@@ -377,12 +384,16 @@ def run_graph(graph, arrays, x, keep=None):
     return env
 
 
-def run_reference_node(node, ins, arrays):
-    """The float64 outputs of ``node`` on ``ins`` (a list); errors name the node."""
+def run_reference_node(node, ins, arrays, typed=False):
+    """The float64 outputs of ``node`` on ``ins`` (a list); errors name the node.
+    ``typed``: a quantized graph's node, run with onnxruntime's tensor types
+    (:func:`.quant_ops.typed_outputs`: integers stay integers, floats become float32)."""
     try:
         if node.is_product:
-            return [reference(node, ins, [t in arrays for t in node.inputs])]
-        return graph_ops.run_node(node, ins)
+            outs = [reference(node, ins, [t in arrays for t in node.inputs])]
+        else:
+            outs = graph_ops.run_node(node, ins)
+        return quant_ops.typed_outputs(node, ins, outs) if typed else outs
     except OpError:
         raise
     except (ValueError, IndexError, TypeError) as exc:

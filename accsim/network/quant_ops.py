@@ -34,7 +34,8 @@ from .graph_ops import OpError, model_axis, op, run_node, tensor
 
 __all__ = ["IntegerProduct", "INTEGER_PRODUCT_OPS", "integer_product", "fuse_qdq",
            "forward_float32", "requantize", "quantize_linear", "centered",
-           "matmul_acc", "conv_acc", "dynamic_range", "output_scale", "QTYPES"]
+           "matmul_acc", "conv_acc", "dynamic_range", "output_scale", "QTYPES",
+           "QUANT_OPS", "CONTRIB_OPS", "is_quantized", "typed_outputs"]
 
 #: integer types of quantized tensors: dtype -> (lowest, highest)
 QTYPES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
@@ -655,26 +656,26 @@ def fma_vec(a, b, c, shape=None):
 
 def pool_windows_f32(x, kernel, strides, pads):
     """Average-pool windows of float32 ``x`` (B, C, H, W): sums in onnxruntime's order
-    (rows, then columns, left to right, in float32) and real-element counts."""
+    (rows, then columns, left to right, in float32) and real-element counts.
+
+    Vectorised over the windows: the window offsets are added in that order to every
+    window at once, padding as +0.0, which leaves a float32 sum unchanged."""
     t, l, b, r = pads
     kh, kw = kernel
+    sh, sw = strides
     h, w = x.shape[2:]
-    oh = (h + t + b - kh) // strides[0] + 1
-    ow = (w + l + r - kw) // strides[1] + 1
+    oh = (h + t + b - kh) // sh + 1
+    ow = (w + l + r - kw) // sw + 1
+    xp = np.pad(np.asarray(x, F32), ((0, 0), (0, 0), (t, b), (l, r)))
+    real = np.pad(np.ones((h, w), np.int64), ((t, b), (l, r)))
     out = np.zeros(x.shape[:2] + (oh, ow), F32)
     cnt = np.zeros((oh, ow), np.int64)
-    for i in range(oh):
-        h0 = i * strides[0] - t
-        h1, h0 = min(h0 + kh, h), max(h0, 0)
-        for j in range(ow):
-            w0 = j * strides[1] - l
-            w1, w0 = min(w0 + kw, w), max(w0, 0)
-            acc = np.zeros(x.shape[:2], F32)
-            for hh in range(h0, h1):
-                for ww in range(w0, w1):
-                    acc = (acc + x[:, :, hh, ww]).astype(F32)
-            out[:, :, i, j] = acc
-            cnt[i, j] = (h1 - h0) * (w1 - w0)
+    for dh in range(kh):
+        for dw in range(kw):
+            rows = slice(dh, dh + (oh - 1) * sh + 1, sh)
+            cols = slice(dw, dw + (ow - 1) * sw + 1, sw)
+            out = (out + xp[:, :, rows, cols]).astype(F32)
+            cnt += real[rows, cols]
     return out, cnt
 
 
@@ -695,10 +696,9 @@ def _qlinear_average_pool(node, ins):
     strides = tuple(a.get("strides", (1, 1)))
     pads = tuple(a.get("pads", (0, 0, 0, 0)))
     xf = dequantize(x, lead(sx, x.ndim), lead(zx, x.ndim))
-    s, cnt = zip(*[pool_windows_f32(xf[i], kernel, strides, pads)
-                   for i in range(x.shape[0])])
-    s = np.stack(s)
-    n = kernel[0] * kernel[1] if int(a.get("count_include_pad", 0)) else cnt[0]
+    s, cnt = pool_windows_f32(xf.reshape(-1, *xf.shape[2:]), kernel, strides, pads)
+    s = s.reshape(*xf.shape[:2], *s.shape[1:])
+    n = kernel[0] * kernel[1] if int(a.get("count_include_pad", 0)) else cnt
     y = (s / np.asarray(n, F32)).astype(F32)
     v = ((y / lead(sy, y.ndim)).astype(F32) + lead(zy, y.ndim).astype(F32)).astype(F32)
     lo, hi = QTYPES[dt]
@@ -730,6 +730,35 @@ MOVE_OPS = frozenset({"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze",
                       "Unsqueeze", "Identity", "Concat", "Slice", "Gather", "Pad"})
 
 
+#: the ops of onnxruntime's com.microsoft domain this module implements
+CONTRIB_OPS = frozenset({"QGemm", "QLinearAdd", "QLinearSigmoid", "QLinearAveragePool",
+                         "QLinearGlobalAveragePool"})
+#: every op this module registers: a graph holding one is a quantized graph
+QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+                       *INTEGER_PRODUCT_OPS, *CONTRIB_OPS})
+
+
+def is_quantized(graph) -> bool:
+    """Whether ``graph`` holds a quantized op (:data:`QUANT_OPS`): it then runs with
+    onnxruntime's tensor types (:func:`typed_outputs`)."""
+    return any(n.op in QUANT_OPS for n in graph.nodes)
+
+
+def typed_outputs(node, ins, outs):
+    """``outs`` of ``node`` with onnxruntime's tensor types: an integer input passed
+    through a data-movement op (:data:`MOVE_OPS`) keeps its dtype, every other floating
+    output is rounded to float32 (see :func:`forward_float32`)."""
+    src = ins[0].dtype if ins and ins[0] is not None else None
+    typed = []
+    for v in outs:
+        v = np.asarray(v)
+        if v.dtype.kind == "f":
+            keep = node.op in MOVE_OPS and src is not None and src.kind in "iu"
+            v = v.astype(src) if keep else v.astype(F32)
+        typed.append(v)
+    return typed
+
+
 def forward_float32(graph, arrays, x, keep_all=False):
     """Forward pass of a quantized graph with onnxruntime's tensor types.
 
@@ -743,13 +772,7 @@ def forward_float32(graph, arrays, x, keep_all=False):
     consts = {}
     for node in graph.nodes:
         ins = [tensor(t, env, arrays, consts) for t in node.inputs]
-        outs = run_node(node, ins)
-        src = ins[0].dtype if ins and ins[0] is not None else None
-        for t, v in zip(node.outputs, outs):
-            v = np.asarray(v)
-            if v.dtype.kind == "f":
-                keep = node.op in MOVE_OPS and src is not None and src.kind in "iu"
-                v = v.astype(src) if keep else v.astype(F32)
+        for t, v in zip(node.outputs, typed_outputs(node, ins, run_node(node, ins))):
             env[t] = v
     return env if keep_all else env[graph.output]
 

@@ -202,6 +202,8 @@ class LayerResult:
     narrow_u: float | None = field(default=None, repr=False)   # its unit roundoff
     accumulation_sq: list = field(default_factory=lambda: [0.0, 0.0], repr=False)
     accumulation_error_max: float | None = None   # max |z_hat - z|, real units
+    register: dict | None = None   # integer product ops of a quantized model: what the
+    #                                register needed (accsim.network.integer_layers)
 
     @property
     def recomputed_fraction(self) -> float:
@@ -243,6 +245,8 @@ class LayerResult:
         d["stagnation_ku"] = self.stagnation_ku
         d["accumulation_error"] = _json_float(self.accumulation_error)
         d["accumulation_error_max"] = _json_float(self.accumulation_error_max)
+        if self.register is not None:
+            d.update(self.register)
         return d
 
 

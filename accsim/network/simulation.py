@@ -49,7 +49,10 @@ from ..numerics.formats import FloatFormat, IntFormat
 from ..precision.scheduler import (DEFAULT_QUANTILE, LADDER_POLICIES, check_policy,
                                    check_schedule_options, default_ladder,
                                    default_output_layer, resolve_ladder, static_neuron_levels)
+from . import quant_ops
+from .graph import Graph
 from .graph_ops import run_node, tensor
+from .integer_layers import IntegerLayer
 from .operands import PreparedLayer, activation_scale, operand_specs, quantize_activation
 from .products import (consumer_activation, foldable_bias, last_uses, lower, operand_inputs,
                        output_product, run_reference_node)
@@ -234,6 +237,13 @@ def _predictions(out):
     return np.where(np.isnan(out).any(axis=1), -1, pred)
 
 
+def _shared(node, env, ref):
+    """Whether every activation input of ``node`` is the same object in the simulated
+    pass ``env`` and the reference pass ``ref`` (nothing diverged upstream): the node's
+    reference outputs are then its simulated outputs too."""
+    return all(ref.get(t) is env[t] for t in node.inputs if t and t in env)
+
+
 class _Run:
     """The state of one pass of the samples ``X`` of ``trace`` through its graph on
     ``acc`` with the options ``opts``: per product node a :class:`_Product`, the float64
@@ -251,9 +261,17 @@ class _Run:
         self.keep_tensors = keep_tensors
         self.transpose = Transposer()
         self.ref_seconds = 0.0
-        self.products, self.skip = self._plan(trace.shapes())
-        self.mm = {i: pr.lr for i, pr in self.products.items()}
-        self.mm_index = list(self.products)
+        self.typed = quant_ops.is_quantized(self.graph)
+        if self.typed:            # a quantized model: its integer products on the register
+            self.products, self.skip = {}, set()
+            self.ints = {i: IntegerLayer(i, n, opts.rung_labels)
+                         for i, n in enumerate(self.graph.nodes)
+                         if n.op in quant_ops.INTEGER_PRODUCT_OPS}
+        else:
+            self.products, self.skip = self._plan(trace.shapes())
+            self.ints = {}
+        self.mm = {i: pr.lr for i, pr in self.products.items()} | self.ints
+        self.mm_index = sorted(self.mm)
         self.release = {} if keep_tensors else last_uses(self.graph)
         self.tensors, self.ref_tensors = {}, {}
 
@@ -291,7 +309,8 @@ class _Run:
             nodes.append(pr.fold)
         for node in nodes:
             ins = [tensor(t, ref, self.arrays, consts) for t in node.inputs]
-            for t, v in zip(node.outputs, run_reference_node(node, ins, self.arrays)):
+            for t, v in zip(node.outputs, run_reference_node(node, ins, self.arrays,
+                                                             self.typed)):
                 ref[t] = v
         self.ref_seconds += time.perf_counter() - t0
 
@@ -305,7 +324,7 @@ class _Run:
         """The largest magnitude of the float64 reference activations entering every
         product node (A, and an activation B) over all samples, and the activation
         scales; nothing to do without an input scale."""
-        if self.ispec.scale == "none":
+        if self.ispec.scale == "none" or not self.products:
             return
         for s0, s1 in _batches(self.n, self.opts.batch_size):
             ref, consts = {self.graph.input: self.X[s0:s1]}, {}
@@ -386,21 +405,35 @@ class _Run:
         inputs ``xb``, computed node by node in step (each tensor released after its last
         reader unless every tensor is kept); ``on_layer(name, k, n)`` before the ``k``-th
         (from 1) of the ``n`` product nodes."""
+        if self.typed:                          # onnxruntime's float32 model input
+            xb = xb.astype(np.float32)
         env, ref = {self.graph.input: xb}, {self.graph.input: xb}
         consts = {}
         for i, node in enumerate(self.graph.nodes):
             if i in self.skip:                  # a folded Add: done with its product
                 self._release(i, env, ref)
                 continue
-            self.reference(i, ref, consts)
+            if i not in self.ints:          # an integer product runs both passes
+                self.reference(i, ref, consts)
+                if self.typed and _shared(node, env, ref):
+                    env.update((t, ref[t]) for t in node.outputs if t in ref)
+                    self._release(i, env, ref)
+                    continue
             ins = [tensor(t, env, self.arrays, consts) for t in node.inputs]
             pr = self.products.get(i)
-            if pr is not None and on_layer is not None:
+            if i in self.mm and on_layer is not None:
                 on_layer(node.name, self.mm_index.index(i) + 1, len(self.mm_index))
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     if pr is not None:
                         env[pr.out] = self.product(pr, ins, ci, ref[pr.out])
+                    elif i in self.ints:
+                        env[node.outputs[0]], ref[node.outputs[0]] = self.ints[i].step(
+                            ins, [tensor(t, ref, self.arrays, consts) for t in node.inputs],
+                            self.opts.rungs[0], _seed_for(self.opts.seed, i, ci))
+                    elif self.typed:       # onnxruntime's types between integer products
+                        env.update(zip(node.outputs, run_reference_node(
+                            node, ins, self.arrays, True)))
                     else:                  # an overflow upstream: inf, NaN flow on
                         env.update(zip(node.outputs, run_node(node, ins)))
             except ValueError as exc:
@@ -455,8 +488,9 @@ class _Run:
         acc, pol = self.acc, self.opts.reissue
         return SimulationResult(
             trace=self.trace.name, accelerator=acc.name, narrow=acc.narrow.label,
-            wide=acc.wide.label, input_format=self.ispec.fmt.label,
-            weight_format=self.wspec.fmt.label, n_samples=self.n, accuracy=accuracy,
+            wide=acc.wide.label,
+            input_format="model" if self.typed else self.ispec.fmt.label,
+            weight_format="model" if self.typed else self.wspec.fmt.label, n_samples=self.n, accuracy=accuracy,
             reference_accuracy=ref_acc,
             recorded_reference_accuracy=None if rec is None else float(rec),
             agreement=agreement, layers=layers,
@@ -549,6 +583,44 @@ def _check_ladder_args(policy, ladder, fraction, calibration, quantile):
                          f"(policy {policy!r})")
 
 
+#: ``dynamic_range`` values: DynamicQuantizeLinear ranges per sample or over all samples
+DYNAMIC_RANGES = ("sample", "batch")
+
+
+def quantized_setup(trace, acc, policy, dynamic_range, batch_size, n):
+    """(trace, batch size) of a run of a quantized ``trace`` (:func:`.quant_ops.
+    is_quantized`): its integer products need an integer narrow register and the
+    ``uniform-narrow`` policy; ``dynamic_range`` ``"batch"`` computes every
+    DynamicQuantizeLinear range over all ``n`` samples (run as one batch), ``"sample"``
+    (the default) per sample. An option that does not apply is a ValueError."""
+    if not quant_ops.is_quantized(trace.graph):
+        if dynamic_range is not None:
+            raise ValueError(f"dynamic_range: trace {trace.name} is not a quantized model")
+        return trace, batch_size
+    if not isinstance(acc.narrow, IntFormat):
+        raise ValueError(f"narrow: the quantized model {trace.name} accumulates integers; "
+                         f"{acc.narrow.label} (accelerator {acc.name}) is not an integer "
+                         f"register (use an integer accelerator such as int8-int32acc, or "
+                         f"an integer narrow format such as int16)")
+    if policy != "uniform-narrow":
+        raise ValueError(f"policy: the quantized model {trace.name} runs the "
+                         f"uniform-narrow policy only, got {policy!r}")
+    if dynamic_range is None:
+        return trace, batch_size
+    if dynamic_range not in DYNAMIC_RANGES:
+        raise ValueError(f"dynamic_range: expected one of {', '.join(DYNAMIC_RANGES)}, "
+                         f"got {dynamic_range!r}")
+    dyn = [k for k, nd in enumerate(trace.graph.nodes) if nd.op == "DynamicQuantizeLinear"]
+    if not dyn:
+        raise ValueError(f"dynamic_range: the quantized model {trace.name} has no "
+                         f"DynamicQuantizeLinear node")
+    nodes = [dataclasses.replace(nd, attrs={**nd.attrs, quant_ops.RANGE_ATTR: dynamic_range})
+             if k in dyn else nd for k, nd in enumerate(trace.graph.nodes)]
+    g = trace.graph
+    trace = dataclasses.replace(trace, graph=Graph(nodes, g.input, g.input_shape, g.output))
+    return trace, (n if dynamic_range == "batch" else batch_size)
+
+
 def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit=None,
              seed=0, progress: Callable[[int, int], None] | None = None,
              batch_size: int = DEFAULT_BATCH, policy: str = "uniform-narrow",
@@ -558,7 +630,8 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
              quantile: float | None = None,
              layer_progress: Callable[[int, int, str, int, int], None] | None = None,
              keep_tensors: bool = False, output_layer: str | None = None,
-             overflow_rule: str | None = None) -> SimulationResult:
+             overflow_rule: str | None = None, dynamic_range: str | None = None
+             ) -> SimulationResult:
     """Run ``trace`` on ``accelerator``'s narrow datapath next to the float64 reference.
 
     Parameters
@@ -599,6 +672,13 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
     quantile : float, optional
         ``static``: the quantile of each neuron's calibration scores compared with τ
         (default 0.99); an error for the other policies.
+    dynamic_range : "sample" | "batch", optional
+        A quantized model's DynamicQuantizeLinear ranges: per sample (default, each
+        sample a batch-1 run) or over all simulated samples (one batch); an error for a
+        model without DynamicQuantizeLinear. A quantized model (ONNX quantized ops, see
+        docs/quantized.md) runs its integer products on the narrow integer register
+        (:mod:`accsim.network.integer_layers`) and everything else with onnxruntime's
+        tensor types; its reference is the exact integer pass (onnxruntime's outputs).
     keep_tensors : bool
         Keep every tensor of the simulated and of the reference pass over all samples
         (``result.tensors`` / ``result.reference_tensors``, name -> (S, *model shape);
@@ -632,6 +712,8 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         X, labels = _samples(trace, limit)
         _positive("batch_size", batch_size)
         _positive("seed", seed, lo=0)
+        trace, batch_size = quantized_setup(trace, acc, policy, dynamic_range, batch_size,
+                                            X.shape[0])
         check_policy(policy, tau, fraction, estimator)
         _check_ladder_args(policy, ladder, fraction, calibration, quantile)
         check_schedule_options(policy, output_layer, overflow_rule)
@@ -642,7 +724,8 @@ def simulate(trace, accelerator="fp16-fp16acc", *, narrow=None, wide=None, limit
         opts = _run_options(acc, rungs, seed, batch_size, ReissuePolicy(
             policy, tau, fraction, estimator, relu_negative, analyze,
             output_layer=output_layer, overflow_rule=overflow_rule))
-        check_register_widths(trace, acc, opts.rung_formats)
+        if not quant_ops.is_quantized(trace.graph):
+            check_register_widths(trace, acc, opts.rung_formats)
         if policy == "static":
             return _simulate_static(trace, acc, X, labels, opts, calibration=calibration,
                                     quantile=DEFAULT_QUANTILE if quantile is None

@@ -22,7 +22,8 @@ A trace folder holds ``trace.yaml`` and ``arrays.npz``::
 
 ``arrays.npz`` holds every named array plus ``__inputs__`` (N, *sample shape) and
 ``__labels__`` (N,). Float arrays are stored in the narrowest of float16/float32/float64
-that holds them exactly and come back as float64; integer arrays (indices) as int64.
+that holds them exactly and come back as float64; integer arrays (indices) as int64,
+except int8, uint8 and int32 arrays (quantized models), which keep their type.
 Version-1 traces (a list of ``layers``, :mod:`.trace_v1`) still load, converted to a graph.
 
 **Samples and the model input.** The trace's samples ``X`` have shape ``(N, *s)``; the
@@ -75,9 +76,17 @@ VERSION = 2
 """The trace.yaml version :func:`save_trace` writes."""
 
 
+#: integer dtypes of quantized models' arrays, kept as they are (codes, zero points,
+#: int32 biases: their type is part of the operator's meaning)
+QUANT_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int32))
+
+
 def _as_array(v):
-    """float64, or int64 for integer / boolean arrays (indices, masks)."""
+    """float64, or int64 for integer / boolean arrays (indices, masks); int8, uint8 and
+    int32 arrays (:data:`QUANT_DTYPES`) keep their type."""
     a = np.asarray(v)
+    if a.dtype in QUANT_DTYPES:
+        return a
     if a.dtype.kind in "iub":
         return a.astype(np.int64)
     return a.astype(np.float64)
@@ -288,6 +297,8 @@ def _narrow(a):
     """The narrowest dtype holding ``a`` exactly (lossless storage): float16/32/64 for
     floats, int16/int64 for integers."""
     a = np.asarray(a)
+    if a.dtype in QUANT_DTYPES:
+        return a
     if a.dtype.kind in "iub":
         small = a.size == 0 or (np.abs(a.astype(np.int64)).max() < 2**15)
         return a.astype(np.int16 if small else np.int64)
