@@ -46,6 +46,23 @@ def test_wilson_rule_is_stricter():
         advisor.advise(TRACE, "fp16-fp16acc", 0.97, rule="x")
 
 
+def test_the_all_wide_array_is_always_a_candidate():
+    """Without uniform-wide among the policies the all-wide array is added (baseline);
+    when every narrow candidate misses the target it is the answer."""
+    d = advisor.advise(TRACE, "fp16-fp16acc", 0.999, narrow=["fp8_e5m2"],
+                       policies=["uniform-narrow"], limit=80, rule="point")
+    rows = d["candidates"]
+    assert [r["baseline"] for r in rows].count(True) == 1
+    base = next(r for r in rows if r["baseline"])
+    assert base["policy"] == "uniform-wide" and base["recomputed_fraction"] == 1.0
+    narrow = next(r for r in rows if not r["baseline"])
+    assert narrow["energy_per_inference_pj"] < base["energy_per_inference_pj"]
+    if not narrow["meets"]:
+        assert d["chosen"]["baseline"]
+    ok = [r for r in rows if r["meets"]]
+    assert d["chosen"] == min(ok, key=lambda r: r["energy_per_inference_pj"])
+
+
 def test_pareto_brute_force(advice):
     rows = advice["candidates"]
     for r in rows:

@@ -132,10 +132,11 @@ def _cmd_advise(args):
     return 0 if d["chosen"] is not None and d["held_out_result"]["meets"] else 1
 
 
-#: columns of ``--csv`` (agreement: fraction; energy: pJ per inference)
+#: columns of ``--csv`` (agreement: fraction; energy: pJ per inference; baseline: the
+#: all-wide array added as a candidate)
 _CSV_HEADER = ("id", "narrow", "structure", "policy", "tau", "fraction", "agreement",
                "normwise_error", "recomputed_fraction", "energy_per_inference_pj",
-               "pareto", "meets", "n_samples")
+               "pareto", "meets", "n_samples", "baseline")
 
 
 def _budget(r):
@@ -146,7 +147,8 @@ def _budget(r):
 
 def _row(r):
     lo, hi = r["agreement_ci95"]
-    return (f"{r['narrow'] or 'acc narrow':<12} {r['structure']:<11} {r['policy']:<15} "
+    name = "all-wide" if r.get("baseline") else r["narrow"] or "acc narrow"
+    return (f"{name:<12} {r['structure']:<11} {r['policy']:<15} "
             f"{_budget(r):<9} {100 * r['agreement']:>7.2f} [{100 * lo:5.1f},{100 * hi:6.1f}] "
             f"{r['normwise_error']:>9.3g} {100 * r['recomputed_fraction']:>8.1f} "
             f"{r['energy_per_inference_pj']:>11.4g} {'*' if r['pareto'] else '':>6} "
@@ -170,6 +172,8 @@ def _print(d):
         print("no candidate meets the target on the calibration split")
         return
     lo, hi = h["agreement_ci95"]
+    if ch.get("baseline"):
+        print("no narrower candidate meeting the target is cheaper than the all-wide array")
     print(f"chosen: {ch['narrow'] or 'acc narrow'} {ch['structure']} {ch['policy']} "
           f"{_budget(ch)}, {ch['energy_per_inference_pj']:.4g} pJ per inference; held out: "
           f"agreement {100 * h['agreement']:.2f}% [{100 * lo:.1f}, {100 * hi:.1f}], "

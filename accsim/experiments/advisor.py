@@ -9,6 +9,10 @@ Candidates
     gives one candidate per fraction and per τ that
     :func:`accsim.precision.scheduler.check_policy` accepts (as sweep specs do).
 
+    The all-wide array (``uniform-wide``, the accelerator as it is) is always a candidate:
+    when no narrower configuration meeting the target is cheaper, it is the answer (added
+    as row ``baseline`` when ``uniform-wide`` is not among the policies).
+
 Splits
     The first ``calibration`` samples (of the first ``limit``) choose; the remaining ones
     are the held-out split the chosen candidate is reported on. ``static`` takes its own
@@ -211,8 +215,14 @@ def advise(trace, accelerator, target, *, narrow=(None,), structures=("same",),
     pts = candidates(trace, accelerator, narrow=narrow, structures=structures,
                      policies=policies, fractions=fractions, taus=taus,
                      technology=technology, samples=(0, cal))
+    base = set()
+    if "uniform-wide" not in policies:      # the all-wide array: always a candidate
+        b = candidates(trace, accelerator, policies=("uniform-wide",),
+                       technology=technology, samples=(0, cal))
+        pts += b
+        base = {q.id for q in b}
     res = run_points(pts, scheduler, workers, progress)
-    rows = [dict(p.run, id=p.id, **res[p.id]) for p in pts]
+    rows = [dict(p.run, id=p.id, baseline=p.id in base, **res[p.id]) for p in pts]
     for r, on in zip(rows, pareto(rows)):
         r["pareto"] = on
         r["meets"] = _meets(r, target, rule)
