@@ -14,6 +14,7 @@ import pytest
 
 from accsim.cli import main
 from accsim.experiments.sweep import load_spec, point_id, read_results, run_sweep
+from accsim.network.simulation import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,6 +231,14 @@ def test_policies_behave_in_the_metrics(tmp_path):
     e = by[("uniform-narrow", None)]
     assert e["energy_pj"] < e["baseline_energy_pj"]
     assert e["energy_per_sample_pj"] == pytest.approx(e["energy_pj"] / 60)
+    # the policy-judging metrics of simulate --json are in every point (issue 17)
+    lo, hi = e["agreement_ci95"]
+    assert 0 <= lo <= e["agreement"] <= hi <= 1
+    direct = simulate("digits-mlp-relu", "fp16-fp32acc", narrow="e5m5", limit=60)
+    assert direct.normwise_error > 0
+    assert e["normwise_error"] == pytest.approx(direct.normwise_error, rel=1e-12)
+    assert e["agreement_ci95"] == pytest.approx(list(direct.agreement_ci95))
+    assert all(la["stagnation_ku"] > 0 for la in e["layers"])
 
 
 def _worker_environment(run):

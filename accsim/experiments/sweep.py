@@ -57,6 +57,8 @@ def point_metrics(result, priced: dict) -> dict:
 
     accuracy, reference_accuracy (float64 reference), agreement (share of samples whose
     argmax equals the reference's): fractions in [0, 1] (accuracy ``None`` without labels);
+    agreement_ci95, accuracy_ci95: their 95 % Wilson intervals ``[low, high]``;
+    normwise_error: mean over samples of ``|y - y_ref| / |y_ref|`` of the network output;
     recomputed_fraction: re-issued output components over all; bound_violations: count;
     energy_per_inference_pj, baseline_energy_per_inference_pj (every MAC on the wide
     accumulator): pJ per inference, whole-MAC view; energy_savings: 1 − energy / baseline;
@@ -70,7 +72,9 @@ def point_metrics(result, priced: dict) -> dict:
     ``n_samples``), energy_per_sample_pj, baseline_energy_per_sample_pj (= the
     per-inference keys), cycles (all samples); narrow / wide:
     accumulator format labels; events: overflow / saturation / inexact counts; layers:
-    per matmul layer name, recomputed_fraction, bound_violations, energy_per_inference_pj
+    per matmul layer name, recomputed_fraction, bound_violations, accumulation_error
+    (``|Z_hat - Z|_F / |Z|_F`` against the exact product of the same quantized operands;
+    None when not computed), stagnation_ku (k·u of the narrow register), energy_per_inference_pj
     (energy_pj: all samples, deprecated), events;
     levels (ladder policies): ``[{format, count, fraction}]`` of the components per
     accumulator rung, over the network and per layer.
@@ -81,6 +85,9 @@ def point_metrics(result, priced: dict) -> dict:
         "accuracy": _json_num(result.accuracy),
         "reference_accuracy": _json_num(result.reference_accuracy),
         "agreement": _json_num(result.agreement),
+        "agreement_ci95": _json_pair(result.agreement_ci95),
+        "accuracy_ci95": _json_pair(result.accuracy_ci95),
+        "normwise_error": _json_num(result.normwise_error),
         "recomputed_fraction": _json_num(result.recomputed_fraction),
         "bound_violations": int(result.bound_violations),
         "energy_pj": _json_num(priced["energy_pj"]),
@@ -99,6 +106,8 @@ def point_metrics(result, priced: dict) -> dict:
         "layers": [{"name": lr.name,
                     "recomputed_fraction": _json_num(lr.recomputed_fraction),
                     "bound_violations": int(lr.bound_violations),
+                    "accumulation_error": _json_num(lr.accumulation_error),
+                    "stagnation_ku": _json_num(lr.stagnation_ku),
                     "energy_pj": _json_num(per_layer_energy.get(lr.name)),
                     "energy_per_inference_pj":
                         _json_num(per_layer_energy[lr.name] / n)
@@ -112,6 +121,11 @@ def point_metrics(result, priced: dict) -> dict:
         for d, lr in zip(m["layers"], result.layers):
             d["levels"] = _levels(getattr(lr, "levels", []))
     return m
+
+
+def _json_pair(v):
+    """An interval as ``[low, high]`` (JSON numbers), or None."""
+    return None if v is None else [_json_num(x) for x in v]
 
 
 def cost_metrics(priced: dict) -> dict:
