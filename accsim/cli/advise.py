@@ -8,7 +8,7 @@ import sys
 
 from ..experiments.advisor import RULES, STRUCTURES, advise
 from ..hardware.cost import load_technology
-from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, check_out_file,
+from .common import (DEFAULT_TECHNOLOGY, add_accelerator_option, check_out_file,
                      one_line_warnings, parse_float, parse_positive_int, show_progress,
                      write_csv)
 
@@ -22,9 +22,7 @@ def register(subparsers):
                     "inference whose agreement with the float64 reference meets the "
                     "target, and report it on the held-out split, with the Pareto table.")
     s.add_argument("trace", metavar="TRACE", help="a trace folder or a bundled trace name")
-    s.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR,
-                   help=f"built-in accelerator name or YAML path (default "
-                        f"{DEFAULT_ACCELERATOR})")
+    add_accelerator_option(s)
     s.add_argument("--target-agreement", metavar="A", required=True,
                    help="agreement target in (0, 1], e.g. 0.995")
     s.add_argument("--narrow", metavar="F1,F2", default=None,

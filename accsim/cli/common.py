@@ -28,8 +28,16 @@ from ..hardware.technology import DEFAULT_TECHNOLOGY
 #: accelerator of ``accsim matmul`` and ``accsim simulate`` when none is named
 DEFAULT_ACCELERATOR = "fp16-fp16acc"
 
+
+def add_accelerator_option(parser):
+    """``--accelerator/-a NAME|YAML`` (default :data:`DEFAULT_ACCELERATOR`) on ``parser``."""
+    parser.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR,
+                        help=f"built-in accelerator name or YAML path (default "
+                             f"{DEFAULT_ACCELERATOR})")
+
 __all__ = ["COMPILE_NOTICE", "DEFAULT_ACCELERATOR", "DEFAULT_TECHNOLOGY", "Interrupts",
-           "PROGRESS_ENV", "Parser", "SampleBar", "UsageError", "bar", "check_out_file",
+           "PROGRESS_ENV", "Parser", "SampleBar", "UsageError", "add_accelerator_option",
+           "bar", "check_out_file",
            "compile_notice", "format_value", "hms", "list_or_show", "one_line_warnings",
            "parse_float", "parse_number", "parse_positive_int", "print_error",
            "show_progress", "write_csv"]

@@ -11,7 +11,7 @@ import numpy as np
 from ..hardware.accelerator import load_accelerator
 from ..numerics.formats import FloatFormat
 from ..numerics.rounding import quantize
-from .common import DEFAULT_ACCELERATOR, UsageError
+from .common import UsageError, add_accelerator_option
 
 
 def register(subparsers):
@@ -21,9 +21,7 @@ def register(subparsers):
                     "integer formats, quantized to the accelerator's operand formats) on "
                     "the narrow and on the wide datapath; print each one's relative "
                     "errors against float64, its events and its speed.")
-    mm.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR,
-                    help=f"built-in accelerator name or YAML path (default "
-                         f"{DEFAULT_ACCELERATOR})")
+    add_accelerator_option(mm)
     mm.add_argument("--m", type=int, default=64, help="rows of A and of the result "
                                                       "(default 64)")
     mm.add_argument("--k", type=int, default=512,

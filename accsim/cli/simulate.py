@@ -12,7 +12,7 @@ from ..network.simulation import resolve_accelerator, resolve_trace, save_output
 from ..precision.scheduler import (ESTIMATORS, OUTPUT_LAYER_MODES, OVERFLOW_RULES,
                                    check_policy, check_schedule_options, uses_estimator)
 from .cost import cost_summary_lines
-from .common import (DEFAULT_ACCELERATOR, DEFAULT_TECHNOLOGY, SampleBar, check_out_file,
+from .common import (DEFAULT_TECHNOLOGY, SampleBar, add_accelerator_option, check_out_file,
                      compile_notice, one_line_warnings, parse_float, parse_positive_int,
                      show_progress, write_csv)
 
@@ -25,9 +25,7 @@ def register(subparsers):
                     "wide one, next to the float64 reference.")
     s.add_argument("trace", metavar="TRACE",
                    help="a trace folder or a bundled trace name (e.g. mnist-mlp-relu)")
-    s.add_argument("--accelerator", "-a", default=DEFAULT_ACCELERATOR,
-                   help=f"built-in accelerator name or YAML path (default "
-                        f"{DEFAULT_ACCELERATOR})")
+    add_accelerator_option(s)
     s.add_argument("--narrow", metavar="FORMAT", default=None,
                    help="replace the accelerator's narrow accumulator format")
     s.add_argument("--wide", metavar="FORMAT", default=None,

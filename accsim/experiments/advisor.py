@@ -21,8 +21,8 @@ Splits
 Metrics per candidate (calibration split)
     agreement with the float64 reference's argmax and its 95 % Wilson interval; normwise
     output error; re-issued fraction; energy per inference in pJ
-    (:func:`accsim.hardware.cost.price_simulation` with the estimator's actions charged
-    where the policy computes one: ``condition``, ``absolute``, ``multi-level``).
+    (:func:`accsim.hardware.cost.price_simulation`, which charges the hardware estimator
+    of the policy as every run is priced: :func:`accsim.hardware.pricing.priced_estimator`).
     ``pareto``: no other candidate has lower or equal energy and higher or equal
     agreement, one of them strictly. ``meets``: by ``rule`` (:data:`RULES`): ``point``,
     the calibration agreement ≥ target; ``wilson`` (the default), the lower end of its
@@ -52,7 +52,6 @@ from .sweep import worker_setup
 
 STRUCTURES = ("same", "sequential", "tree", "chunked:L")
 RULES = ("point", "wilson")
-ESTIMATING = ("condition", "absolute", "multi-level")
 
 
 def parse_structure(text):
@@ -150,11 +149,10 @@ def evaluate(run: dict) -> dict:
     trace = trace.with_inputs(X, lab)
     r = simulate(trace, acc, policy=run["policy"], tau=run["tau"],
                  fraction=run["fraction"], analyze=False)
-    est = "exact" if run["policy"] in ESTIMATING else "none"
-    e = price_simulation(acc, run["technology"], r, est)
+    e = price_simulation(acc, run["technology"], r)     # the policy's own estimator priced
     return {"agreement": r.agreement, "agreement_ci95": r.agreement_ci95,
             "normwise_error": r.normwise_error, "recomputed_fraction": r.recomputed_fraction,
-            "energy_per_inference_pj": e["energy_pj"] / r.n_samples,
+            "energy_per_inference_pj": e["energy_per_inference_pj"],
             "n_samples": r.n_samples}
 
 
