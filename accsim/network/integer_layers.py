@@ -40,9 +40,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..numerics.engine import matmul
+from ..numerics.threads import PARALLEL_MIN, parallel_ranges
 from . import quant_ops
 from .products import conv_problems
 from .graph_ops import OpError
@@ -75,16 +76,15 @@ class RegisterStats:
                 "output_mismatches": self.output_mismatches}
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def _prefix_range(A, BT, bias):
-    """Per row of ``A`` (m, K): (min, max) of ``bias[i, j] + Σ_{k<t} A[i, k] BT[j, k]``
-    over ``j`` and ``t = 0 .. K`` (float64 holding integers: exact while every partial
-    sum stays below 2^53; rows in parallel)."""
-    m, K = A.shape
+@njit(nogil=True, cache=True)
+def _prefix_range(A, BT, bias, lo, hi, r0, r1):
+    """Rows ``r0 <= i < r1`` of ``A`` (m, K): into lo[i], hi[i] the (min, max) of
+    ``bias[i, j] + Σ_{k<t} A[i, k] BT[j, k]`` over ``j`` and ``t = 0 .. K`` (float64
+    holding integers: exact while every partial sum stays below 2^53). One thread; the
+    caller spreads the rows over threads."""
+    K = A.shape[1]
     n = BT.shape[0]
-    lo = np.zeros(m)
-    hi = np.zeros(m)
-    for i in prange(m):
+    for i in range(r0, r1):
         a, b = 0.0, 0.0
         for j in range(n):
             s = bias[i, j]
@@ -93,7 +93,6 @@ def _prefix_range(A, BT, bias):
                 s += A[i, k] * BT[j, k]
                 a, b = min(a, s), max(b, s)
         lo[i], hi[i] = a, b
-    return lo, hi
 
 
 def partial_sum_range(A, B, bias):
@@ -107,8 +106,11 @@ def partial_sum_range(A, B, bias):
         raise ValueError(f"accumulation length {A.shape[1]} too long for exact sums")
     b = np.zeros((1, 1)) if bias is None else np.asarray(bias, dtype=np.float64)
     b = np.broadcast_to(b.reshape(1, -1) if b.ndim == 1 else b, (m, n))
-    lo, hi = _prefix_range(np.ascontiguousarray(A, dtype=np.float64),
-                           np.ascontiguousarray(B.T, dtype=np.float64), b)
+    A64 = np.ascontiguousarray(A, dtype=np.float64)
+    BT64 = np.ascontiguousarray(B.T, dtype=np.float64)
+    lo, hi = np.zeros(m), np.zeros(m)
+    parallel_ranges(lambda r0, r1: _prefix_range(A64, BT64, b, lo, hi, r0, r1), m,
+                    parallel=m * n * A.shape[1] >= PARALLEL_MIN)
     return int(lo.min(initial=0)), int(hi.max(initial=0))
 
 

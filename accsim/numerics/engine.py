@@ -501,12 +501,15 @@ def _operands(A, B, want32):
         return _Operand(A), _Operand(B)
     A32 = np.empty(A.shape, dtype=np.float32)
     B32 = np.empty(B.shape, dtype=np.float32)
-    if A.size + B.size >= kernels.PARALLEL_MIN:
-        res = kernels.sig_stats_f32_pair(A.reshape(-1), A32.reshape(-1), B.reshape(-1),
-                                         B32.reshape(-1))
-    else:
-        res = [kernels.sig_stats_f32(X.reshape(-1), X32.reshape(-1))
-               for X, X32 in ((A, A32), (B, B32))]
+    pairs = ((A, A32), (B, B32))
+    res = [None, None]
+
+    def stats(lo, hi):                  # A and B on two threads when large
+        for c in range(lo, hi):
+            X, X32 = pairs[c]
+            res[c] = kernels.sig_stats_f32(X.reshape(-1), X32.reshape(-1))
+
+    kernels.parallel_ranges(stats, 2, parallel=A.size + B.size >= kernels.PARALLEL_MIN)
     ops = []
     for X, X32, (s, lo, e, integer, nonrep, nonfin) in zip((A, B), (A32, B32), res):
         if nonrep == 0:
@@ -561,9 +564,21 @@ def _selection(select, m, n):
         mask = np.asarray(select)
         if mask.dtype != bool or mask.shape != (m, n):
             raise ValueError(f"select: expected a boolean mask of shape ({m}, {n}) or (rows, cols)")
-    csr = kernels.mask_csr if mask.size >= kernels.PARALLEL_MIN else kernels.mask_csr_serial
-    rows, ptr, cols = csr(mask)
-    return _Selection(rows, ptr, cols, mask)
+    return _Selection(*_mask_csr(mask), mask)
+
+
+def _mask_csr(mask):
+    """(rows, ptr, cols) of the True entries of a 2-D boolean mask in row-major order:
+    the nonempty rows, their row pointers (len(rows) + 1) and the column indices, int64.
+    numpy, not a kernel: as fast at 5 % of 512 x 512 (0.3 ms), and nothing to compile."""
+    n = mask.shape[1]
+    idx = np.flatnonzero(mask)
+    r = idx // n
+    counts = np.bincount(r, minlength=mask.shape[0])
+    rows = np.flatnonzero(counts).astype(np.int64)
+    ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts[rows], out=ptr[1:])
+    return rows, ptr, (idx - r * n).astype(np.int64)
 
 
 def _pairs_mask(select, m, n):
@@ -621,7 +636,7 @@ class _Outputs(NamedTuple):
 def _gather(sel, values_e, res, m, n, fill):
     """(values, Events) of an (m, n) product from per-output ``values_e`` and the events
     of ``res``; outputs not selected are ``fill``, with no events."""
-    rows, ptr, cols = sel.rows, sel.ptr, sel.cols
+    rows, cols = sel.rows, sel.cols
     if (cols.shape[0] == m * n and rows.shape[0] == m and m * n > 0
             and np.array_equal(rows, np.arange(m))
             and np.array_equal(cols.reshape(m, n), np.broadcast_to(np.arange(n), (m, n)))):
@@ -629,16 +644,23 @@ def _gather(sel, values_e, res, m, n, fill):
         return values_e.reshape(m, n), Events(
             res.overflows.reshape(m, n).sum(axis=1), res.saturations.reshape(m, n).sum(axis=1),
             res.inexact.reshape(m, n).sum(axis=1), res.flags.reshape(m, n) & _FLAG_MASK)
-    values = np.empty((m, n))
-    flags = np.empty((m, n), dtype=np.uint8)
-    ov = np.empty(m, dtype=np.int64)
-    sat = np.empty(m, dtype=np.int64)
-    inx = np.empty(m, dtype=np.int64)
-    scatter = (kernels.scatter_results if m * n >= kernels.PARALLEL_MIN
-               else kernels.scatter_results_serial)
-    scatter(rows, ptr, cols, values_e, res.flags, res.overflows, res.saturations, res.inexact,
-            _FLAG_MASK, np.float64(fill), values, flags, ov, sat, inx)
+    # numpy, not a kernel: as fast at 5 % of 512 x 512 (0.4 ms), nothing to compile
+    r = sel.row_ids()
+    values = np.full((m, n), fill, dtype=np.float64)
+    values[r, cols] = values_e
+    flags = np.zeros((m, n), dtype=np.uint8)
+    flags[r, cols] = res.flags & _FLAG_MASK
+    ov, sat, inx = (_row_sums(r, c, m) for c in (res.overflows, res.saturations, res.inexact))
     return values, Events(ov, sat, inx, flags)
+
+
+def _row_sums(r, counts, m):
+    """Per-row sums (int64, length m) of the int64 ``counts`` of outputs in rows ``r``."""
+    if counts.shape[0] and counts.max() >= 2**53 // max(counts.shape[0], 1):
+        out = np.zeros(m, dtype=np.int64)       # float64 weights could round: exact add
+        np.add.at(out, r, counts)
+        return out
+    return np.bincount(r, weights=counts, minlength=m).astype(np.int64)
 
 
 # ------------------------------------------------------------------------------------
@@ -679,10 +701,23 @@ def _lanes32_register(acc, rounding):
 def _transposed(X, dtype):
     """X.T as a C-contiguous array of ``dtype`` (a float dtype holding X's values)."""
     out = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
-    transpose = (kernels.transpose_into if X.size >= kernels.PARALLEL_MIN
-                 else kernels.transpose_into_serial)
-    transpose(X, out)
+    kernels.parallel_ranges(lambda b0, b1: kernels.transpose_into(X, out, b0, b1),
+                            (X.shape[0] + 7) // 8, parallel=X.size >= kernels.PARALLEL_MIN)
     return out
+
+
+_THREAD_MACS = 100_000
+"""Multiply-adds from which a product's kernel runs on several threads (below it,
+handing rows to other threads costs more than the work)."""
+
+
+def _on_rows(sel, macs, call):
+    """``call(rows, ptr)`` on slices of the selection's nonempty rows and their row
+    pointers (entries keep their absolute positions), on several threads when the
+    product has ``macs`` >= :data:`_THREAD_MACS` multiply-adds."""
+    rows, ptr = sel.rows, sel.ptr
+    kernels.parallel_ranges(lambda r0, r1: call(rows[r0:r1], ptr[r0:r1 + 1]),
+                            rows.shape[0], parallel=macs >= _THREAD_MACS)
 
 
 # ------------------------------------------------------------------------------------
@@ -711,14 +746,15 @@ def _float_matmul(A, B, dp, kp, sel, bias, seed, opA, opB):
             return _float_result(sel, res, m, n)
     else:
         ops32 = None
-    big = nnz * A.shape[1] >= 100_000   # else the thread pool's start-up dominates
     skip0 = np.int64(1 if opB.finite else 0)   # 0 * B[k, j] is an exact zero
+    cols = sel.cols
     if ops32 is not None:
-        kern = kernels.float_rows32 if big else kernels.float_rows32_serial
-        kern(*ops32, sel.rows, sel.ptr, sel.cols, init, skip0, *kp, *res)
+        _on_rows(sel, nnz * A.shape[1], lambda rows, ptr: kernels.float_rows32(
+            *ops32, rows, ptr, cols, init, skip0, *kp, *res))
     else:
-        kern = kernels.float_rows if big else kernels.float_rows_serial
-        kern(A, B, sel.rows, sel.ptr, sel.cols, init, bias is not None, skip0, *kp, *res)
+        has_bias = bias is not None
+        _on_rows(sel, nnz * A.shape[1], lambda rows, ptr: kernels.float_rows(
+            A, B, rows, ptr, cols, init, has_bias, skip0, *kp, *res))
     return _float_result(sel, res, m, n)
 
 
@@ -731,7 +767,11 @@ def _float_pairs(A, B, ops32, sel, init, kp, res):
     # measured ~15 % faster than 128 on 13k outputs); narrower ones keep both
     # threads busy on small selections
     lanes = 256 if nnz >= 8192 else 128
-    kernels.float_pairs(Aop, Bt, sel.row_ids(), sel.cols, init, np.int64(lanes), *kp, *res)
+    pr, pc = sel.row_ids(), sel.cols
+    kernels.parallel_ranges(
+        lambda b0, b1: kernels.float_pairs(Aop, Bt, pr, pc, init, np.int64(lanes), b0, b1,
+                                           *kp, *res),
+        (nnz + lanes - 1) // lanes, parallel=nnz * A.shape[1] >= _THREAD_MACS)
 
 
 def _float_result(sel, res, m, n):
@@ -814,19 +854,27 @@ class _IntKernels:
         """:class:`_Outputs` (int64 register contents) of the outputs ``sel``, whose
         registers start at ``init``."""
         kp = self.kp
-        res = _Outputs.empty(sel.cols.shape[0], np.int64)
+        nnz = sel.cols.shape[0]
+        res = _Outputs.empty(nnz, np.int64)
+        macs = nnz * self.A.shape[1]
+        cols = sel.cols
         if not self.exact_ints:
-            kernels.int_rows(self.A, self.B, sel.rows, sel.ptr, sel.cols, init, kp.acc,
-                             kp.wide, kp.datapath, *res)
-        elif sel.cols.shape[0] < self.A.shape[0] * self.B.shape[1]:
+            A, B = self.A, self.B
+            _on_rows(sel, macs, lambda rows, ptr: kernels.int_rows(
+                A, B, rows, ptr, cols, init, kp.acc, kp.wide, kp.datapath, *res))
+        elif nnz < self.A.shape[0] * self.B.shape[1]:
             # a selection: blocks of scattered (row, col) registers
-            kernels.int_pairs_exact(self._int_operands()[0], self._int_b_transposed(),
-                                    sel.row_ids(), sel.cols, init, np.int64(16), kp.acc,
-                                    *res[:4])
+            Ai, Bit, pr, lanes = (self._int_operands()[0], self._int_b_transposed(),
+                                  sel.row_ids(), 16)
+            kernels.parallel_ranges(
+                lambda b0, b1: kernels.int_pairs_exact(Ai, Bit, pr, cols, init,
+                                                       np.int64(lanes), b0, b1, kp.acc,
+                                                       *res[:4]),
+                (nnz + lanes - 1) // lanes, parallel=macs >= _THREAD_MACS)
         else:
             Ai, Bi = self._int_operands()
-            kernels.int_rows_exact(Ai, Bi, sel.rows, sel.ptr, sel.cols, init, kp.acc,
-                                   *res[:4])
+            _on_rows(sel, macs, lambda rows, ptr: kernels.int_rows_exact(
+                Ai, Bi, rows, ptr, cols, init, kp.acc, *res[:4]))
         return res
 
 

@@ -70,9 +70,10 @@ def quantize(x, fmt, rounding="rne", *, seed=None, sr_bits=None):
     out = np.empty_like(flat)
     flags = np.empty(flat.shape[0], dtype=np.uint8)
     params = format_params(fmt)
-    kern = (kernels.quantize_kernel if flat.shape[0] >= kernels.PARALLEL_MIN
-            else kernels.quantize_kernel_serial)
-    kern(flat, out, params, mode, seed_u, srbits, flags)
+    kern = _quantize_kernel(params)
+    kernels.parallel_ranges(
+        lambda lo, hi: kern(flat, out, params, mode, seed_u, srbits, flags, lo, hi),
+        flat.shape[0], parallel=flat.shape[0] >= kernels.PARALLEL_MIN)
     if flat.shape[0]:
         bad = flags & np.uint8(kernels.F_INVALID | kernels.F_UNREPR)
         if bad.any():
@@ -108,8 +109,14 @@ def quantize_flags(x, fmt, rounding="rne"):
     x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.empty_like(x)
     flags = np.zeros(x.shape[0], dtype=np.uint8)
-    kernels.quantize_kernel_serial(x, out, format_params(fmt), rounding_code(rounding),
-                              np.uint64(0), np.int64(0), flags)
+    params = format_params(fmt)
+    _quantize_kernel(params)(x, out, params, rounding_code(rounding), np.uint64(0),
+                             np.int64(0), flags, 0, x.shape[0])
     valid = (flags & np.uint8(kernels.F_INVALID | kernels.F_UNREPR)) == 0
     events = np.uint8(kernels.F_INEXACT | kernels.F_OVERFLOW | kernels.F_SATURATE)
     return out, flags & events, valid
+
+
+def _quantize_kernel(params):
+    """The quantize kernel of a format's kind (float, or integer / fixed point)."""
+    return kernels.quantize_float_kernel if params.kind == 0 else kernels.quantize_int_kernel

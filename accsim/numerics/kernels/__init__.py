@@ -5,7 +5,8 @@ This module is the kernels' interface: the rest of accsim.numerics imports only 
 names below, never the submodules.
 
 * :mod:`._codes`: rounding-mode, structure and event-flag codes, numba options;
-* :mod:`._round`: scalar rounding of float64 values to any format, :func:`quantize_kernel`;
+* :mod:`._round`: scalar rounding of float64 values to any format,
+  :func:`quantize_float_kernel` and :func:`quantize_int_kernel`;
 * :mod:`._steps`: one add of a float register (:func:`register_step`) and its vector
   steps;
 * :mod:`._accumulate`: the float MAC loops (:func:`float_rows`, :func:`float_rows32`,
@@ -13,8 +14,11 @@ names below, never the submodules.
 * :mod:`._fused`: the multi-term fused adder's step;
 * :mod:`._integer`: integer and fixed-point registers (:func:`int_rows` ...);
 * :mod:`._stats`: operand statistics (:func:`sig_stats` ...);
-* :mod:`._layout`: CSR selections, transposes, scattering results;
-* :mod:`._simd`: vector code numba does not emit by itself.
+* :mod:`._layout`: operand transposes;
+* :mod:`._simd`: vector code numba does not emit by itself;
+* :func:`parallel_ranges` (from :mod:`accsim.numerics.threads`, re-exported) runs a
+  kernel on ranges of its outer loop from several threads. Every kernel is compiled
+  once, for one thread, whatever the size of the problem (no ``parallel=True`` twins).
 
 Parameters: a format reaches the kernels as :class:`FormatParams`
 (:func:`format_params`), a whole datapath as :class:`KernelParams`, built by
@@ -29,35 +33,26 @@ from typing import NamedTuple
 import numpy as np
 
 from ..formats import FloatFormat
-from ._accumulate import (
-    float_pairs, float_rows, float_rows32, float_rows32_serial, float_rows_serial,
-)
+from ._accumulate import float_pairs, float_rows, float_rows32
 from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR
 from ._integer import int_pairs_exact, int_rows, int_rows_exact
-from ._layout import (
-    mask_csr, mask_csr_serial, scatter_results, scatter_results_serial, transpose_into,
-    transpose_into_serial,
-)
-from ._round import quantize_kernel, quantize_kernel_serial
+from ._layout import transpose_into
+from ._round import quantize_float_kernel, quantize_int_kernel
 from ._simd import HALF_NATIVE
-from ._stats import sig_stats, sig_stats_f32, sig_stats_f32_pair
+from ._stats import sig_stats, sig_stats_f32
 from ._steps import register_step
+from ..threads import PARALLEL_MIN, parallel_ranges
 
 __all__ = [
     "FormatParams", "DatapathParams", "KernelParams", "format_params",
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
-    "HALF_NATIVE", "register_step", "quantize_kernel", "quantize_kernel_serial",
-    "float_rows", "float_rows_serial", "float_rows32", "float_rows32_serial", "float_pairs",
+    "HALF_NATIVE", "register_step", "quantize_float_kernel", "quantize_int_kernel",
+    "float_rows", "float_rows32", "float_pairs",
     "int_rows", "int_rows_exact", "int_pairs_exact",
-    "sig_stats", "sig_stats_f32", "sig_stats_f32_pair",
-    "mask_csr", "mask_csr_serial", "transpose_into", "transpose_into_serial",
-    "scatter_results", "scatter_results_serial",
+    "sig_stats", "sig_stats_f32",
+    "transpose_into", "parallel_ranges",
 ]
 
-PARALLEL_MIN = 1 << 16
-"""Entries (of an array, a matrix or a selection) from which the callers run a kernel's
-parallel version on the numba threads rather than its ``_serial`` one: below it,
-starting the thread pool costs more than the work."""
 
 
 class FormatParams(NamedTuple):

@@ -1,11 +1,12 @@
 """Float MAC loops: what the accumulator register holds after every add.
 
 Private module (the kernels package re-exports :func:`float_rows`,
-:func:`float_rows_serial` and :func:`float_pairs`). Outputs to compute are given in CSR
+:func:`float_rows32` and :func:`float_pairs`). Outputs to compute are given in CSR
 form (``rows[r]`` with columns ``cols[ptr[r]:ptr[r+1]]``), so the full product and a
 selection of outputs share one kernel, and the work is proportional to the number of
-outputs computed. ``prange`` runs over rows only (independent outputs), never along the
-summation axis, so results do not depend on the thread count.
+outputs computed. The kernels run on one thread; the engine calls them on ranges of
+rows (or blocks) from several threads (:func:`accsim.numerics.threads.parallel_ranges`), never
+splitting the summation axis, so results do not depend on the thread count.
 
 A format arrives as :class:`accsim.numerics.kernels.FormatParams` (``P`` the register,
 ``PP`` the product format, ``PW`` the wide register of "chunked"), the datapath's other
@@ -24,7 +25,7 @@ at most 22 significant bits.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange, types, float64, int64, uint64, uint8
+from numba import njit, types, float64, int64, uint64, uint8
 from numba.extending import overload
 
 from ._codes import F_INEXACT, JIT, RNE, S_FUSED, S_SEQ, S_TREE, SR
@@ -462,7 +463,7 @@ def _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, ou
     _store_events(blk, e0, oflags, c_ov, c_sat, c_inx)
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def float_rows(A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
                c_ov, c_sat, c_inx):
     """Accumulate the selected outputs of A @ B (float64) in the float register P.
@@ -471,59 +472,42 @@ def float_rows(A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, 
     init[e] is the register's initial value (bias or 0, already in the format holding
     it; ``has_bias``: a bias was given, which the tree adds to its root); results and
     OR-ed flags go to out[e], oflags[e]; event counts to c_*[e]. ``skip0`` as in
-    :func:`lane_loop` (0 or 1). Rows run in parallel (independent outputs).
+    :func:`lane_loop` (0 or 1). One thread: the engine runs it on slices ``rows[r0:r1]``,
+    ``ptr[r0:r1 + 1]`` from several (the outputs are independent).
     """
-    for r in prange(rows.shape[0]):
-        _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
-                   oflags, c_ov, c_sat, c_inx)
-
-
-@njit(**JIT)
-def float_rows_serial(A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
-                      oflags, c_ov, c_sat, c_inx):
-    """:func:`float_rows` on the calling thread: small products, where starting the
-    thread pool costs more than the work."""
     for r in range(rows.shape[0]):
         _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
                    oflags, c_ov, c_sat, c_inx)
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def float_rows32(A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
                  c_sat, c_inx):
     """:func:`float_rows` for float32 operands whose products are exact in float32 and a
     register that runs on float32 lanes: sequential or chunked, exact products, no
     stochastic rounding of the narrow register (the engine checks all of this)."""
-    for r in prange(rows.shape[0]):
-        _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
-                   c_sat, c_inx)
-
-
-@njit(**JIT)
-def float_rows32_serial(A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags,
-                        c_ov, c_sat, c_inx):
-    """:func:`float_rows32` on the calling thread (small products)."""
     for r in range(rows.shape[0]):
         _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
                    c_sat, c_inx)
 
 
-@njit(parallel=True, **JIT)
-def float_pairs(A, Bt, pr, pc, init, lanes, P, PP, PW, S, out, oflags, c_ov, c_sat, c_inx):
+@njit(**JIT)
+def float_pairs(A, Bt, pr, pc, init, lanes, b0, b1, P, PP, PW, S, out, oflags, c_ov, c_sat,
+                c_inx):
     """Sequential or chunked float registers for scattered outputs (pr[e], pc[e]).
 
     Outputs run in blocks of ``lanes`` registers (any rows and columns), so the cost is
-    proportional to the number of outputs however they are scattered. Each block first
-    forms its exact products ``A[pr, k] * Bt[pc, k]`` in a k-major buffer, reading rows
-    of A and of B transposed contiguously, then runs the same register steps as
+    proportional to the number of outputs however they are scattered; this call runs
+    blocks ``b0 <= b < b1`` (the engine spreads the blocks over threads). Each block
+    first forms its exact products ``A[pr, k] * Bt[pc, k]`` in a k-major buffer, reading
+    rows of A and of B transposed contiguously, then runs the same register steps as
     :func:`float_rows` on them (times 1, exact). float32 or float64 operands (the
     engine checks exactness); exact products, not for stochastic rounding of the
     narrow register.
     """
     K = A.shape[1]
     nnz = pr.shape[0]
-    nblk = (nnz + lanes - 1) // lanes
-    for blk in prange(nblk):
+    for blk in range(b0, b1):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
         pbuf = np.empty((K, (w + 7) // 8 * 8), dtype=A.dtype)

@@ -2,15 +2,16 @@
 register that wraps or saturates after every add.
 
 Private module (the kernels package re-exports the three kernels). Outputs to compute
-come in CSR form as in :mod:`._accumulate`; ``prange`` runs over rows (or blocks of
-scattered outputs), never along the summation axis. A register's format arrives as
+come in CSR form as in :mod:`._accumulate`; the kernels run on one thread, and the
+engine calls them on ranges of rows (or blocks of scattered outputs) from several, never
+splitting the summation axis. A register's format arrives as
 :class:`accsim.numerics.kernels.FormatParams` (``bits``, ``frac_bits``, ``signed``,
 ``overflow``), the datapath's other scalars as
 :class:`accsim.numerics.kernels.DatapathParams`.
 """
 
 import numpy as np
-from numba import njit, prange, int64, uint64, uint8
+from numba import njit, int64, uint64, uint8
 
 from ._codes import F_INEXACT, F_OVERFLOW, F_SATURATE, JIT, S_CHUNK, S_SEQ
 from ._round import decompose, out_key, round_shift, step_key
@@ -105,7 +106,7 @@ def _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat):
         c_sat[e0 + t] = nov[t] if sat else 0
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
     """Sequential integer register ``P`` (frac_bits 0) with int64 (or int32) operands
     whose products are exact integers (|a*b| < 2**62): branch-free wrap/saturate,
@@ -113,7 +114,7 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
     K = Ai.shape[1]
     lo, hi, bits, signed, sat, sh = _exact_consts(P)
     nrows = rows.shape[0]
-    for r in prange(nrows):
+    for r in range(nrows):
         i = rows[r]
         e0 = ptr[r]
         w = ptr[r + 1] - e0
@@ -146,18 +147,17 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
         _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
 
 
-@njit(parallel=True, **JIT)
-def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, P, out, oflags, c_ov, c_sat):
+@njit(**JIT)
+def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, b0, b1, P, out, oflags, c_ov, c_sat):
     """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
     ``lanes`` registers. Each block first copies its rows of A and of B transposed into
     k-major buffers, reading every row contiguously (rows a multiple of 4 KiB apart,
     read in step, would evict each other from the L1 cache), then runs the registers
-    side by side."""
+    side by side. This call runs blocks ``b0 <= b < b1``."""
     K = Ai.shape[1]
     lo, hi, bits, signed, sat, sh = _exact_consts(P)
     nnz = pr.shape[0]
-    nblk = (nnz + lanes - 1) // lanes
-    for blk in prange(nblk):
+    for blk in range(b0, b1):
         e0 = blk * lanes
         w = min(nnz, e0 + lanes) - e0
         acc = np.empty(w, dtype=np.int64)
@@ -189,7 +189,7 @@ def _int_tally(f, t, fl, nov, nsat):
     nsat[t] += (f >> 2) & 1
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def int_rows(A, B, rows, ptr, cols, init, P, PW, S, out, oflags, c_ov, c_sat, c_inx):
     """Integer/fixed register ``P`` accumulating the selected outputs (int64 units of
     2**-frac_bits), each product rounded to the grid with ``S.rounding``.
@@ -214,7 +214,7 @@ def int_rows(A, B, rows, ptr, cols, init, P, PW, S, out, oflags, c_ov, c_sat, c_
     if Lc < 1:
         Lc = 1
     nrows = rows.shape[0]
-    for r in prange(nrows):
+    for r in range(nrows):
         i = rows[r]
         e0 = ptr[r]
         e1 = ptr[r + 1]

@@ -23,7 +23,7 @@ for every shift distance.
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, uint64, int64, types
+from numba import njit, uint64, int64, types
 from numba.extending import intrinsic
 
 from ._codes import (
@@ -570,24 +570,22 @@ def decompose(x):
     return fr | uint64(_HIDDEN), ef - 1075, neg
 
 
-@njit(inline="always", **JIT)
-def _quantize_elem(x, i, P, mode, seed, srbits):
-    key = element_key(seed, i) if mode == SR else uint64(0)
-    if P.kind == 0:
-        return round_float(x, P, mode, key, srbits)
-    return round_int(x, P, mode, key, srbits)
-
-
-@njit(parallel=True, **JIT)
-def quantize_kernel(x, out, P, mode, seed, srbits, flags_out):
-    """Round every element of the 1-D array ``x`` into ``out``, flags per element.
-    The stochastic stream of element i is keyed by (seed, i): thread-count independent."""
-    for i in prange(x.shape[0]):
-        out[i], flags_out[i] = _quantize_elem(x[i], i, P, mode, seed, srbits)
+@njit(**JIT)
+def quantize_float_kernel(x, out, P, mode, seed, srbits, flags_out, lo, hi):
+    """Round elements ``lo <= i < hi`` of the 1-D float64 array ``x`` into the float
+    format ``P`` (:func:`round_float`): values into ``out``, flags into ``flags_out``.
+    The stochastic stream of element i is keyed by (seed, i), so the result does not
+    depend on how the range is split over threads."""
+    for i in range(lo, hi):
+        key = element_key(seed, i) if mode == SR else uint64(0)
+        out[i], flags_out[i] = round_float(x[i], P, mode, key, srbits)
 
 
 @njit(**JIT)
-def quantize_kernel_serial(x, out, P, mode, seed, srbits, flags_out):
-    """:func:`quantize_kernel` without threads (small arrays)."""
-    for i in range(x.shape[0]):
-        out[i], flags_out[i] = _quantize_elem(x[i], i, P, mode, seed, srbits)
+def quantize_int_kernel(x, out, P, mode, seed, srbits, flags_out, lo, hi):
+    """:func:`quantize_float_kernel` into an integer / fixed-point format ``P``
+    (:func:`round_int`). A kernel of its own, so that a run that rounds only to one
+    kind of format compiles only its rounding."""
+    for i in range(lo, hi):
+        key = element_key(seed, i) if mode == SR else uint64(0)
+        out[i], flags_out[i] = round_int(x[i], P, mode, key, srbits)

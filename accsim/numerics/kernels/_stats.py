@@ -1,13 +1,12 @@
 """Operand statistics: what the engine checks before it trusts a product to be exact.
 
-Private module (the kernels package re-exports :func:`sig_stats`, :func:`sig_stats_f32`
-and :func:`sig_stats_f32_pair`). Per entry: significant bits (leading one to trailing one
+Private module (the kernels package re-exports :func:`sig_stats` and
+:func:`sig_stats_f32`). Per entry: significant bits (leading one to trailing one
 of the significand), the exponent of the last significant bit and of the leading bit;
 branch-free, running extrema in scalars.
 """
 
-import numpy as np
-from numba import njit, prange, float32, float64, int32, int64
+from numba import njit, float32, float64, int32, int64
 
 from ._codes import JIT
 from ._round import f2i, i2f
@@ -117,20 +116,3 @@ def sig_stats_f32(x, out):
     not-float32 count, non-finite count)."""
     smax, lmin, emx, nonint, nonrep, nonfin = _sig_range_f32(x, out, 0, x.shape[0])
     return smax, lmin, emx, nonint == 0, nonrep, nonfin
-
-
-@njit(parallel=True, **JIT)
-def sig_stats_f32_pair(x, ox, y, oy):
-    """:func:`sig_stats_f32` of two arrays at once, one per numba thread (about twice
-    as fast as one after the other on two cores). Returns a (2, 6) int64 array: the
-    :func:`sig_stats_f32` results of x, then of y (all-integer as 1 or 0)."""
-    res = np.empty((2, 6), dtype=np.int64)
-    for c in prange(2):
-        if c == 0:
-            r = _sig_range_f32(x, ox, 0, x.shape[0])
-        else:
-            r = _sig_range_f32(y, oy, 0, y.shape[0])
-        for q in range(6):
-            res[c, q] = r[q]
-        res[c, 3] = int64(r[3] == 0)        # non-integer count -> all-integer
-    return res

@@ -115,7 +115,7 @@ def fadd(s, p, P, mode, key, srbits, native):
 def register_step(s, p, P, mode, native):
     """One step of the float register P, called from Python: the value s is first
     loaded into the register (rounded into P with ``mode``, as
-    :func:`accsim.numerics.kernels.quantize_kernel`
+    :func:`accsim.numerics.kernels.quantize_float_kernel`
     rounds element 0 with seed 0; not counted), then rounded s + p with :func:`fadd`:
     (value, flags of the add)."""
     key = element_key(uint64(0), 0) if mode == SR else uint64(0)
