@@ -726,41 +726,48 @@ def _on_rows(sel, macs, call):
 def _float_matmul(A, B, dp, kp, sel, bias, seed, opA, opB):
     """The product into a float register: the lane kernels where they apply (vectorised
     steps, float32 lanes when exact, blocks of scattered outputs for sparse
-    selections), else the general row kernel."""
+    selections), else the general row kernel (stochastic rounding, rounded products,
+    tree, fused)."""
     m, n = A.shape[0], B.shape[1]
     chunked = dp.structure == "chunked"
     init, _ = _init_entries(bias, m, n, sel, dp.wide if chunked else dp.acc,
                             dp.wide_rounding if chunked else dp.rounding, seed)
     nnz = sel.cols.shape[0]
     res = _Outputs.empty(nnz, np.float64)
-    if (dp.structure in ("sequential", "chunked") and not dp.rounded_product
-            and not kp.datapath.native and dp.rounding != "sr"):
-        # a selection with few outputs per row: blocks of independent registers over
-        # (row, col) pairs; with 32 or more per row on average the row kernels (columns
-        # gathered) fill the vectors and skip a row's zero a[i, k] steps
-        pairs = sel.mask is not None and nnz < 32 * max(sel.rows.shape[0], 1)
-        ops32 = float32_operands(dp.acc, A, B, opA.stats[:3], opB.stats[:3], dp.rounding,
-                                 b_transposed=pairs, A32=opA.f32, B32=opB.f32)
-        if pairs:
-            _float_pairs(A, B, ops32, sel, init, kp, res)
-            return _float_result(sel, res, m, n)
-    else:
-        ops32 = None
-    skip0 = np.int64(1 if opB.finite else 0)   # 0 * B[k, j] is an exact zero
     cols = sel.cols
-    if ops32 is not None:
-        _on_rows(sel, nnz * A.shape[1], lambda rows, ptr: kernels.float_rows32(
-            *ops32, rows, ptr, cols, init, skip0, *kp, *res))
-    else:
+    macs = nnz * A.shape[1]
+    if not (dp.structure in ("sequential", "chunked") and not dp.rounded_product
+            and dp.rounding != "sr"):
         has_bias = bias is not None
-        _on_rows(sel, nnz * A.shape[1], lambda rows, ptr: kernels.float_rows(
-            A, B, rows, ptr, cols, init, has_bias, skip0, *kp, *res))
+        _on_rows(sel, macs, lambda rows, ptr: kernels.float_rows(
+            A, B, rows, ptr, cols, init, has_bias, *kp, *res))
+        return _float_result(sel, res, m, n)
+    native = bool(kp.datapath.native)
+    # a selection with few outputs per row: blocks of independent registers over
+    # (row, col) pairs; with 32 or more per row on average the row kernels (columns
+    # gathered) fill the vectors and skip a row's zero a[i, k] steps
+    pairs = (not native and sel.mask is not None
+             and nnz < 32 * max(sel.rows.shape[0], 1))
+    ops32 = None if native else float32_operands(
+        dp.acc, A, B, opA.stats[:3], opB.stats[:3], dp.rounding, b_transposed=pairs,
+        A32=opA.f32, B32=opB.f32)
+    rows_kernel, pairs_kernel = kernels.lane_kernels(kernels.lane_step(
+        kp.acc, kp.datapath.rounding, ops32 is not None, native))
+    P, PW, S = kp.acc, kp.wide, kp.datapath
+    if pairs:
+        _float_pairs(pairs_kernel, A, B, ops32, sel, init, (P, PW, S), res)
+        return _float_result(sel, res, m, n)
+    skip0 = np.int64(1 if opB.finite else 0)   # 0 * B[k, j] is an exact zero
+    Aop, Bop = (A, B) if ops32 is None else ops32
+    _on_rows(sel, macs, lambda rows, ptr: rows_kernel(
+        Aop, Bop, rows, ptr, cols, init, skip0, P, PW, S, *res))
     return _float_result(sel, res, m, n)
 
 
-def _float_pairs(A, B, ops32, sel, init, kp, res):
-    """Scattered outputs in blocks of registers (:func:`accsim.numerics.kernels.float_pairs`),
-    on float32 operands ``ops32`` (A, B transposed) when given."""
+def _float_pairs(kernel, A, B, ops32, sel, init, params, res):
+    """Scattered outputs in blocks of registers (a pairs kernel of
+    :func:`accsim.numerics.kernels.lane_kernels`), on float32 operands ``ops32`` (A, B
+    transposed) when given."""
     Aop, Bt = (A, _transposed(B, np.float64)) if ops32 is None else ops32
     nnz = sel.cols.shape[0]
     # wider blocks spread each step's fixed cost over more registers (256 lanes
@@ -769,8 +776,7 @@ def _float_pairs(A, B, ops32, sel, init, kp, res):
     lanes = 256 if nnz >= 8192 else 128
     pr, pc = sel.row_ids(), sel.cols
     kernels.parallel_ranges(
-        lambda b0, b1: kernels.float_pairs(Aop, Bt, pr, pc, init, np.int64(lanes), b0, b1,
-                                           *kp, *res),
+        lambda b0, b1: kernel(Aop, Bt, pr, pc, init, np.int64(lanes), b0, b1, *params, *res),
         (nnz + lanes - 1) // lanes, parallel=nnz * A.shape[1] >= _THREAD_MACS)
 
 

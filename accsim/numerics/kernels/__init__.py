@@ -9,8 +9,8 @@ names below, never the submodules.
   :func:`quantize_float_kernel` and :func:`quantize_int_kernel`;
 * :mod:`._steps`: one add of a float register (:func:`register_step`) and its vector
   steps;
-* :mod:`._accumulate`: the float MAC loops (:func:`float_rows`, :func:`float_rows32`,
-  :func:`float_pairs`);
+* :mod:`._accumulate`: the float MAC loops: one rows and one pairs kernel per vector
+  step (:func:`lane_kernels` picks them), and the general :func:`float_rows`;
 * :mod:`._fused`: the multi-term fused adder's step;
 * :mod:`._integer`: integer and fixed-point registers (:func:`int_rows` ...);
 * :mod:`._stats`: operand statistics (:func:`sig_stats` ...);
@@ -33,8 +33,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..formats import FloatFormat
-from ._accumulate import float_pairs, float_rows, float_rows32
-from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR
+from . import _accumulate
+from ._accumulate import float_rows
+from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR, RNE
 from ._integer import int_pairs_exact, int_rows, int_rows_exact
 from ._layout import transpose_into
 from ._round import quantize_float_kernel, quantize_int_kernel
@@ -47,7 +48,7 @@ __all__ = [
     "FormatParams", "DatapathParams", "KernelParams", "format_params",
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
     "HALF_NATIVE", "register_step", "quantize_float_kernel", "quantize_int_kernel",
-    "float_rows", "float_rows32", "float_pairs",
+    "float_rows", "lane_step", "lane_kernels",
     "int_rows", "int_rows_exact", "int_pairs_exact",
     "sig_stats", "sig_stats_f32",
     "transpose_into", "parallel_ranges",
@@ -133,3 +134,42 @@ class KernelParams(NamedTuple):
     product: FormatParams       # the product format (the register's when exact products)
     wide: FormatParams          # the wide register of "chunked" (the register's otherwise)
     datapath: DatapathParams
+
+
+_BINARY32 = dict(man_bits=23, emin=-126, emax=127, max_finite_bits=0x47EFFFFFE0000000)
+_BINARY16 = dict(man_bits=10, emin=-14, emax=15, max_finite_bits=0x40EFFC0000000000)
+
+
+def _is_ieee(P: FormatParams, mode: int, fields: dict) -> bool:
+    """Is format P with rounding ``mode`` exactly the IEEE 754 format of ``fields``
+    (subnormals, inf, NaN and -0, overflow to inf) with round-to-nearest-even?"""
+    return (int(P.kind) == 0 and all(int(getattr(P, k)) == v for k, v in fields.items())
+            and int(P.subnormals) == 1 and int(P.has_inf) == 1 and int(P.has_nan) == 1
+            and int(P.neg_zero) == 1 and int(P.overflow) == 0 and int(mode) == RNE)
+
+
+def lane_step(P: FormatParams, mode: int, lanes32: bool, native: bool = False) -> str:
+    """The vector step of the float register P with rounding ``mode`` (a
+    :func:`accsim.numerics.formats.rounding_code`) on float32 lanes (``lanes32``) or
+    float64 lanes (``native``: P is IEEE binary64 with rne). float32 lanes: ``half32``
+    for IEEE binary16 with rne where the CPU converts (:data:`HALF_NATIVE`),
+    ``native32`` for IEEE binary32 with rne, ``rne32`` for rne into a format with -0 and
+    1..21 fraction bits, else ``step32``; float64 lanes: ``native64`` or ``step64``
+    (see :mod:`._steps`)."""
+    if not lanes32:
+        return "native64" if native else "step64"
+    if HALF_NATIVE and _is_ieee(P, mode, _BINARY16):
+        return "half32"
+    if _is_ieee(P, mode, _BINARY32):
+        return "native32"
+    if int(mode) == RNE and int(P.neg_zero) == 1 and 1 <= int(P.man_bits) <= 21:
+        return "rne32"
+    return "step32"
+
+
+def lane_kernels(step: str):
+    """(rows kernel, pairs kernel) of a :func:`lane_step` (the pairs kernel None for
+    ``native64``): each compiled on its first call only, so a run compiles the steps
+    its registers use and no other."""
+    return (getattr(_accumulate, f"rows_{step}"),
+            getattr(_accumulate, f"pairs_{step}", None))

@@ -1,12 +1,13 @@
 """Float MAC loops: what the accumulator register holds after every add.
 
-Private module (the kernels package re-exports :func:`float_rows`,
-:func:`float_rows32` and :func:`float_pairs`). Outputs to compute are given in CSR
-form (``rows[r]`` with columns ``cols[ptr[r]:ptr[r+1]]``), so the full product and a
-selection of outputs share one kernel, and the work is proportional to the number of
-outputs computed. The kernels run on one thread; the engine calls them on ranges of
-rows (or blocks) from several threads (:func:`accsim.numerics.threads.parallel_ranges`), never
-splitting the summation axis, so results do not depend on the thread count.
+Private module (the kernels package re-exports :func:`float_rows` and picks the lane
+kernels, :func:`accsim.numerics.kernels.lane_kernels`). Outputs to compute are given
+in CSR form (``rows[r]`` with columns ``cols[ptr[r]:ptr[r+1]]``), so the full product
+and a selection of outputs share one kernel, and the work is proportional to the
+number of outputs computed. The kernels run on one thread; the engine calls them on
+ranges of rows (or blocks) from several threads
+(:func:`accsim.numerics.threads.parallel_ranges`), never splitting the summation axis,
+so results do not depend on the thread count.
 
 A format arrives as :class:`accsim.numerics.kernels.FormatParams` (``P`` the register,
 ``PP`` the product format, ``PW`` the wide register of "chunked"), the datapath's other
@@ -17,7 +18,8 @@ The outputs of a row (or a block of scattered outputs) are registers side by sid
 :func:`lane_loop`, whatever the register: the step itself is one of the vector steps of
 :mod:`._steps`, passed as an argument. The loop is inlined where it is called, so each
 call site compiles its own copy with its step inlined (a separately compiled loop would
-take the step as a run-time function value, which numba cannot cache). Products must be
+take the step as a run-time function value, which numba cannot cache). There is one
+kernel per step, so that a run compiles only the steps it uses. Products must be
 exact in the lanes' dtype (checked by the engine): float64, or float32 for registers of
 at most 22 significant bits.
 """
@@ -28,13 +30,13 @@ import numpy as np
 from numba import njit, types, float64, int64, uint64, uint8
 from numba.extending import overload
 
-from ._codes import F_INEXACT, JIT, RNE, S_FUSED, S_SEQ, S_TREE, SR
+from ._codes import F_INEXACT, JIT, S_FUSED, S_SEQ, S_TREE
 from ._fused import fused_step
 from ._round import out_key, round_any, round_float, step_key
-from ._simd import HALF_NATIVE, products_t8
+from ._simd import products_t8
 from ._steps import (
-    consts32, consts32_rne, consts64, fadd, is_binary16, is_binary32, step32, step32_half,
-    step32_native, step32_rne, step64, step64_native,
+    consts32, consts32_rne, consts64, fadd, step32, step32_half, step32_native, step32_rne,
+    step64, step64_native,
 )
 
 _OVERLOAD = dict(nogil=True, error_model="numpy")
@@ -247,23 +249,136 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
 
 
 # ------------------------------------------------------------------------------------
-# sequential spans: which step runs
+# sequential and chunked registers
+
+@njit(inline="always", **JIT)
+def no_consts(P, mode):
+    """The constants of a step that needs none."""
+    return ()
+
 
 @njit(**JIT)
-def _span64(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
-    """Sequential steps k0 <= k < k1 of the block's float64 registers: the lane loop with
-    :func:`step64`, or :func:`step64_native` for IEEE binary64 with rne; the general
-    scalar step for stochastic rounding and rounded products."""
-    mode = S.rounding
-    native = S.native != 0
-    if S.product_kind == 0 and not native and mode != SR:
-        lane_loop(step64, consts64(P, mode), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
-        return
-    if S.product_kind == 0 and native:
-        lane_loop(step64_native, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
-        return
+def _promote(blk, k0, w, PW, S):
+    """Chunked: add each register's chunk sum ``blk.acc[t]`` into its wide register
+    ``blk.wide[t]`` (format PW, rounding ``S.wide_rounding``), events tallied as wide
+    roundings. Compiled once per lane dtype, shared by every step."""
+    acc, wide, keys, winx = blk.acc, blk.wide, blk.keys, blk.wide_inexact
+    fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
+    for t in range(w):
+        v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
+                    step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits, S.wide_native != 0)
+        wide[t] = v
+        _tally(f, t, fl, nov, nsat, winx)
+
+
+@njit(inline="always", **JIT)
+def _lanes(step, consts, A, B, i, cols, e0, init, o0, skip0, blk, P, PW, S, out, oflags,
+           c_ov, c_sat, c_inx):
+    """The block's registers over the products ``A[i, k] * B[k, cols[e0 + t]]`` by the
+    vector step ``step`` (constants ``consts(P, S.rounding)``), sequential or chunked
+    (chunks of ``S.chunk_size`` steps from zero in the register, each promoted into the
+    wide register PW, which starts at the initial value); initial values come from
+    init[o0 + t], results and events go to index o0 + t."""
+    K = A.shape[1]
+    w = blk.acc.shape[0]
+    acc, wide = blk.acc, blk.wide
+    C = consts(P, S.rounding)
+    seq = S.structure == S_SEQ
+    # sequential: one span of K steps from the initial value; chunked: spans of
+    # chunk_size steps from zero, each promoted (one lane_loop either way: each copy
+    # of the inlined loop costs compile time)
+    L = K if seq else S.chunk_size
+    for t in range(w):
+        acc[t] = init[o0 + t] if seq else 0.0
+        wide[t] = init[o0 + t]
+    k0 = 0
+    while k0 < K:
+        k1 = min(K, k0 + L)
+        if not seq:
+            for t in range(w):
+                acc[t] = 0.0
+        lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        if not seq:
+            _promote(blk, k0, w, PW, S)
+        k0 = k1
+    for t in range(w):
+        out[o0 + t] = float64(acc[t]) if seq else wide[t]
+    _store_events(blk, o0, oflags, c_ov, c_sat, c_inx)
+
+
+@njit(inline="always", **JIT)
+def _lane_rows(step, consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov,
+               c_sat, c_inx):
+    """Every CSR row of the selection: its registers side by side (:func:`_lanes`)."""
+    for r in range(rows.shape[0]):
+        e0 = ptr[r]
+        w = ptr[r + 1] - e0
+        if w > 0:
+            blk = _row_block(A, B, rows[r], cols, e0, w, S.seed)
+            _lanes(step, consts, A, B, rows[r], cols, e0, init, e0, skip0, blk, P, PW, S, out,
+                   oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def _pair_products(A, Bt, pr, pc, e0, w):
+    """The exact products ``A[pr[e], k] * Bt[pc[e], k]`` of outputs e0 <= e < e0 + w,
+    k-major: (K, w rounded up to 8) in A's dtype. Eight lanes by eight k at a time:
+    contiguous vector loads of rows of A and of B transposed, multiplied and transposed
+    in registers (a strided scalar store per product was most of the time)."""
+    K = A.shape[1]
+    w8 = (w + 7) // 8 * 8
+    pbuf = np.empty((K, w8), dtype=A.dtype)
+    K8 = K // 8 * 8
+    offs = np.empty(16, dtype=np.int64)
+    for t0 in range(0, w8, 8):
+        for u in range(8):
+            t = e0 + min(t0 + u, w - 1)
+            offs[u] = pr[t] * K
+            offs[8 + u] = pc[t] * K
+        for k0 in range(0, K8, 8):
+            products_t8(A, Bt, offs, k0, pbuf, k0 * w8 + t0, w8)
+        for k in range(K8, K):
+            for u in range(8):
+                t = e0 + min(t0 + u, w - 1)
+                pbuf[k, t0 + u] = A[pr[t], k] * Bt[pc[t], k]
+    return pbuf
+
+
+@njit(inline="always", **JIT)
+def _lane_pairs(step, consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags,
+                c_ov, c_sat, c_inx):
+    """Blocks b0 <= b < b1 of ``lanes`` scattered outputs (pr[e], pc[e]): each block's
+    products (:func:`_pair_products`), then its registers over them as
+    ``ones[0, k] * pbuf[k, t]`` (times 1, exact) by :func:`_lanes`."""
+    K = A.shape[1]
+    nnz = pr.shape[0]
+    ones = np.ones((1, K), dtype=A.dtype)
+    lane = np.arange(lanes)
+    zero = int64(0)
+    for b in range(b0, b1):
+        e0 = b * lanes
+        w = min(nnz, e0 + lanes) - e0
+        pbuf = _pair_products(A, Bt, pr, pc, e0, w)
+        blk = _block(ones, pbuf, w)
+        keys = blk.keys
+        for t in range(w):
+            keys[t] = out_key(S.seed, pr[e0 + t], pc[e0 + t])
+        _lanes(step, consts, ones, pbuf, zero, lane, zero, init, e0, int64(2), blk, P, PW, S,
+               out, oflags, c_ov, c_sat, c_inx)
+
+
+# ------------------------------------------------------------------------------------
+# the general register: stochastic rounding, rounded products, tree, fused
+
+@njit(**JIT)
+def _span_general(A, B, i, cols, e0, k0, k1, blk, P, PP, S):
+    """Sequential steps k0 <= k < k1 of the block's float64 registers by the general
+    scalar add (:func:`fadd`: any mode, stochastic rounding included), each product
+    rounded to PP first when ``S.product_kind`` is 1."""
     acc, keys = blk.acc, blk.keys
     fl, nov, nsat, ninx = blk.flags, blk.overflows, blk.saturations, blk.inexact
+    mode = S.rounding
+    native = S.native != 0
     for k in range(k0, k1):
         a = A[i, k]
         for t in range(acc.shape[0]):
@@ -275,79 +390,30 @@ def _span64(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
 
 
 @njit(**JIT)
-def _span32(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
-    """:func:`_span64` on float32 lanes (exact products, no stochastic rounding: the
-    engine checks it): :func:`step32_half` for IEEE binary16 with rne where the CPU
-    converts, :func:`step32_native` for IEEE binary32 with rne, :func:`step32_rne` for
-    rne into other formats with -0, else :func:`step32`. ``PP`` is not used."""
-    mode = S.rounding
-    if HALF_NATIVE and is_binary16(P, mode):
-        lane_loop(step32_half, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
-    elif is_binary32(P, mode):
-        lane_loop(step32_native, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
-    elif mode == RNE and P.neg_zero == 1 and 1 <= P.man_bits <= 21:
-        lane_loop(step32_rne, consts32_rne(P), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
-    else:
-        lane_loop(step32, consts32(P, mode), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
-
-
-def _span(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
-    """Sequential steps k0 <= k < k1 of the block's registers: :func:`_span32` for
-    float32 operands, :func:`_span64` for float64 (chosen when numba types the call)."""
-
-
-@overload(_span, jit_options=_OVERLOAD)
-def _span_typed(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
-    if A.dtype == types.float32:
-        def impl(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
-            _span32(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0)
-    else:
-        def impl(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
-            _span64(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0)
-    return impl
-
-
-# ------------------------------------------------------------------------------------
-# structures
-
-@njit(**JIT)
-def _lanes(A, B, i, cols, e0, init, o0, skip0, blk, P, PP, PW, S, out, oflags, c_ov, c_sat,
-           c_inx):
-    """The block's registers over the products ``A[i, k] * B[k, cols[e0 + t]]``,
-    sequential or chunked (chunks of ``S.chunk_size`` steps from zero in the register,
-    each promoted into the wide register PW, which starts at the initial value); initial
-    values come from init[o0 + t], results and events go to index o0 + t."""
+def _general(A, B, i, cols, e0, init, blk, P, PP, PW, S):
+    """:func:`_lanes` with the general scalar add (:func:`_span_general`), results in
+    ``blk.acc`` (sequential) or ``blk.wide`` (chunked)."""
     K = A.shape[1]
     w = blk.acc.shape[0]
     acc = blk.acc
     if S.structure == S_SEQ:
         for t in range(w):
-            acc[t] = init[o0 + t]
-        if K > 0:
-            _span(A, B, i, cols, e0, 0, K, blk, P, PP, S, skip0)
+            acc[t] = init[e0 + t]
+        _span_general(A, B, i, cols, e0, 0, K, blk, P, PP, S)
+        return
+    wide = blk.wide
+    for t in range(w):
+        wide[t] = init[e0 + t]
+    k0 = 0
+    while k0 < K:
+        k1 = min(K, k0 + S.chunk_size)
         for t in range(w):
-            out[o0 + t] = float64(acc[t])
-    else:
-        wide, keys, winx = blk.wide, blk.keys, blk.wide_inexact
-        fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
-        for t in range(w):
-            wide[t] = init[o0 + t]
-        k0 = 0
-        while k0 < K:
-            k1 = min(K, k0 + S.chunk_size)
-            for t in range(w):
-                acc[t] = 0.0
-            _span(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0)
-            for t in range(w):
-                v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
-                            step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits,
-                            S.wide_native != 0)
-                wide[t] = v
-                _tally(f, t, fl, nov, nsat, winx)
-            k0 = k1
-        for t in range(w):
-            out[o0 + t] = wide[t]
-    _store_events(blk, o0, oflags, c_ov, c_sat, c_inx)
+            acc[t] = 0.0
+        _span_general(A, B, i, cols, e0, k0, k1, blk, P, PP, S)
+        _promote(blk, k0, w, PW, S)
+        k0 = k1
+    for t in range(w):
+        acc[t] = wide[t]
 
 
 @njit(**JIT)
@@ -426,124 +492,134 @@ def _fused(A, B, i, cols, e0, init, blk, P, PP, S):
 
 # ------------------------------------------------------------------------------------
 # kernels
+#
+# One kernel per step: numba compiles a kernel (and the steps inlined into it) on its
+# first call, so a run compiles only the steps its registers use. The engine picks the
+# kernel (:func:`accsim.numerics.kernels.lane_kernels`). Every kernel runs on one
+# thread; the engine calls it on slices ``rows[r0:r1]``, ``ptr[r0:r1 + 1]`` (rows) or
+# block ranges ``b0, b1`` (pairs) from several.
+#
+# rows kernels: the selected outputs of A @ B in CSR form (entries e in
+# ptr[r]:ptr[r+1] are outputs (rows[r], cols[e])), init[e] the register's initial
+# value (bias or 0, already in the format holding it), results and OR-ed flags to
+# out[e], oflags[e], event counts to c_*[e]; ``skip0`` as in :func:`lane_loop` (0 or 1).
+# pairs kernels: scattered outputs (pr[e], pc[e]) in blocks of ``lanes`` registers,
+# Bt = B transposed (C-contiguous), so the cost is proportional to the number of
+# outputs however they are scattered.
 
 @njit(**JIT)
-def _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
-               c_sat, c_inx):
-    """CSR row r, sequential or chunked: its registers side by side (:func:`_lanes`)."""
-    e0 = ptr[r]
-    w = ptr[r + 1] - e0
-    if w > 0:
-        blk = _row_block(A, B, rows[r], cols, e0, w, S.seed)
-        _lanes(A, B, rows[r], cols, e0, init, e0, skip0, blk, P, PP, PW, S, out, oflags,
+def rows_step64(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
+                c_inx):
+    """float64 lanes, :func:`step64` (any format of at most 51 significant bits, any
+    mode but stochastic rounding, exact products)."""
+    _lane_rows(step64, consts64, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags,
                c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
-def _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-               c_ov, c_sat, c_inx):
-    """CSR row r of :func:`float_rows`, every structure."""
-    if S.structure != S_TREE and S.structure != S_FUSED:
-        _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
-                   c_sat, c_inx)
-        return
-    i = rows[r]
-    e0 = ptr[r]
-    w = ptr[r + 1] - e0
-    if w == 0:
-        return
-    blk = _row_block(A, B, i, cols, e0, w, S.seed)
-    if S.structure == S_TREE:
-        _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S)
-    else:
-        _fused(A, B, i, cols, e0, init, blk, P, PP, S)
-    acc = blk.acc
-    for t in range(w):
-        out[e0 + t] = acc[t]
-    _store_events(blk, e0, oflags, c_ov, c_sat, c_inx)
+def rows_native64(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
+                  c_inx):
+    """float64 lanes, the IEEE binary64 register with rne (:func:`step64_native`)."""
+    _lane_rows(step64_native, no_consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
-def float_rows(A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out, oflags,
-               c_ov, c_sat, c_inx):
-    """Accumulate the selected outputs of A @ B (float64) in the float register P.
-
-    A (m, K), B (K, n); entries e in ptr[r]:ptr[r+1] are outputs (rows[r], cols[e]);
-    init[e] is the register's initial value (bias or 0, already in the format holding
-    it; ``has_bias``: a bias was given, which the tree adds to its root); results and
-    OR-ed flags go to out[e], oflags[e]; event counts to c_*[e]. ``skip0`` as in
-    :func:`lane_loop` (0 or 1). One thread: the engine runs it on slices ``rows[r0:r1]``,
-    ``ptr[r0:r1 + 1]`` from several (the outputs are independent).
-    """
-    for r in range(rows.shape[0]):
-        _float_row(r, A, B, rows, ptr, cols, init, has_bias, skip0, P, PP, PW, S, out,
-                   oflags, c_ov, c_sat, c_inx)
-
-
-@njit(**JIT)
-def float_rows32(A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
-                 c_sat, c_inx):
-    """:func:`float_rows` for float32 operands whose products are exact in float32 and a
-    register that runs on float32 lanes: sequential or chunked, exact products, no
-    stochastic rounding of the narrow register (the engine checks all of this)."""
-    for r in range(rows.shape[0]):
-        _lanes_row(r, A, B, rows, ptr, cols, init, skip0, P, PP, PW, S, out, oflags, c_ov,
-                   c_sat, c_inx)
-
-
-@njit(**JIT)
-def float_pairs(A, Bt, pr, pc, init, lanes, b0, b1, P, PP, PW, S, out, oflags, c_ov, c_sat,
+def rows_step32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
                 c_inx):
-    """Sequential or chunked float registers for scattered outputs (pr[e], pc[e]).
-
-    Outputs run in blocks of ``lanes`` registers (any rows and columns), so the cost is
-    proportional to the number of outputs however they are scattered; this call runs
-    blocks ``b0 <= b < b1`` (the engine spreads the blocks over threads). Each block
-    first forms its exact products ``A[pr, k] * Bt[pc, k]`` in a k-major buffer, reading
-    rows of A and of B transposed contiguously, then runs the same register steps as
-    :func:`float_rows` on them (times 1, exact). float32 or float64 operands (the
-    engine checks exactness); exact products, not for stochastic rounding of the
-    narrow register.
-    """
-    K = A.shape[1]
-    nnz = pr.shape[0]
-    for blk in range(b0, b1):
-        e0 = blk * lanes
-        w = min(nnz, e0 + lanes) - e0
-        pbuf = np.empty((K, (w + 7) // 8 * 8), dtype=A.dtype)
-        lane = np.empty(w, dtype=np.int64)
-        for t in range(w):
-            lane[t] = t
-        # products k-major, eight lanes by eight k at a time: contiguous vector loads
-        # of rows of A and of B transposed, multiplied and transposed in registers
-        # (a strided scalar store per product was most of this kernel's time)
-        w8 = (w + 7) // 8 * 8
-        K8 = K // 8 * 8
-        offs = np.empty(16, dtype=np.int64)
-        for t0 in range(0, w8, 8):
-            for u in range(8):
-                t = e0 + min(t0 + u, w - 1)
-                offs[u] = pr[t] * K
-                offs[8 + u] = pc[t] * K
-            for k0 in range(0, K8, 8):
-                products_t8(A, Bt, offs, k0, pbuf, k0 * w8 + t0, w8)
-            for k in range(K8, K):
-                for u in range(8):
-                    t = e0 + min(t0 + u, w - 1)
-                    pbuf[k, t0 + u] = A[pr[t], k] * Bt[pc[t], k]
-        ones = np.ones((1, K), dtype=A.dtype)
-        _pairs_block(ones, pbuf, pr, pc, e0, w, lane, init, P, PP, PW, S, out, oflags,
-                     c_ov, c_sat, c_inx)
+    """float32 lanes, :func:`step32` (at most 22 significant bits, any mode but
+    stochastic rounding)."""
+    _lane_rows(step32, consts32, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags,
+               c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
-def _pairs_block(ones, pbuf, pr, pc, e0, w, lane, init, P, PP, PW, S, out, oflags, c_ov,
-                 c_sat, c_inx):
-    """The registers of outputs e0 .. e0 + w - 1 of :func:`float_pairs` over their
-    products ``pbuf[k, t]`` (as ``ones[0, k] * pbuf[k, lane[t]]``)."""
-    blk = _block(ones, pbuf, w)
-    keys = blk.keys
-    for t in range(w):
-        keys[t] = out_key(S.seed, pr[e0 + t], pc[e0 + t])
-    _lanes(ones, pbuf, 0, lane, 0, init, e0, 2, blk, P, PP, PW, S, out, oflags, c_ov, c_sat,
-           c_inx)
+def rows_rne32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
+               c_inx):
+    """float32 lanes, :func:`step32_rne` (rne into a format with -0 and 1..21 fraction
+    bits)."""
+    _lane_rows(step32_rne, consts32_rne, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def rows_half32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
+                c_inx):
+    """float32 lanes, IEEE binary16 with rne by the hardware conversion
+    (:func:`step32_half`; only where :data:`._simd.HALF_NATIVE`)."""
+    _lane_rows(step32_half, no_consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def rows_native32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
+                  c_inx):
+    """float32 lanes, the IEEE binary32 register with rne (:func:`step32_native`)."""
+    _lane_rows(step32_native, no_consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def pairs_step64(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
+                 c_inx):
+    """:func:`rows_step64` for scattered outputs."""
+    _lane_pairs(step64, consts64, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags,
+                c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def pairs_step32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
+                 c_inx):
+    """:func:`rows_step32` for scattered outputs."""
+    _lane_pairs(step32, consts32, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags,
+                c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def pairs_rne32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
+                c_inx):
+    """:func:`rows_rne32` for scattered outputs."""
+    _lane_pairs(step32_rne, consts32_rne, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
+                oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def pairs_half32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
+                 c_inx):
+    """:func:`rows_half32` for scattered outputs."""
+    _lane_pairs(step32_half, no_consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
+                oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def pairs_native32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
+                   c_inx):
+    """:func:`rows_native32` for scattered outputs."""
+    _lane_pairs(step32_native, no_consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
+                oflags, c_ov, c_sat, c_inx)
+
+
+@njit(**JIT)
+def float_rows(A, B, rows, ptr, cols, init, has_bias, P, PP, PW, S, out, oflags, c_ov,
+               c_sat, c_inx):
+    """The general float register on float64 operands, every structure and mode: the
+    scalar add (:func:`fadd`) for stochastic rounding and rounded products, sequential
+    or chunked; the adder tree; the multi-term fused adder. CSR rows as the rows
+    kernels; ``has_bias``: a bias was given, which the tree adds to its root."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        e0 = ptr[r]
+        w = ptr[r + 1] - e0
+        if w == 0:
+            continue
+        blk = _row_block(A, B, i, cols, e0, w, S.seed)
+        if S.structure == S_TREE:
+            _tree(A, B, i, cols, e0, init, has_bias, blk, P, PP, S)
+        elif S.structure == S_FUSED:
+            _fused(A, B, i, cols, e0, init, blk, P, PP, S)
+        else:
+            _general(A, B, i, cols, e0, init, blk, P, PP, PW, S)
+        acc = blk.acc
+        for t in range(w):
+            out[e0 + t] = acc[t]
+        _store_events(blk, e0, oflags, c_ov, c_sat, c_inx)

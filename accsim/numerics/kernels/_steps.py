@@ -329,8 +329,9 @@ def step32(x, p, C):
 
 
 @njit(inline="always", **JIT)
-def consts32_rne(P):
-    """The constants C of :func:`step32_rne`: (lsb, lowmask, half, minb, maxb), int32."""
+def consts32_rne(P, mode):
+    """The constants C of :func:`step32_rne`: (lsb, lowmask, half, minb, maxb), int32
+    (``mode`` is rne; taken so that every step's constants come from (P, mode))."""
     lsb, minb, maxb = _limits32(P)
     return lsb, int32(lsb - int32(1)), int32(lsb >> int32(1)), minb, maxb
 
@@ -384,25 +385,3 @@ def step32_native(x, p, C):
     hi, lo = two_sum(x, p)
     return (hi, int32((hi - hi) != float32(0.0)),
             int32((lo != float32(0.0)) & (lo == lo)))
-
-
-@njit(inline="always", **JIT)
-def is_binary32(P, mode):
-    """True when format P with rounding ``mode`` is exactly IEEE 754 binary32 with
-    round-to-nearest-even: 23 fraction bits, exponents -126..127, subnormals, inf, NaN
-    and -0, overflow to inf. Then the hardware float32 add is the register."""
-    return (P.kind == 0 and P.man_bits == 23 and P.emin == -126 and P.emax == 127
-            and P.max_finite_bits == int64(0x47EFFFFFE0000000) and P.subnormals == 1
-            and P.has_inf == 1 and P.has_nan == 1 and P.neg_zero == 1 and P.overflow == 0
-            and mode == RNE)
-
-
-@njit(inline="always", **JIT)
-def is_binary16(P, mode):
-    """True when format P with rounding ``mode`` is exactly IEEE 754 binary16 with
-    round-to-nearest-even: 10 fraction bits, exponents -14..15, subnormals, inf, NaN
-    and -0, overflow to inf."""
-    return (P.kind == 0 and P.man_bits == 10 and P.emin == -14 and P.emax == 15
-            and P.max_finite_bits == int64(0x40EFFC0000000000) and P.subnormals == 1
-            and P.has_inf == 1 and P.has_nan == 1 and P.neg_zero == 1 and P.overflow == 0
-            and mode == RNE)
