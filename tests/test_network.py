@@ -239,7 +239,8 @@ def _stats_state(st):
     return (st.n, st.n_zero, st.n_inf, st.total, st.max, st.hist.tobytes())
 
 
-@pytest.mark.parametrize("case", ["finite", "exact-zeros", "nonfinite", "transposed", "empty"])
+@pytest.mark.parametrize("case", ["finite", "exact-zeros", "nonfinite", "transposed", "empty",
+                                  "sum-overflows"])
 def test_add_error_matches_add_of_relative_error(case):
     """ErrorStats.add_error (the simulator's path: fewer passes when every error is
     finite) keeps exactly the statistics of add(relative_error(z, ref))."""
@@ -258,10 +259,17 @@ def test_add_error_matches_add_of_relative_error(case):
         ref = np.ascontiguousarray(ref.T)
     elif case == "empty":
         z, ref = z[:0], ref[:0]
+    elif case == "sum-overflows":                       # finite errors near 1e308
+        z[:, :] = 1e300
+        ref[:, :] = rng.uniform(1e-8, 1e-7, ref.shape)
     fast, slow = ErrorStats(), ErrorStats()
-    for _ in range(2):
-        fast.add_error(z, ref)
-        slow.add(relative_error(z, ref))
+    with np.errstate(over="ignore"):                   # the total overflows to inf
+        for _ in range(2):
+            all_finite = fast.add_error(z, ref)
+            slow.add(relative_error(z, ref))
+    assert all_finite == (case not in ("nonfinite", "sum-overflows"))
+    if all_finite:
+        assert np.isfinite(z).all()
     assert _stats_state(fast) == _stats_state(slow)
     assert fast.n == 2 * z.size and int(fast.hist.sum()) == fast.n - fast.n_zero - fast.n_inf
     assert fast.summary() == slow.summary()

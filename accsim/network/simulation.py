@@ -393,11 +393,12 @@ class _Run:
         r.rows += y.size // max(low.columns, 1)
         r.cols = low.columns
         r.seconds += time.perf_counter() - t0
-        pr.lr.stats.add_error(y, zref)
         r.outputs += y.size
-        finite = np.count_nonzero(np.isfinite(y))
+        if pr.lr.stats.add_error(y, zref):     # every error finite: so is every output
+            return y
+        finite = int(np.count_nonzero(np.isfinite(y)))
         if finite != y.size:
-            nan = np.count_nonzero(np.isnan(y))
+            nan = int(np.count_nonzero(np.isnan(y)))
             r.nan += nan
             r.inf += y.size - finite - nan
         return y
