@@ -126,11 +126,11 @@ def run_process(args, cache_dir, scratch):
             "in_tree": sorted(in_tree)}
 
 
-def _module_of(path, cache_dir):
-    """'accsim/numerics/kernels/_round' of a cache file written for that module."""
-    rel = Path(path).relative_to(cache_dir)
-    mod = Path(path).name.split(".")[0]
-    return f"{rel.parent.as_posix().split('accsim', 1)[-1].strip('/_')}/{mod}"
+def _module_of(path):
+    """'kernels/_round' of a cache file written for that module (numba names the folder
+    after the module's package folder and a hash of its path)."""
+    p = Path(path)
+    return f"{p.parent.name.rsplit('_', 1)[0]}/{p.name.split('.')[0]}"
 
 
 def cold_start(names, repeats, scratch):
@@ -149,7 +149,7 @@ def cold_start(names, repeats, scratch):
                 shutil.rmtree(cache)
         for _ in range(repeats):
             warms.append(run_process(args, first, scratch))
-        mods = sorted({_module_of(f, first) for f in colds[0]["saved"]})
+        mods = sorted({_module_of(f) for f in colds[0]["saved"]})
         shutil.rmtree(first)
         rows.append((label, colds, warms, mods))
         _print_cold_row(label, colds, warms)
@@ -194,8 +194,7 @@ def _dispatchers():
             continue
         for k, v in vars(mod).items():
             if isinstance(v, Dispatcher) and v.py_func.__module__ == info.name:
-                cache = getattr(v, "_cache", None)
-                found.append((info.name, k, getattr(cache, "_cache_path", None)))
+                found.append((info.name, k, v.stats.cache_path))
     return found
 
 
@@ -217,7 +216,7 @@ def cache_location(scratch):
         ok = path is not None and path.startswith(str(cache))
         n_ok, n = by_pkg.get(pkg, (0, 0))
         by_pkg[pkg] = (n_ok + ok, n + 1)
-    print(f"cache location: {len(found)} numba dispatchers with cache=True in the accsim "
+    print(f"cache location: {len(found)} numba dispatchers in the accsim "
           f"modules; under NUMBA_CACHE_DIR:")
     for pkg, (n_ok, n) in sorted(by_pkg.items()):
         print(f"  {pkg:<20} {n_ok}/{n}")
