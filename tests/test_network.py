@@ -235,6 +235,46 @@ def test_error_percentiles_close_to_numpy():
     assert math.isinf(s["mean"]) and s["n_infinite"] == 1
 
 
+def _stats_state(st):
+    return (st.n, st.n_zero, st.n_inf, st.total, st.max, st.hist.tobytes())
+
+
+@pytest.mark.parametrize("case", ["finite", "exact-zeros", "nonfinite", "transposed", "empty",
+                                  "sum-overflows"])
+def test_add_error_matches_add_of_relative_error(case):
+    """ErrorStats.add_error (the simulator's path: fewer passes when every error is
+    finite) keeps exactly the statistics of add(relative_error(z, ref))."""
+    rng = np.random.default_rng(21)
+    ref = rng.standard_normal((37, 23)) * 10.0 ** rng.integers(-30, 30, (37, 23))
+    z = ref * (1 + rng.standard_normal((37, 23)) * 1e-3)
+    if case == "exact-zeros":
+        z[::3] = ref[::3]                                # zero errors
+    elif case == "nonfinite":
+        z[0, :4] = [np.inf, np.nan, -np.inf, 0.0]
+        ref[0, 3] = ref[1, 0] = 0.0                      # 0/0 -> 0, x/0 -> inf
+        ref[2, 0], z[2, 1], ref[3, 0] = np.inf, 0.0, np.nan
+        z[1, 1], ref[1, 1] = -0.0, 0.0
+    elif case == "transposed":
+        z = np.asfortranarray(z).T
+        ref = np.ascontiguousarray(ref.T)
+    elif case == "empty":
+        z, ref = z[:0], ref[:0]
+    elif case == "sum-overflows":                       # finite errors near 1e308
+        z[:, :] = 1e300
+        ref[:, :] = rng.uniform(1e-8, 1e-7, ref.shape)
+    fast, slow = ErrorStats(), ErrorStats()
+    with np.errstate(over="ignore"):                   # the total overflows to inf
+        for _ in range(2):
+            all_finite = fast.add_error(z, ref)
+            slow.add(relative_error(z, ref))
+    assert all_finite == (case not in ("nonfinite", "sum-overflows"))
+    if all_finite:
+        assert np.isfinite(z).all()
+    assert _stats_state(fast) == _stats_state(slow)
+    assert fast.n == 2 * z.size and int(fast.hist.sum()) == fast.n - fast.n_zero - fast.n_inf
+    assert fast.summary() == slow.summary()
+
+
 def test_limit_and_batches():
     t = _mlp(np.random.default_rng(9), n=50)
     acc = load_accelerator("fp16-fp16acc")

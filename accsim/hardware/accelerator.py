@@ -54,6 +54,7 @@ gives an equal accelerator.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import re
@@ -700,4 +701,13 @@ def load_accelerator(name_or_path) -> Accelerator:
         raise ValueError(
             f"accelerator: unknown accelerator {str(name_or_path)!r} (expected a built-in "
             f"name such as {', '.join(list_accelerators()[:4])}, or a YAML path)")
+    if src in builtin_files("accelerators").values():
+        return _load_builtin(src)
     return _load_file(src)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_builtin(path: Path) -> Accelerator:
+    """A built-in accelerator file, parsed once per process (the package's own data;
+    an Accelerator is immutable)."""
+    return _load_file(path)

@@ -47,7 +47,7 @@ from ..numerics.threads import PARALLEL_MIN, parallel_ranges
 from . import quant_ops
 from .products import conv_problems
 from .graph_ops import OpError
-from .results import ErrorStats, LayerResult, relative_error
+from .results import ErrorStats, LayerResult
 
 def signed_bits(lo: int, hi: int) -> int:
     """The fewest bits of a two's-complement register holding every integer in
@@ -186,7 +186,7 @@ class IntegerLayer:
             zs.append(z)
             exact.append(ze)
         acc, acc_exact = assemble(zs), assemble(exact)
-        self.errors.add(relative_error(acc, acc_exact))
+        self.errors.add_error(acc, acc_exact)
         y, y_exact = p.finish(_as_int(acc)), p.finish(_as_int(acc_exact))
         differ = int(np.count_nonzero(y != y_exact))
         st.output_mismatches += differ

@@ -35,6 +35,7 @@ each kind it mapped; the simulator reports them per product node.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,10 +184,22 @@ class PreparedLayer:
             if self.out_scale is not None and isinstance(acc.narrow, IntFormat):
                 self.bias = np.rint(self.bias)              # round(b / (s_x * s_w))
         self.Bq = np.ascontiguousarray(Bq)
-        self.BqT = np.ascontiguousarray(self.Bq.T)
-        self.absB = np.abs(self.Bq)
-        self.absB32 = self.absB.astype(np.float32)
         _check_representable(self.Bq, hw, role, name, bspec.fmt)
+
+    @functools.cached_property
+    def BqT(self):
+        """``Bq.T`` (n, K), C-contiguous (made on first use)."""
+        return np.ascontiguousarray(self.Bq.T)
+
+    @functools.cached_property
+    def absB(self):
+        """``|Bq|`` (K, n) (made on first use)."""
+        return np.abs(self.Bq)
+
+    @functools.cached_property
+    def absB32(self):
+        """``|Bq|`` in float32 (made on first use)."""
+        return self.absB.astype(np.float32)
 
     def quantize_x(self, x):
         """The activations ``x`` (float64) of A on the input operand grid (in scaled

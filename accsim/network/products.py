@@ -334,6 +334,14 @@ def _lower_conv_transpose(node, ins, bias=None):
     return _conv_lowering(xz, np.ascontiguousarray(wt), b, g, (1, 1), pads, tuple(d))
 
 
+def _add_bias(z, bias):
+    """``z + bias``; into ``z`` (a product just made) where that gives the same array."""
+    if z.dtype == np.result_type(z, bias) and np.ndim(bias) <= 1:
+        z += bias
+        return z
+    return z + bias
+
+
 def reference(node, ins, const):
     """Float64 output of product ``node`` on ``ins``: ``A @ B + bias`` on every problem of
     its lowering (numpy / BLAS), assembled."""
@@ -342,7 +350,7 @@ def reference(node, ins, const):
     for p in low.problems:
         z = p.A @ p.B
         if p.bias is not None:
-            z = z + p.bias
+            z = _add_bias(z, p.bias)
         zs.append(z)
     return low.finish(zs)
 

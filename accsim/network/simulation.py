@@ -57,7 +57,7 @@ from .operands import PreparedLayer, activation_scale, operand_specs, quantize_a
 from .products import (consumer_activation, foldable_bias, last_uses, lower, operand_inputs,
                        output_product, run_reference_node)
 from .reissue import LayerRun, ReissuePolicy, Transposer, layer_matmul, schedule_and_check
-from .results import LayerResult, SimulationResult, relative_error
+from .results import LayerResult, SimulationResult
 from .trace import resolve_trace, write_npz
 
 DEFAULT_BATCH = 256
@@ -393,11 +393,14 @@ class _Run:
         r.rows += y.size // max(low.columns, 1)
         r.cols = low.columns
         r.seconds += time.perf_counter() - t0
-        pr.lr.stats.add(relative_error(y, zref))
         r.outputs += y.size
-        nan = np.isnan(y)
-        r.nan += int(nan.sum())
-        r.inf += int(y.size - np.isfinite(y).sum() - nan.sum())
+        if pr.lr.stats.add_error(y, zref):     # every error finite: so is every output
+            return y
+        finite = int(np.count_nonzero(np.isfinite(y)))
+        if finite != y.size:
+            nan = int(np.count_nonzero(np.isnan(y)))
+            r.nan += nan
+            r.inf += y.size - finite - nan
         return y
 
     def batch(self, ci, xb, on_layer=None):
