@@ -606,14 +606,22 @@ def _init_entries(bias, m, n, sel, fmt, mode, seed):
     if bias is None:
         return np.zeros(nnz), None
     try:
-        bb = np.broadcast_to(np.asarray(bias, dtype=np.float64), (m, n))
+        b = np.asarray(bias, dtype=np.float64)
+        bb = np.broadcast_to(b, (m, n))
     except (ValueError, TypeError):
         raise ValueError(f"bias: expected an array broadcastable to ({m}, {n}), "
                          f"got shape {np.shape(bias)}") from None
-    vals = bb[sel.row_ids(), sel.cols]
+    full = sel.mask is None
+    vals = bb.reshape(-1) if full else bb[sel.row_ids(), sel.cols]
     if not np.all(np.isfinite(vals)):
         raise ValueError("bias: expected finite values")
-    return quantize(vals, fmt, mode if mode != "sr" else "rne"), bb
+    # rounding is elementwise and deterministic (round-to-nearest-even for "sr"), so the
+    # bias is rounded before it is broadcast: once per column for a (n,) bias, not once
+    # per output (entries never read are replaced by 0 first)
+    q = quantize(np.where(np.isfinite(b), b, 0.0) if b.ndim else b, fmt,
+                 mode if mode != "sr" else "rne")
+    qb = np.broadcast_to(q, (m, n))
+    return (qb.reshape(-1) if full else qb[sel.row_ids(), sel.cols]), bb
 
 
 class _Outputs(NamedTuple):
