@@ -799,10 +799,13 @@ class _IntKernels:
     def _int_operands(self):
         if self._ints is None:
             A, B = self.A, self.B
-            amax = max(-A.min(initial=0), A.max(initial=0), -B.min(initial=0),
-                       B.max(initial=0))
-            ity = np.int32 if amax < 2**31 else np.int64
+            amax = max(-A.min(initial=0), A.max(initial=0))
+            bmax = max(-B.min(initial=0), B.max(initial=0))
+            big = max(amax, bmax)
+            ity = np.int16 if big < 2**15 else np.int32 if big < 2**31 else np.int64
             self._ints = (A.astype(ity), B.astype(ity))
+            # the largest |product|: registers and products that fit run in int32 lanes
+            self.pmax = np.int64(int(amax) * int(bmax))
         return self._ints
 
     def _int_b_transposed(self):
@@ -826,7 +829,7 @@ class _IntKernels:
         else:
             Ai, Bi = self._int_operands()
             kernels.int_rows_exact(Ai, Bi, sel.rows, sel.ptr, sel.cols, init, kp.acc,
-                                   *res[:4])
+                                   *res[:4], self.pmax)
         return res
 
 

@@ -10,7 +10,10 @@ scattered outputs), never along the summation axis. A register's format arrives 
 """
 
 import numpy as np
-from numba import njit, prange, int64, uint64, uint8
+from llvmlite import ir
+from numba import njit, prange, int64, uint64, uint8, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._codes import F_INEXACT, F_OVERFLOW, F_SATURATE, JIT, S_CHUNK, S_SEQ
 from ._round import decompose, out_key, round_shift, step_key
@@ -105,45 +108,241 @@ def _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat):
         c_sat[e0 + t] = nov[t] if sat else 0
 
 
-@njit(parallel=True, **JIT)
-def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
-    """Sequential integer register ``P`` (frac_bits 0) with int64 (or int32) operands
-    whose products are exact integers (|a*b| < 2**62): branch-free wrap/saturate,
-    vectorisable over outputs."""
-    K = Ai.shape[1]
-    lo, hi, bits, signed, sat, sh = _exact_consts(P)
-    nrows = rows.shape[0]
-    for r in prange(nrows):
-        i = rows[r]
-        e0 = ptr[r]
-        w = ptr[r + 1] - e0
-        if w == 0:
-            continue
-        acc = np.empty(w, dtype=np.int64)
-        nov = np.zeros(w, dtype=np.int64)
-        gb = np.empty(w, dtype=Bi.dtype)
-        contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
-        c0 = cols[e0] if contig else 0
-        for t in range(w):
-            acc[t] = init[e0 + t]
-        for k in range(K):
-            a = Ai[i, k]
-            if a == 0:
-                continue        # s + 0 = s: no wrap, no saturation, no event
-            if contig:
-                src = Bi[k]
-            else:
-                bk = Bi[k]
+# ---- narrow lanes ------------------------------------------------------------------
+# A register whose range [lo, hi] and products |p| <= pmax fit a narrower signed integer
+# type T (int16 or int32) runs in lanes of T: 16 or 8 per 256-bit vector instead of 4.
+# Every step is modular T arithmetic plus one saturating add y = sadd_sat(s, p)
+# (vpaddsw for int16): with xw = s + p modulo 2**L (L the width of T) and z = s + p
+# exact,
+#   saturate: v = clamp(y, lo, hi); the step left the range iff v != xw,
+#   wrap:     v = ((xw + h) & mask) - h  (h = 2**(bits-1) signed, 0 unsigned; modulo
+#             2**L, equal to z modulo 2**bits); it wrapped iff v != y,
+# both exact also where z itself leaves T (then v is lo or hi and xw has the other
+# sign; resp. y is T's limit, which v differs from). numba types arithmetic on int16 /
+# int32 as int64: the casts back to T (``lane``) let LLVM narrow it.
+
+# groups of four steps after which the lanes' overflow counts (type T) move to the int64
+# totals (4 * 8191 < 2**15)
+_FLUSH_GROUPS = 8191
+
+
+@intrinsic
+def sadd_sat(typingctx, a, b):
+    """Signed saturating a + b in a's type (LLVM ``llvm.sadd.sat``; vectorises)."""
+    if not (isinstance(a, types.Integer) and a.signed and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t]),
+                                            f"llvm.sadd.sat.i{t.width}")
+        return builder.call(fn, args)
+    return a(a, b), codegen
+
+
+@intrinsic
+def lane(typingctx, x, like):
+    """The integer (or bool) x in like's integer type, truncated (modulo 2**width)."""
+    if not (isinstance(x, (types.Integer, types.Boolean)) and isinstance(like, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], x, like)
+    return like(x, like), codegen
+
+
+@njit(inline="always", **JIT)
+def lanes_fit(lo, hi, pmax, lane_bits):
+    """Whether registers [lo, hi] and products |p| <= pmax fit signed lanes of
+    ``lane_bits`` bits (then the narrow-lane steps above are exact)."""
+    lim = int64(1) << int64(lane_bits - 1)
+    return lo >= -lim and hi < lim and pmax < lim
+
+
+@njit(inline="always", **JIT)
+def _sat1(s, c, a, b, lo, hi):
+    """One saturating step s + a*b into [lo, hi] in s's lane type:
+    (register, c + (the exact sum left the range))."""
+    p = lane(a * b, s)
+    v = lane(min(max(sadd_sat(s, p), lo), hi), s)
+    return v, lane(c + lane(lane(s + p, s) != v, c), c)
+
+
+@njit(inline="always", **JIT)
+def _wrap1(s, c, a, b, h, mask):
+    """One wrapping step in s's lane type: (((s + a*b + h) & mask) - h, c + wrapped)."""
+    p = lane(a * b, s)
+    u = lane(lane(s + p, s) + h, s)
+    v = lane(lane(u & mask, s) - h, s)
+    return v, lane(c + lane(sadd_sat(s, p) != v, c), c)
+
+
+@njit(inline="always", **JIT)
+def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi):
+    """Four saturating steps acc += a_j * b_j[t] (j = 0..3), counting in nov the steps
+    whose exact sum left [lo, hi]."""
+    for t in range(acc.shape[0]):
+        s, c = _sat1(acc[t], nov[t], a0, b0[t], lo, hi)
+        s, c = _sat1(s, c, a1, b1[t], lo, hi)
+        s, c = _sat1(s, c, a2, b2[t], lo, hi)
+        s, c = _sat1(s, c, a3, b3[t], lo, hi)
+        acc[t] = s
+        nov[t] = c
+
+
+@njit(inline="always", **JIT)
+def _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask):
+    """Four wrapping steps acc += a_j * b_j[t], counting in nov the steps that wrapped."""
+    for t in range(acc.shape[0]):
+        s, c = _wrap1(acc[t], nov[t], a0, b0[t], h, mask)
+        s, c = _wrap1(s, c, a1, b1[t], h, mask)
+        s, c = _wrap1(s, c, a2, b2[t], h, mask)
+        s, c = _wrap1(s, c, a3, b3[t], h, mask)
+        acc[t] = s
+        nov[t] = c
+
+
+@njit(inline="always", **JIT)
+def _nonzero_ks(ai):
+    """Positions k of the nonzero ai[k] (a zero a[k] adds nothing: its step is skipped),
+    padded with three copies of the last so that groups of four can be read: (ks, count)."""
+    K = ai.shape[0]
+    ks = np.zeros(K + 3, dtype=np.int64)
+    nk = 0
+    for k in range(K):
+        if ai[k] != 0:
+            ks[nk] = k
+            nk += 1
+    for j in range(3):
+        ks[nk + j] = ks[nk - 1] if nk > 0 else 0
+    return ks, nk
+
+
+@njit(inline="always", **JIT)
+def _flush_counts(nov, tot):
+    for t in range(nov.shape[0]):
+        tot[t] += nov[t]
+        nov[t] = 0
+
+
+@njit(**JIT)
+def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
+    """The registers ``acc`` (int16 or int32 lanes, in [lo, hi], which fit them with
+    every product: :func:`lanes_fit`) of one row's outputs (columns ``cols``) over the
+    row ``ai`` of A and all of B, four nonzero a[k] at a time (the last group padded
+    with zero steps, which change nothing). Overflow counts added to ``tot`` (int64)."""
+    w = acc.shape[0]
+    c0 = cols[0]
+    contig = (cols[w - 1] - c0) == w - 1
+    ks, nk = _nonzero_ks(ai)
+    gb = np.empty((4, 0 if contig else w), dtype=Bi.dtype)
+    nov = np.zeros_like(acc)
+    z = lane(0, acc[0])     # zero of the lane type
+    h = lane((1 << (bits - 1)) if signed else 0, z)
+    mask = lane((1 << bits) - 1, z)
+    lo_t = lane(lo, z)
+    hi_t = lane(hi, z)
+    for g in range(0, nk, 4):
+        a0 = lane(ai[ks[g]], z)
+        a1 = lane(ai[ks[g + 1]], z) if g + 1 < nk else z
+        a2 = lane(ai[ks[g + 2]], z) if g + 2 < nk else z
+        a3 = lane(ai[ks[g + 3]], z) if g + 3 < nk else z
+        if contig:
+            b0 = Bi[ks[g], c0:c0 + w]
+            b1 = Bi[ks[g + 1], c0:c0 + w]
+            b2 = Bi[ks[g + 2], c0:c0 + w]
+            b3 = Bi[ks[g + 3], c0:c0 + w]
+        else:
+            for j in range(4):
+                bk = Bi[ks[g + j]]
                 for t in range(w):
-                    gb[t] = bk[cols[e0 + t]]
-                src = gb
+                    gb[j, t] = bk[cols[t]]
+            b0, b1, b2, b3 = gb[0], gb[1], gb[2], gb[3]
+        if sat:
+            _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo_t, hi_t)
+        else:
+            _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask)
+        if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
+            _flush_counts(nov, tot)
+    _flush_counts(nov, tot)
+
+
+@njit(**JIT)
+def _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov):
+    """:func:`_row_exact32` in int64 lanes, for any register of up to 64 bits and
+    products below 2**62 (the sum's own int64 overflow is detected), one step at a time."""
+    w = acc.shape[0]
+    c0 = cols[0]
+    contig = (cols[w - 1] - c0) == w - 1
+    gb = np.empty(w, dtype=Bi.dtype)
+    for k in range(ai.shape[0]):
+        a = ai[k]
+        if a == 0:
+            continue        # s + 0 = s: no wrap, no saturation, no event
+        if contig:
+            src = Bi[k, c0:c0 + w]
+        else:
+            bk = Bi[k]
             for t in range(w):
-                s = acc[t]
-                p = int64(a) * int64(src[c0 + t])   # int32 operands: one vpmuldq
-                v, outr = _iadd_exact(s, p, lo, hi, sh, bits, signed, sat)
-                acc[t] = v
-                nov[t] += int64(outr)
-        _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+                gb[t] = bk[cols[t]]
+            src = gb
+        for t in range(w):
+            p = int64(a) * int64(src[t])   # int32 operands: one vpmuldq
+            v, outr = _iadd_exact(acc[t], p, lo, hi, sh, bits, signed, sat)
+            acc[t] = v
+            nov[t] += int64(outr)
+
+
+@njit(**JIT)
+def _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat, acc, out, oflags, c_ov,
+                 c_sat):
+    """:func:`_row_lanes` on registers ``acc`` (int16 or int32) starting at ``init``,
+    results into out, oflags, c_ov, c_sat."""
+    nov = np.zeros(acc.shape[0], dtype=np.int64)
+    for t in range(acc.shape[0]):
+        acc[t] = init[t]
+    _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, nov)
+    _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(**JIT)
+def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
+    """One row's outputs (columns ``cols``, registers starting at ``init``) of the
+    register P over the row ``ai`` of A and all of B, |products| <= pmax: in int16 or
+    int32 lanes when the register and products fit them (:func:`lanes_fit`) and every
+    init is in range, else int64. Results into out, oflags, c_ov, c_sat."""
+    w = cols.shape[0]
+    lo, hi, bits, signed, sat, sh = _exact_consts(P)
+    inrange = True
+    for t in range(w):
+        inrange &= (init[t] >= lo) & (init[t] <= hi)
+    if inrange and lanes_fit(lo, hi, pmax, 16):
+        _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat,
+                     np.empty(w, dtype=np.int16), out, oflags, c_ov, c_sat)
+        return
+    if inrange and lanes_fit(lo, hi, pmax, 32):
+        _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat,
+                     np.empty(w, dtype=np.int32), out, oflags, c_ov, c_sat)
+        return
+    acc = np.empty(w, dtype=np.int64)
+    nov = np.zeros(w, dtype=np.int64)
+    for t in range(w):
+        acc[t] = init[t]
+    _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov)
+    _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(parallel=True, **JIT)
+def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, pmax):
+    """Sequential integer register ``P`` (frac_bits 0) with int64 (or int32) operands
+    whose products are exact integers (|a*b| <= pmax < 2**62): branch-free wrap /
+    saturate, vectorised over a row's outputs (:func:`_row_exact`)."""
+    for r in prange(rows.shape[0]):
+        e0 = ptr[r]
+        e1 = ptr[r + 1]
+        if e1 > e0:
+            _row_exact(Ai[rows[r]], Bi, cols[e0:e1], init[e0:e1], P, pmax, out[e0:e1],
+                       oflags[e0:e1], c_ov[e0:e1], c_sat[e0:e1])
 
 
 @njit(parallel=True, **JIT)
