@@ -519,3 +519,29 @@ def test_lane_counts_beyond_int16():
         assert got.int_values.tolist() == vals
         assert got.events.overflows.tolist() == [sum(novs[0])]
         assert sum(novs[0]) > 2 * 32767 if ovf == "saturate" else sum(novs[0]) > 400
+
+
+@pytest.mark.parametrize("ovf", ["saturate", "wrap"])
+@pytest.mark.parametrize("big_rows", [2, 6])
+@pytest.mark.parametrize("mag", [1 << 7, 1 << 13])
+def test_blas_path_float32_float64_and_risky_share(ovf, big_rows, mag):
+    """Signed registers over all outputs, against Python ints: products whose partial
+    sums stay below 2^24 (float32 BLAS) or not (float64), with few or most outputs able
+    to leave the register (saturation: BLAS plus kernels on those, or kernels on all)."""
+    rng = np.random.default_rng(mag + big_rows)
+    k = 64
+    a = rng.integers(-3, 4, (8, k)).astype(np.float64)        # rows that stay in range
+    a[:big_rows] = rng.integers(-mag, mag, (big_rows, k))
+    b = rng.integers(-mag, mag, (k, 5)).astype(np.float64)
+    bias = rng.integers(-1000, 1000, (1, 5)).astype(np.float64)
+    bits = 16 if mag < 1 << 10 else 28
+    fmt = IntFormat(bits, overflow=ovf)
+    for bb in (None, bias):
+        init = np.broadcast_to(bias if bb is not None else 0.0, (8, 5)).tolist()
+        vals, novs = _register_oracle(a, b, bits, True, ovf == "saturate", init)
+        got = matmul(a, b, fmt, bias=bb)
+        label = f"{fmt} mag {mag} big rows {big_rows} bias {bb is not None}"
+        assert got.int_values.tolist() == vals, label
+        assert got.values.tolist() == [[float(v) for v in r] for r in vals], label
+        assert got.events.overflows.tolist() == [sum(r) for r in novs], label
+        assert sum(map(sum, novs[:big_rows])) > 0 and sum(map(sum, novs[big_rows:])) == 0

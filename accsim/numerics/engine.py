@@ -874,28 +874,41 @@ def _int_result(res, sel, acc, m, n):
     return MatmulResult(vals, events, int_values=ivals, selected=sel.mask)
 
 
+# float32 holds every integer below this: a product whose partial sums all stay below it
+# (in any order) is exact in float32 BLAS, twice as fast as float64
+_F32_EXACT = 2.0**24
+# saturating registers: from this fraction of outputs whose partial sums may leave the
+# register, the kernels run on every output (the exact BLAS product would be wasted on
+# most of them)
+_RISKY_ALL = 0.5
+
+
 def _int_blas(A, B, acc, bias, init, kern):
     """A signed sequential integer register over all outputs whose partial sums are all
     integers below 2^52 (a bound: the largest row 1-norm of A times max |B|, plus the
-    bias): one exact float64 product, since any summation order is exact. Only outputs
-    whose partial sums may leave the register's range run the register kernels (for
-    saturation: their values; for wrap: their events, computed when first read, as
-    wrapping is modular and the exact sum reduced modulo 2^bits is the value). None
-    when the bound does not hold."""
+    bias): one exact BLAS product (float32 when the products' bound is below 2^24), since
+    any summation order is exact. Only outputs whose partial sums may leave the
+    register's range run the register kernels (for saturation: their values; for wrap:
+    their events, computed when first read, as wrapping is modular and the exact sum
+    reduced modulo 2^bits is the value). None when the bound does not hold, or when
+    saturating and more than ``_RISKY_ALL`` of the outputs may leave the range (then
+    the kernels run on all)."""
     m, n = A.shape[0], B.shape[1]
-    binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
-    gbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
-        (max(-B.min(), B.max()) if B.size else 0.0) + \
-        (np.abs(binit).max() if bias is not None and binit.size else 0.0)
+    pbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
+        (max(-B.min(), B.max()) if B.size else 0.0)
+    binit = None if bias is None else init.reshape(m, n)
+    gbound = pbound + (float(np.abs(binit).max()) if binit is not None and binit.size else 0.0)
     if gbound >= 2.0**52:
         return None
-    exact_f = A @ B
-    if bias is not None:
-        exact_f += binit
-    risky = functools.partial(_risky_mask, A, B, binit, gbound, acc)
+    risky = functools.partial(_risky_mask, A, B, binit, pbound, gbound, acc)
     if acc.overflow == "saturate":
-        ivals = exact_f.astype(np.int64)
-        rsel, res = _run_risky(risky(), init, kern, m, n)
+        rmask = risky()
+        if rmask.size and np.count_nonzero(rmask) > _RISKY_ALL * rmask.size:
+            return None
+        ivals = _exact_product(A, B, pbound).astype(np.int64)
+        if binit is not None:
+            ivals += binit
+        rsel, res = _run_risky(rmask, init, kern, m, n)
         if rsel is None:
             events = Events.none(m, n)
         else:
@@ -903,22 +916,37 @@ def _int_blas(A, B, acc, bias, init, kern):
             events = _gather(rsel, res.values.astype(np.float64), res, m, n, 0.0)[1]
         return MatmulResult(_int_float_values(ivals, acc), events, int_values=ivals)
     if acc.bits <= 52:
-        vals = _wrap_in_place(exact_f, acc.bits)
+        vals = np.empty((m, n))
+        kernels.wrap_product(_exact_product(A, B, pbound),
+                             init if binit is not None else init[:0], np.int64(acc.bits), vals)
         ivals = functools.partial(vals.astype, np.int64)      # on demand
     else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps
-        ivals = exact_f.astype(np.int64)
+        ivals = _exact_product(A, B, pbound).astype(np.int64)
+        if binit is not None:
+            ivals += binit
         vals = _int_float_values(ivals, acc)
     return MatmulResult(vals, int_values=ivals,
                         events_fn=functools.partial(_risky_events, risky, init, kern, m, n))
 
 
-def _risky_mask(A, B, binit, gbound, acc):
+def _exact_product(A, B, pbound):
+    """A @ B for integer-valued A, B whose partial sums are bounded by ``pbound`` < 2^52:
+    in float32 when that is exact (pbound < 2^24), else float64."""
+    if pbound < _F32_EXACT:
+        return A.astype(np.float32) @ B.astype(np.float32)
+    return A @ B
+
+
+def _risky_mask(A, B, binit, pbound, gbound, acc):
     """(m, n) bool: outputs whose partial sums may exceed the register's largest value
-    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``)."""
+    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``; ``pbound`` bounds the
+    products' partial sums alone); ``binit`` the (m, n) int64 bias or None."""
     if gbound <= float(acc.max_int):
         return np.zeros((A.shape[0], B.shape[1]), dtype=bool)
-    bound = np.abs(A) @ np.abs(B) + np.abs(binit)
-    return bound > float(acc.max_int)
+    bound = _exact_product(np.abs(A), np.abs(B), pbound)
+    if binit is not None:
+        bound = bound + np.abs(binit)
+    return bound > np.float64(acc.max_int)
 
 
 def _run_risky(risky, init, kern, m, n):
@@ -939,17 +967,3 @@ def _risky_events(risky, init, kern, m, n):
     if rsel is None:
         return Events.none(m, n)
     return _gather(rsel, res.values.astype(np.float64), res, m, n, 0.0)[1]
-
-
-def _wrap_in_place(vals, bits):
-    """Two's-complement wrap of the integer float64 values ``vals`` (below 2^53) to
-    ``bits`` <= 52 bits, in place and exact (power-of-two scalings):
-    ((x + h) mod 2^bits) - h with h = 2^(bits - 1). Returns vals."""
-    h = float(1 << (bits - 1))
-    vals += h
-    q = vals * (2.0 ** -bits)
-    np.floor(q, out=q)
-    q *= 2.0 ** bits
-    vals -= q
-    vals -= h
-    return vals

@@ -462,3 +462,21 @@ def int_rows(A, B, rows, ptr, cols, init, P, PW, S, out, oflags, c_ov, c_sat, c_
             c_ov[e0 + t] = nov[t]
             c_sat[e0 + t] = nsat[t]
             c_inx[e0 + t] = ninx[t]
+
+
+@njit(**JIT)
+def wrap_product(P, init, bits, out):
+    """out = init + P wrapped to a signed ``bits``-bit register (bits <= 52), as float64:
+    ((x + h) & (2**bits - 1)) - h with h = 2**(bits-1), x = int64(P) + init. P (m, n)
+    float32 or float64 holds exact integers below 2**53 (an exact BLAS product), init
+    the m * n initial contents (int64, row-major) or an empty array (zeros). One pass."""
+    m, n = P.shape
+    h = int64(1) << int64(bits - 1)
+    mask = (int64(1) << int64(bits)) - int64(1)
+    with_init = init.shape[0] == m * n
+    for i in range(m):
+        for j in range(n):
+            x = int64(P[i, j])
+            if with_init:
+                x += init[i * n + j]
+            out[i, j] = float(((x + h) & mask) - h)
