@@ -825,7 +825,7 @@ class _IntKernels:
             # a selection: blocks of scattered (row, col) registers
             kernels.int_pairs_exact(self._int_operands()[0], self._int_b_transposed(),
                                     sel.row_ids(), sel.cols, init, np.int64(16), kp.acc,
-                                    *res[:4])
+                                    *res[:4], self.pmax)
         else:
             Ai, Bi = self._int_operands()
             kernels.int_rows_exact(Ai, Bi, sel.rows, sel.ptr, sel.cols, init, kp.acc,

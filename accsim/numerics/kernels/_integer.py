@@ -13,7 +13,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, int64, uint64, uint8, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ._codes import F_INEXACT, F_OVERFLOW, F_SATURATE, JIT, S_CHUNK, S_SEQ
 from ._round import decompose, out_key, round_shift, step_key
@@ -151,6 +151,19 @@ def lane(typingctx, x, like):
     return like(x, like), codegen
 
 
+def elem(x, t):
+    """x[t] for an array x, x itself for a scalar (one step loop for a row's outputs,
+    which share a[i, k], and for blocks of scattered outputs, which do not)."""
+    return x[t]
+
+
+@overload(elem, inline="always", jit_options=JIT)
+def _elem_impl(x, t):
+    if isinstance(x, types.Array):
+        return lambda x, t: x[t]
+    return lambda x, t: x
+
+
 @njit(inline="always", **JIT)
 def lanes_fit(lo, hi, pmax, lane_bits):
     """Whether registers [lo, hi] and products |p| <= pmax fit signed lanes of
@@ -179,13 +192,13 @@ def _wrap1(s, c, a, b, h, mask):
 
 @njit(inline="always", **JIT)
 def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi):
-    """Four saturating steps acc += a_j * b_j[t] (j = 0..3), counting in nov the steps
-    whose exact sum left [lo, hi]."""
+    """Four saturating steps acc += a_j * b_j[t] (j = 0..3; a_j a scalar, or a_j[t]),
+    counting in nov the steps whose exact sum left [lo, hi]."""
     for t in range(acc.shape[0]):
-        s, c = _sat1(acc[t], nov[t], a0, b0[t], lo, hi)
-        s, c = _sat1(s, c, a1, b1[t], lo, hi)
-        s, c = _sat1(s, c, a2, b2[t], lo, hi)
-        s, c = _sat1(s, c, a3, b3[t], lo, hi)
+        s, c = _sat1(acc[t], nov[t], elem(a0, t), b0[t], lo, hi)
+        s, c = _sat1(s, c, elem(a1, t), b1[t], lo, hi)
+        s, c = _sat1(s, c, elem(a2, t), b2[t], lo, hi)
+        s, c = _sat1(s, c, elem(a3, t), b3[t], lo, hi)
         acc[t] = s
         nov[t] = c
 
@@ -194,10 +207,10 @@ def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi):
 def _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask):
     """Four wrapping steps acc += a_j * b_j[t], counting in nov the steps that wrapped."""
     for t in range(acc.shape[0]):
-        s, c = _wrap1(acc[t], nov[t], a0, b0[t], h, mask)
-        s, c = _wrap1(s, c, a1, b1[t], h, mask)
-        s, c = _wrap1(s, c, a2, b2[t], h, mask)
-        s, c = _wrap1(s, c, a3, b3[t], h, mask)
+        s, c = _wrap1(acc[t], nov[t], elem(a0, t), b0[t], h, mask)
+        s, c = _wrap1(s, c, elem(a1, t), b1[t], h, mask)
+        s, c = _wrap1(s, c, elem(a2, t), b2[t], h, mask)
+        s, c = _wrap1(s, c, elem(a3, t), b3[t], h, mask)
         acc[t] = s
         nov[t] = c
 
@@ -345,40 +358,84 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, p
                        oflags[e0:e1], c_ov[e0:e1], c_sat[e0:e1])
 
 
-@njit(parallel=True, **JIT)
-def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, P, out, oflags, c_ov, c_sat):
-    """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
-    ``lanes`` registers. Each block first copies its rows of A and of B transposed into
-    k-major buffers, reading every row contiguously (rows a multiple of 4 KiB apart,
-    read in step, would evict each other from the L1 cache), then runs the registers
-    side by side."""
+@njit(**JIT)
+def _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc, tot):
+    """The registers ``acc`` (int16 or int32 lanes, in [lo, hi], which fit them with
+    every product) of a block of scattered outputs over the k-major buffers abuf[k, t],
+    bbuf[k, t] (rows a multiple of four, zero beyond the summation length: zero steps
+    change nothing). Overflow counts added to ``tot`` (int64)."""
+    nov = np.zeros_like(acc)
+    z = lane(0, acc[0])
+    h = lane((1 << (bits - 1)) if signed else 0, z)
+    mask = lane((1 << bits) - 1, z)
+    lo_t = lane(lo, z)
+    hi_t = lane(hi, z)
+    for g in range(0, abuf.shape[0], 4):
+        if sat:
+            _sat_steps(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
+                       bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], lo_t, hi_t)
+        else:
+            _wrap_steps(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
+                        bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], h, mask)
+        if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
+            _flush_counts(nov, tot)
+    _flush_counts(nov, tot)
+
+
+@njit(**JIT)
+def _pairs_block(Ai, Bit, pr, pc, init, e0, w, P, pmax, out, oflags, c_ov, c_sat):
+    """Registers e0 .. e0 + w - 1 of :func:`int_pairs_exact`: the rows of A and of B
+    transposed copied into k-major buffers, then the registers side by side, in int16 /
+    int32 lanes where they fit (:func:`lanes_fit`, every init in range), else int64."""
     K = Ai.shape[1]
     lo, hi, bits, signed, sat, sh = _exact_consts(P)
+    K4 = (K + 3) // 4 * 4
+    abuf = np.zeros((K4, w), dtype=Ai.dtype)
+    bbuf = np.zeros((K4, w), dtype=Bit.dtype)
+    inrange = True
+    for t in range(w):
+        inrange &= (init[e0 + t] >= lo) & (init[e0 + t] <= hi)
+        ar = Ai[pr[e0 + t]]
+        br = Bit[pc[e0 + t]]
+        for k in range(K):
+            abuf[k, t] = ar[k]
+            bbuf[k, t] = br[k]
+    nov = np.zeros(w, dtype=np.int64)
+    if inrange and (lanes_fit(lo, hi, pmax, 16) or lanes_fit(lo, hi, pmax, 32)):
+        if lanes_fit(lo, hi, pmax, 16):
+            acc_l = init[e0:e0 + w].astype(np.int16)
+            _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_l, nov)
+            _store_exact(acc_l, nov, e0, sat, out, oflags, c_ov, c_sat)
+        else:
+            acc_m = init[e0:e0 + w].astype(np.int32)
+            _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_m, nov)
+            _store_exact(acc_m, nov, e0, sat, out, oflags, c_ov, c_sat)
+        return
+    acc = init[e0:e0 + w].copy()
+    for k in range(K):
+        av = abuf[k]
+        bv = bbuf[k]
+        for t in range(w):
+            v, outr = _iadd_exact(acc[t], int64(av[t]) * int64(bv[t]), lo, hi, sh, bits,
+                                  signed, sat)
+            acc[t] = v
+            nov[t] += int64(outr)
+    _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(parallel=True, **JIT)
+def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, P, out, oflags, c_ov, c_sat, pmax):
+    """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
+    ``lanes`` registers (:func:`_pairs_block`). Each block first copies its rows of A and
+    of B transposed into k-major buffers, reading every row contiguously (rows a multiple
+    of 4 KiB apart, read in step, would evict each other from the L1 cache), then runs
+    the registers side by side."""
     nnz = pr.shape[0]
     nblk = (nnz + lanes - 1) // lanes
     for blk in prange(nblk):
         e0 = blk * lanes
-        w = min(nnz, e0 + lanes) - e0
-        acc = np.empty(w, dtype=np.int64)
-        nov = np.zeros(w, dtype=np.int64)
-        abuf = np.empty((K, w), dtype=Ai.dtype)
-        bbuf = np.empty((K, w), dtype=Bit.dtype)
-        for t in range(w):
-            acc[t] = init[e0 + t]
-            ar = Ai[pr[e0 + t]]
-            br = Bit[pc[e0 + t]]
-            for k in range(K):
-                abuf[k, t] = ar[k]
-                bbuf[k, t] = br[k]
-        for k in range(K):
-            av = abuf[k]
-            bv = bbuf[k]
-            for t in range(w):
-                v, outr = _iadd_exact(acc[t], int64(av[t]) * int64(bv[t]), lo, hi, sh, bits,
-                                      signed, sat)
-                acc[t] = v
-                nov[t] += int64(outr)
-        _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+        _pairs_block(Ai, Bit, pr, pc, init, e0, min(nnz, e0 + lanes) - e0, P, pmax, out,
+                     oflags, c_ov, c_sat)
 
 
 @njit(inline="always", **JIT)
