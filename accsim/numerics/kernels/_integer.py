@@ -173,11 +173,13 @@ def lanes_fit(lo, hi, pmax, lane_bits):
 
 
 @njit(inline="always", **JIT)
-def _sat1(s, c, a, b, lo, hi):
+def _sat1(s, c, a, b, lo, hi, clamp):
     """One saturating step s + a*b into [lo, hi] in s's lane type:
-    (register, c + (the exact sum left the range))."""
+    (register, c + (the exact sum left the range)). ``clamp`` False: [lo, hi] is the
+    lane type's whole range (a constant at every call site: LLVM drops the dead arm)."""
     p = lane(a * b, s)
-    v = lane(min(max(sadd_sat(s, p), lo), hi), s)
+    y = sadd_sat(s, p)
+    v = lane(min(max(y, lo), hi), s) if clamp else y
     return v, lane(c + lane(lane(s + p, s) != v, c), c)
 
 
@@ -191,14 +193,14 @@ def _wrap1(s, c, a, b, h, mask):
 
 
 @njit(inline="always", **JIT)
-def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi):
+def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, clamp):
     """Four saturating steps acc += a_j * b_j[t] (j = 0..3; a_j a scalar, or a_j[t]),
     counting in nov the steps whose exact sum left [lo, hi]."""
     for t in range(acc.shape[0]):
-        s, c = _sat1(acc[t], nov[t], elem(a0, t), b0[t], lo, hi)
-        s, c = _sat1(s, c, elem(a1, t), b1[t], lo, hi)
-        s, c = _sat1(s, c, elem(a2, t), b2[t], lo, hi)
-        s, c = _sat1(s, c, elem(a3, t), b3[t], lo, hi)
+        s, c = _sat1(acc[t], nov[t], elem(a0, t), b0[t], lo, hi, clamp)
+        s, c = _sat1(s, c, elem(a1, t), b1[t], lo, hi, clamp)
+        s, c = _sat1(s, c, elem(a2, t), b2[t], lo, hi, clamp)
+        s, c = _sat1(s, c, elem(a3, t), b3[t], lo, hi, clamp)
         acc[t] = s
         nov[t] = c
 
@@ -213,6 +215,29 @@ def _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask):
         s, c = _wrap1(s, c, elem(a3, t), b3[t], h, mask)
         acc[t] = s
         nov[t] = c
+
+
+@njit(inline="always", **JIT)
+def _lane_consts(acc, lo, hi, bits, signed):
+    """(lo, hi, h, mask) in the lane type of ``acc`` and whether [lo, hi] is its whole
+    range (then saturating needs no clamp)."""
+    z = lane(0, acc[0])
+    lim = int64(1) << int64(8 * acc.itemsize - 1)
+    h = lane((1 << (bits - 1)) if signed else 0, z)
+    return lane(lo, z), lane(hi, z), h, lane((1 << bits) - 1, z), lo == -lim and hi == lim - 1
+
+
+@njit(inline="always", **JIT)
+def _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, sat, consts):
+    """Four steps of the registers acc (:func:`_sat_steps` or :func:`_wrap_steps`) with
+    the lane constants ``consts`` (:func:`_lane_consts`)."""
+    lo, hi, h, mask, full = consts
+    if not sat:
+        _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask)
+    elif full:
+        _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, False)
+    else:
+        _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, True)
 
 
 @njit(inline="always", **JIT)
@@ -250,11 +275,8 @@ def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
     ks, nk = _nonzero_ks(ai)
     gb = np.empty((4, 0 if contig else w), dtype=Bi.dtype)
     nov = np.zeros_like(acc)
+    consts = _lane_consts(acc, lo, hi, bits, signed)
     z = lane(0, acc[0])     # zero of the lane type
-    h = lane((1 << (bits - 1)) if signed else 0, z)
-    mask = lane((1 << bits) - 1, z)
-    lo_t = lane(lo, z)
-    hi_t = lane(hi, z)
     for g in range(0, nk, 4):
         a0 = lane(ai[ks[g]], z)
         a1 = lane(ai[ks[g + 1]], z) if g + 1 < nk else z
@@ -271,10 +293,7 @@ def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
                 for t in range(w):
                     gb[j, t] = bk[cols[t]]
             b0, b1, b2, b3 = gb[0], gb[1], gb[2], gb[3]
-        if sat:
-            _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo_t, hi_t)
-        else:
-            _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask)
+        _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, sat, consts)
         if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
             _flush_counts(nov, tot)
     _flush_counts(nov, tot)
@@ -365,18 +384,10 @@ def _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc, tot):
     bbuf[k, t] (rows a multiple of four, zero beyond the summation length: zero steps
     change nothing). Overflow counts added to ``tot`` (int64)."""
     nov = np.zeros_like(acc)
-    z = lane(0, acc[0])
-    h = lane((1 << (bits - 1)) if signed else 0, z)
-    mask = lane((1 << bits) - 1, z)
-    lo_t = lane(lo, z)
-    hi_t = lane(hi, z)
+    consts = _lane_consts(acc, lo, hi, bits, signed)
     for g in range(0, abuf.shape[0], 4):
-        if sat:
-            _sat_steps(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
-                       bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], lo_t, hi_t)
-        else:
-            _wrap_steps(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
-                        bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], h, mask)
+        _steps4(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
+                bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], sat, consts)
         if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
             _flush_counts(nov, tot)
     _flush_counts(nov, tot)
