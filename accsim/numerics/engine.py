@@ -787,9 +787,10 @@ def _int_init(bias, m, n, sel, dp, seed):
 class _IntKernels:
     """Runs the integer register kernels on selections of A @ B. With ``exact_ints``
     (sequential, integer operands and register, frac_bits 0) the branch-free kernels on
-    integer copies of the operands: int32 where they fit, else int64, made on first use
-    (32 x 32 -> 64-bit products vectorise, AVX2 has no 64-bit multiply, and half the
-    memory traffic)."""
+    integer copies of the operands, made on first use: int16 where they fit, else int32,
+    else int64 (narrow loads; 16 x 16 and 32 x 32-bit products vectorise, AVX2 has no
+    64-bit multiply), with the largest |product| ``pmax``, from which the kernels run
+    registers that fit in int16 or int32 lanes."""
 
     def __init__(self, A, B, kp, exact_ints):
         self.A, self.B, self.kp, self.exact_ints = A, B, kp, exact_ints
@@ -804,7 +805,7 @@ class _IntKernels:
             big = max(amax, bmax)
             ity = np.int16 if big < 2**15 else np.int32 if big < 2**31 else np.int64
             self._ints = (A.astype(ity), B.astype(ity))
-            # the largest |product|: registers and products that fit run in int32 lanes
+            # the largest |product|: registers and products that fit run in narrow lanes
             self.pmax = np.int64(int(amax) * int(bmax))
         return self._ints
 

@@ -1,7 +1,7 @@
 """Integer and fixed-point registers: exact adds into a ``bits``-bit two's-complement
 register that wraps or saturates after every add.
 
-Private module (the kernels package re-exports the three kernels). Outputs to compute
+Private module (the kernels package re-exports the kernels). Outputs to compute
 come in CSR form as in :mod:`._accumulate`; ``prange`` runs over rows (or blocks of
 scattered outputs), never along the summation axis. A register's format arrives as
 :class:`accsim.numerics.kernels.FormatParams` (``bits``, ``frac_bits``, ``signed``,
