@@ -431,6 +431,22 @@ def _register_oracle(a, b, bits, signed, saturate, init):
     return vals, novs
 
 
+def _matmul_vs_register_oracle(a, b, fmt, bias, label):
+    """matmul(a, b, fmt, bias=bias): int_values, values and per-row overflow and
+    saturation counts against :func:`_register_oracle`; returns its overflow counts."""
+    m, n = a.shape[0], b.shape[1]
+    init = np.broadcast_to(0.0 if bias is None else bias, (m, n)).tolist()
+    sat = fmt.overflow == "saturate"
+    vals, novs = _register_oracle(a, b, fmt.bits, fmt.signed, sat, init)
+    got = matmul(a, b, fmt, bias=bias)
+    label = f"{label} bias {bias is not None}"
+    assert got.int_values.tolist() == vals, label
+    assert got.values.tolist() == [[float(v) for v in r] for r in vals], label
+    assert got.events.overflows.tolist() == [sum(r) for r in novs], label
+    assert got.events.saturations.tolist() == [sum(r) if sat else 0 for r in novs], label
+    return novs
+
+
 def _edge_operands(rng, amax, k=37):
     """int operands in [-amax, amax] with all-extreme rows / columns (long runs of
     same-sign products) and zeros (skipped steps); k not a multiple of 4. Every output's
@@ -463,14 +479,7 @@ def test_lane_edges_vs_python_ints(bits, signed, ovf, amax):
     lo, hi = fmt.min_int, fmt.max_int
     bias = np.array([[lo, hi, 0, lo + 1]], dtype=np.float64)
     for bb in (None, bias):
-        init = np.broadcast_to(bias if bb is not None else 0.0, (5, 4)).tolist()
-        vals, novs = _register_oracle(a, b, bits, signed, ovf == "saturate", init)
-        got = matmul(a, b, fmt, bias=bb)
-        label = f"{fmt} amax {amax} bias {bb is not None}"
-        assert got.int_values.tolist() == vals, label
-        assert got.events.overflows.tolist() == [sum(r) for r in novs], label
-        sat = [sum(r) if ovf == "saturate" else 0 for r in novs]
-        assert got.events.saturations.tolist() == sat, label
+        _matmul_vs_register_oracle(a, b, fmt, bb, f"{fmt} amax {amax}")
 
 
 @pytest.mark.parametrize("bits,signed", [(16, True), (12, True), (24, True), (15, False)])
@@ -537,11 +546,5 @@ def test_blas_path_float32_float64_and_risky_share(ovf, big_rows, mag):
     bits = 16 if mag < 1 << 10 else 28
     fmt = IntFormat(bits, overflow=ovf)
     for bb in (None, bias):
-        init = np.broadcast_to(bias if bb is not None else 0.0, (8, 5)).tolist()
-        vals, novs = _register_oracle(a, b, bits, True, ovf == "saturate", init)
-        got = matmul(a, b, fmt, bias=bb)
-        label = f"{fmt} mag {mag} big rows {big_rows} bias {bb is not None}"
-        assert got.int_values.tolist() == vals, label
-        assert got.values.tolist() == [[float(v) for v in r] for r in vals], label
-        assert got.events.overflows.tolist() == [sum(r) for r in novs], label
+        novs = _matmul_vs_register_oracle(a, b, fmt, bb, f"{fmt} mag {mag} rows {big_rows}")
         assert sum(map(sum, novs[:big_rows])) > 0 and sum(map(sum, novs[big_rows:])) == 0
