@@ -408,7 +408,7 @@ def test_wrap_fast_path_values_and_int_values():
 
 
 # ------------------------------------------------------------------------------------
-# narrow lanes: registers and products that fit int16 / int32 run in lanes of that type
+# narrow lanes: registers and products that fit int16 run in int16 lanes, others in int64
 # (accsim.numerics.kernels._integer); checked here at the lanes' edges against Python ints
 
 def _register_oracle(a, b, bits, signed, saturate, init):
@@ -460,7 +460,8 @@ def _edge_operands(rng, amax, k=37):
     return a, b
 
 
-# (bits, signed): int16 lanes up to 16 signed / 15 unsigned bits, int32 lanes up to 32 / 31
+# (bits, signed): int16 lanes up to 16 signed / 15 unsigned bits, then int64 (and the
+# int32 range's edges: 31 / 32 bits, products around 2^31)
 LANE_REGISTERS = [(8, True), (15, True), (16, True), (17, True), (31, True), (32, True),
                   (15, False), (16, False), (31, False)]
 # operand maxima around the lanes' product limits: 181^2 < 2^15 <= 182^2, 46340^2 < 2^31
@@ -472,7 +473,7 @@ LANE_AMAX = [181, 182, 46340, 46341]
 @pytest.mark.parametrize("ovf", ["saturate", "wrap"])
 def test_lane_edges_vs_python_ints(bits, signed, ovf, amax):
     """Values, int_values and per-row overflow / saturation counts of every register at
-    the int16 / int32 lanes' edges, with biases at the register's limits."""
+    the int16 lanes' edges and around int32, with biases at the register's limits."""
     fmt = IntFormat(bits, signed=signed, overflow=ovf)
     rng = np.random.default_rng(bits * 1000 + amax)
     a, b = _edge_operands(rng, amax)

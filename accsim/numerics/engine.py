@@ -790,7 +790,7 @@ class _IntKernels:
     integer copies of the operands, made on first use: int16 where they fit, else int32,
     else int64 (narrow loads; 16 x 16 and 32 x 32-bit products vectorise, AVX2 has no
     64-bit multiply), with the largest |product| ``pmax``, from which the kernels run
-    registers that fit in int16 or int32 lanes."""
+    registers that fit in int16 lanes."""
 
     def __init__(self, A, B, kp, exact_ints):
         self.A, self.B, self.kp, self.exact_ints = A, B, kp, exact_ints

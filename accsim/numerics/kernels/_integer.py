@@ -110,7 +110,7 @@ def _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat):
 
 # ---- narrow lanes ------------------------------------------------------------------
 # A register whose range [lo, hi] and products |p| <= pmax fit a narrower signed integer
-# type T (int16 or int32) runs in lanes of T: 16 or 8 per 256-bit vector instead of 4.
+# type T runs in lanes of T: 16 per 256-bit vector for int16, instead of 4 int64.
 # Every step is modular T arithmetic plus one saturating add y = sadd_sat(s, p)
 # (vpaddsw for int16): with xw = s + p modulo 2**L (L the width of T) and z = s + p
 # exact,
@@ -119,7 +119,9 @@ def _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat):
 #             2**L, equal to z modulo 2**bits); it wrapped iff v != y,
 # both exact also where z itself leaves T (then v is lo or hi and xw has the other
 # sign; resp. y is T's limit, which v differs from). numba types arithmetic on int16 /
-# int32 as int64: the casts back to T (``lane``) let LLVM narrow it.
+# int32 as int64: the casts back to T (``lane``) let LLVM narrow it. The kernels run
+# int16 lanes only: int32 lanes (8 per vector, 1.5 to 2x int64 for 17- to 32-bit
+# registers) measured ~5 s more compile time on a cold cache than they saved.
 
 # groups of four steps after which the lanes' overflow counts (type T) move to the int64
 # totals (4 * 8191 < 2**15)
@@ -265,8 +267,8 @@ def _flush_counts(nov, tot):
 
 @njit(**JIT)
 def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
-    """The registers ``acc`` (int16 or int32 lanes, in [lo, hi], which fit them with
-    every product: :func:`lanes_fit`) of one row's outputs (columns ``cols``) over the
+    """The registers ``acc`` (narrow lanes, in [lo, hi], which fit them with every
+    product: :func:`lanes_fit`) of one row's outputs (columns ``cols``) over the
     row ``ai`` of A and all of B, four nonzero a[k] at a time (the last group padded
     with zero steps, which change nothing). Overflow counts added to ``tot`` (int64)."""
     w = acc.shape[0]
@@ -328,7 +330,7 @@ def _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov):
 @njit(**JIT)
 def _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat, acc, out, oflags, c_ov,
                  c_sat):
-    """:func:`_row_lanes` on registers ``acc`` (int16 or int32) starting at ``init``,
+    """:func:`_row_lanes` on registers ``acc`` (narrow lanes) starting at ``init``,
     results into out, oflags, c_ov, c_sat."""
     nov = np.zeros(acc.shape[0], dtype=np.int64)
     for t in range(acc.shape[0]):
@@ -340,8 +342,8 @@ def _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat, acc, out, oflags
 @njit(**JIT)
 def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
     """One row's outputs (columns ``cols``, registers starting at ``init``) of the
-    register P over the row ``ai`` of A and all of B, |products| <= pmax: in int16 or
-    int32 lanes when the register and products fit them (:func:`lanes_fit`) and every
+    register P over the row ``ai`` of A and all of B, |products| <= pmax: in int16
+    lanes when the register and products fit them (:func:`lanes_fit`) and every
     init is in range, else int64. Results into out, oflags, c_ov, c_sat."""
     w = cols.shape[0]
     lo, hi, bits, signed, sat, sh = _exact_consts(P)
@@ -351,10 +353,6 @@ def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
     if inrange and lanes_fit(lo, hi, pmax, 16):
         _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat,
                      np.empty(w, dtype=np.int16), out, oflags, c_ov, c_sat)
-        return
-    if inrange and lanes_fit(lo, hi, pmax, 32):
-        _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat,
-                     np.empty(w, dtype=np.int32), out, oflags, c_ov, c_sat)
         return
     acc = np.empty(w, dtype=np.int64)
     nov = np.zeros(w, dtype=np.int64)
@@ -366,7 +364,7 @@ def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
 
 @njit(parallel=True, **JIT)
 def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, pmax):
-    """Sequential integer register ``P`` (frac_bits 0) with int64 (or int32) operands
+    """Sequential integer register ``P`` (frac_bits 0) with int16, int32 or int64 operands
     whose products are exact integers (|a*b| <= pmax < 2**62): branch-free wrap /
     saturate, vectorised over a row's outputs (:func:`_row_exact`)."""
     for r in prange(rows.shape[0]):
@@ -379,8 +377,8 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, p
 
 @njit(**JIT)
 def _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc, tot):
-    """The registers ``acc`` (int16 or int32 lanes, in [lo, hi], which fit them with
-    every product) of a block of scattered outputs over the k-major buffers abuf[k, t],
+    """The registers ``acc`` (narrow lanes, in [lo, hi], which fit them with every
+    product) of a block of scattered outputs over the k-major buffers abuf[k, t],
     bbuf[k, t] (rows a multiple of four, zero beyond the summation length: zero steps
     change nothing). Overflow counts added to ``tot`` (int64)."""
     nov = np.zeros_like(acc)
@@ -396,8 +394,8 @@ def _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc, tot):
 @njit(**JIT)
 def _pairs_block(Ai, Bit, pr, pc, init, e0, w, P, pmax, out, oflags, c_ov, c_sat):
     """Registers e0 .. e0 + w - 1 of :func:`int_pairs_exact`: the rows of A and of B
-    transposed copied into k-major buffers, then the registers side by side, in int16 /
-    int32 lanes where they fit (:func:`lanes_fit`, every init in range), else int64."""
+    transposed copied into k-major buffers, then the registers side by side, in int16
+    lanes where they fit (:func:`lanes_fit`, every init in range), else int64."""
     K = Ai.shape[1]
     lo, hi, bits, signed, sat, sh = _exact_consts(P)
     K4 = (K + 3) // 4 * 4
@@ -412,15 +410,10 @@ def _pairs_block(Ai, Bit, pr, pc, init, e0, w, P, pmax, out, oflags, c_ov, c_sat
             abuf[k, t] = ar[k]
             bbuf[k, t] = br[k]
     nov = np.zeros(w, dtype=np.int64)
-    if inrange and (lanes_fit(lo, hi, pmax, 16) or lanes_fit(lo, hi, pmax, 32)):
-        if lanes_fit(lo, hi, pmax, 16):
-            acc_l = init[e0:e0 + w].astype(np.int16)
-            _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_l, nov)
-            _store_exact(acc_l, nov, e0, sat, out, oflags, c_ov, c_sat)
-        else:
-            acc_m = init[e0:e0 + w].astype(np.int32)
-            _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_m, nov)
-            _store_exact(acc_m, nov, e0, sat, out, oflags, c_ov, c_sat)
+    if inrange and lanes_fit(lo, hi, pmax, 16):
+        acc_l = init[e0:e0 + w].astype(np.int16)
+        _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_l, nov)
+        _store_exact(acc_l, nov, e0, sat, out, oflags, c_ov, c_sat)
         return
     acc = init[e0:e0 + w].copy()
     for k in range(K):
