@@ -549,3 +549,17 @@ def test_blas_path_float32_float64_and_risky_share(ovf, big_rows, mag):
     for bb in (None, bias):
         novs = _matmul_vs_register_oracle(a, b, fmt, bb, f"{fmt} mag {mag} rows {big_rows}")
         assert sum(map(sum, novs[:big_rows])) > 0 and sum(map(sum, novs[big_rows:])) == 0
+
+
+@pytest.mark.parametrize("ovf", ["saturate", "wrap"])
+def test_blas_path_huge_operand_times_zeros(ovf):
+    """Integer entries far beyond float32 (2^40, 2^100) times an all-zero B: every
+    product is an exact 0 (float32 copies would hold inf, and inf * 0 is NaN)."""
+    a = np.array([[2.0**40, -3.0], [2.0**100, 1.0]])
+    b = np.zeros((2, 3))
+    bias = np.array([[5.0, -7.0, 0.0]])
+    for bb in (None, bias):
+        got = matmul(a, b, IntFormat(16, overflow=ovf), bias=bb)
+        exp = np.broadcast_to(0.0 if bb is None else bias, (2, 3))
+        assert got.values.tolist() == exp.tolist()
+        assert got.events.total == {"overflows": 0, "saturations": 0, "inexact": 0}

@@ -887,26 +887,32 @@ _RISKY_ALL = 0.5
 def _int_blas(A, B, acc, bias, init, kern):
     """A signed sequential integer register over all outputs whose partial sums are all
     integers below 2^52 (a bound: the largest row 1-norm of A times max |B|, plus the
-    bias): one exact BLAS product (float32 when the products' bound is below 2^24), since
-    any summation order is exact. Only outputs whose partial sums may leave the
+    bias): one exact BLAS product, since any summation order is exact; in float32 where
+    that bound for the products and every |a| and |b| are below 2^24, as float32 holds
+    every integer below 2^24 (taken with the float32 copies in one pass per operand). Only outputs whose partial sums may leave the
     register's range run the register kernels (for saturation: their values; for wrap:
     their events, computed when first read, as wrapping is modular and the exact sum
     reduced modulo 2^bits is the value). None when the bound does not hold, or when
     saturating and more than ``_RISKY_ALL`` of the outputs may leave the range (then
     the kernels run on all)."""
     m, n = A.shape[0], B.shape[1]
-    pbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
-        (max(-B.min(), B.max()) if B.size else 0.0)
+    A32 = np.empty(A.shape, dtype=np.float32)
+    B32 = np.empty(B.shape, dtype=np.float32)
+    rnorm, amax = kernels.f32_copy_norms(A, A32)
+    bmax = kernels.f32_copy_norms(B, B32)[1]
+    pbound = float(rnorm) * float(bmax)
+    # the float32 copies where they are exact and so is every partial sum
+    f32 = (A32, B32) if max(pbound, amax, bmax) < _F32_EXACT else None
     binit = None if bias is None else init.reshape(m, n)
     gbound = pbound + (float(np.abs(binit).max()) if binit is not None and binit.size else 0.0)
     if gbound >= 2.0**52:
         return None
-    risky = functools.partial(_risky_mask, A, B, binit, pbound, gbound, acc)
+    risky = functools.partial(_risky_mask, A, B, binit, f32, gbound, acc)
     if acc.overflow == "saturate":
-        if _risky_share(A, B, binit, pbound, gbound, acc) > _RISKY_ALL:
+        if _risky_share(A, B, binit, f32, gbound, acc) > _RISKY_ALL:
             return None
         rmask = risky()
-        ivals = _exact_product(A, B, pbound).astype(np.int64)
+        ivals = _exact_product(A, B, f32).astype(np.int64)
         if binit is not None:
             ivals += binit
         rsel, res = _run_risky(rmask, init, kern, m, n)
@@ -918,11 +924,11 @@ def _int_blas(A, B, acc, bias, init, kern):
         return MatmulResult(_int_float_values(ivals, acc), events, int_values=ivals)
     if acc.bits <= 52:
         vals = np.empty((m, n))
-        kernels.wrap_product(_exact_product(A, B, pbound),
+        kernels.wrap_product(_exact_product(A, B, f32),
                              init if binit is not None else init[:0], np.int64(acc.bits), vals)
         ivals = functools.partial(vals.astype, np.int64)      # on demand
     else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps
-        ivals = _exact_product(A, B, pbound).astype(np.int64)
+        ivals = _exact_product(A, B, f32).astype(np.int64)
         if binit is not None:
             ivals += binit
         vals = _int_float_values(ivals, acc)
@@ -930,31 +936,34 @@ def _int_blas(A, B, acc, bias, init, kern):
                         events_fn=functools.partial(_risky_events, risky, init, kern, m, n))
 
 
-def _exact_product(A, B, pbound):
-    """A @ B for integer-valued A, B whose partial sums are bounded by ``pbound`` < 2^52:
-    in float32 when that is exact (pbound < 2^24), else float64."""
-    if pbound < _F32_EXACT:
-        return A.astype(np.float32) @ B.astype(np.float32)
+def _exact_product(A, B, f32):
+    """A @ B for integer-valued A, B whose partial sums are all below 2^52: the float32
+    copies ``f32`` (A32, B32) multiplied where given (exact: see :func:`_int_blas`),
+    else float64."""
+    if f32 is not None:
+        return f32[0] @ f32[1]
     return A @ B
 
 
-def _risky_share(A, B, binit, pbound, gbound, acc):
+def _risky_share(A, B, binit, f32, gbound, acc):
     """The fraction of outputs :func:`_risky_mask` marks, estimated on every
     (m // 32)-th row of A (a speed choice only: either answer gives exact results)."""
     if A.size == 0 or B.size == 0:
         return 0.0
     rows = slice(None, None, max(1, A.shape[0] // 32))
-    sub = _risky_mask(A[rows], B, None if binit is None else binit[rows], pbound, gbound, acc)
+    sub = _risky_mask(A[rows], B, None if binit is None else binit[rows],
+                      None if f32 is None else (f32[0][rows], f32[1]), gbound, acc)
     return np.count_nonzero(sub) / sub.size
 
 
-def _risky_mask(A, B, binit, pbound, gbound, acc):
+def _risky_mask(A, B, binit, f32, gbound, acc):
     """(m, n) bool: outputs whose partial sums may exceed the register's largest value
-    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``; ``pbound`` bounds the
-    products' partial sums alone); ``binit`` the (m, n) int64 bias or None."""
+    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``); ``binit`` the (m, n)
+    int64 bias or None, ``f32`` as for :func:`_exact_product`."""
     if gbound <= float(acc.max_int):
         return np.zeros((A.shape[0], B.shape[1]), dtype=bool)
-    bound = _exact_product(np.abs(A), np.abs(B), pbound)
+    X, Y = (A, B) if f32 is None else f32
+    bound = np.abs(X) @ np.abs(Y)
     if binit is not None:
         bound = bound + np.abs(binit)
     return bound > np.float64(acc.max_int)

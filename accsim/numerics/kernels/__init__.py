@@ -33,7 +33,7 @@ from ._accumulate import (
     float_pairs, float_rows, float_rows32, float_rows32_serial, float_rows_serial,
 )
 from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR
-from ._integer import int_pairs_exact, int_rows, int_rows_exact, wrap_product
+from ._integer import f32_copy_norms, int_pairs_exact, int_rows, int_rows_exact, wrap_product
 from ._layout import (
     mask_csr, mask_csr_serial, scatter_results, scatter_results_serial, transpose_into,
     transpose_into_serial,
@@ -48,7 +48,7 @@ __all__ = [
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
     "HALF_NATIVE", "register_step", "quantize_kernel", "quantize_kernel_serial",
     "float_rows", "float_rows_serial", "float_rows32", "float_rows32_serial", "float_pairs",
-    "int_rows", "int_rows_exact", "int_pairs_exact", "wrap_product",
+    "int_rows", "int_rows_exact", "int_pairs_exact", "wrap_product", "f32_copy_norms",
     "sig_stats", "sig_stats_f32", "sig_stats_f32_pair",
     "mask_csr", "mask_csr_serial", "transpose_into", "transpose_into_serial",
     "scatter_results", "scatter_results_serial",

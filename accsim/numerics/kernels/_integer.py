@@ -541,3 +541,28 @@ def wrap_product(P, init, bits, out):
             if with_init:
                 x += init[i * n + j]
             out[i, j] = float(((x + h) & mask) - h)
+
+
+_NORM_CAP = 2.0**61      # |x| and row sums are capped here (int64 sums stay exact)
+
+
+@njit(**JIT)
+def f32_copy_norms(X, out):
+    """out = float32(X) for a C-contiguous 2-D float64 array X of integers, in one
+    pass, with (the largest row 1-norm of X, the largest |x|) as int64, both capped at
+    2**61 (integer reductions vectorise; unreassociated float64 sums would not)."""
+    rmax = int64(0)
+    amax = int64(0)
+    cap = int64(_NORM_CAP)
+    for i in range(X.shape[0]):
+        r = int64(0)
+        m = int64(0)
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            out[i, j] = np.float32(x)
+            ax = int64(min(abs(x), _NORM_CAP))
+            r = min(r + ax, cap)
+            m = max(m, ax)
+        rmax = max(rmax, r)
+        amax = max(amax, m)
+    return rmax, amax
