@@ -26,7 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accsim import FixedFormat, IntFormat
-from accsim.numerics.engine import matmul
+from accsim.numerics import kernels
+from accsim.numerics.datapath import Datapath
+from accsim.numerics.engine import kernel_params, matmul
 
 INT_ACCS = {
     "int8": IntFormat(8), "int8_sat": IntFormat(8, overflow="saturate"),
@@ -403,3 +405,161 @@ def test_wrap_fast_path_values_and_int_values():
             assert got.int_values.tolist() == exp.tolist(), bits
             assert got.values.tolist() == [[float(v) for v in r] for r in exp.tolist()], bits
             assert got.events.overflows.tolist() == ovf, bits
+
+
+# ------------------------------------------------------------------------------------
+# narrow lanes: registers and products that fit int16 run in int16 lanes, others in int64
+# (accsim.numerics.kernels._integer); checked here at the lanes' edges against Python ints
+
+def _register_oracle(a, b, bits, signed, saturate, init):
+    """Python-int register per output: (values, overflow counts), both (m, n) lists."""
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    m, k = a.shape
+    n = b.shape[1]
+    vals = [[0] * n for _ in range(m)]
+    novs = [[0] * n for _ in range(m)]
+    for i in range(m):
+        for j in range(n):
+            s, c = int(init[i][j]), 0
+            for kk in range(k):
+                t = s + int(a[i, kk]) * int(b[kk, j])
+                if t < lo or t > hi:
+                    c += 1
+                    t = max(lo, min(hi, t)) if saturate else ((t - lo) % (1 << bits)) + lo
+                s = t
+            vals[i][j], novs[i][j] = s, c
+    return vals, novs
+
+
+def _matmul_vs_register_oracle(a, b, fmt, bias, label):
+    """matmul(a, b, fmt, bias=bias): int_values, values and per-row overflow and
+    saturation counts against :func:`_register_oracle`; returns its overflow counts."""
+    m, n = a.shape[0], b.shape[1]
+    init = np.broadcast_to(0.0 if bias is None else bias, (m, n)).tolist()
+    sat = fmt.overflow == "saturate"
+    vals, novs = _register_oracle(a, b, fmt.bits, fmt.signed, sat, init)
+    got = matmul(a, b, fmt, bias=bias)
+    label = f"{label} bias {bias is not None}"
+    assert got.int_values.tolist() == vals, label
+    assert got.values.tolist() == [[float(v) for v in r] for r in vals], label
+    assert got.events.overflows.tolist() == [sum(r) for r in novs], label
+    assert got.events.saturations.tolist() == [sum(r) if sat else 0 for r in novs], label
+    return novs
+
+
+def _edge_operands(rng, amax, k=37):
+    """int operands in [-amax, amax] with all-extreme rows / columns (long runs of
+    same-sign products) and zeros (skipped steps); k not a multiple of 4. Every output's
+    partial sums may leave a 16-bit register (none stays on the exact BLAS path)."""
+    a = rng.integers(-amax, amax + 1, (5, k)).astype(np.float64)
+    b = rng.integers(-amax, amax + 1, (k, 4)).astype(np.float64)
+    a[0, :], a[1, :], b[:, 0] = amax, -amax, amax
+    a[2, 5:20] = 0
+    a[3, :] = 0
+    a[3, 9:] = amax
+    return a, b
+
+
+# (bits, signed): int16 lanes up to 16 signed / 15 unsigned bits, then int64 (and the
+# int32 range's edges: 31 / 32 bits, products around 2^31)
+LANE_REGISTERS = [(8, True), (15, True), (16, True), (17, True), (31, True), (32, True),
+                  (15, False), (16, False), (31, False)]
+# operand maxima around the lanes' product limits: 181^2 < 2^15 <= 182^2, 46340^2 < 2^31
+LANE_AMAX = [181, 182, 46340, 46341]
+
+
+@pytest.mark.parametrize("amax", LANE_AMAX)
+@pytest.mark.parametrize("bits,signed", LANE_REGISTERS)
+@pytest.mark.parametrize("ovf", ["saturate", "wrap"])
+def test_lane_edges_vs_python_ints(bits, signed, ovf, amax):
+    """Values, int_values and per-row overflow / saturation counts of every register at
+    the int16 lanes' edges and around int32, with biases at the register's limits."""
+    fmt = IntFormat(bits, signed=signed, overflow=ovf)
+    rng = np.random.default_rng(bits * 1000 + amax)
+    a, b = _edge_operands(rng, amax)
+    lo, hi = fmt.min_int, fmt.max_int
+    bias = np.array([[lo, hi, 0, lo + 1]], dtype=np.float64)
+    for bb in (None, bias):
+        _matmul_vs_register_oracle(a, b, fmt, bb, f"{fmt} amax {amax}")
+
+
+@pytest.mark.parametrize("bits,signed", [(16, True), (12, True), (24, True), (15, False)])
+@pytest.mark.parametrize("ovf", ["saturate", "wrap"])
+def test_lane_rows_kernel_scattered_columns(bits, signed, ovf):
+    """kernels.int_rows_exact on a selection whose rows take scattered columns (gathered
+    from B) and contiguous ones, per output against Python ints, in int16 operands."""
+    fmt = IntFormat(bits, signed=signed, overflow=ovf)
+    rng = np.random.default_rng(bits + 7)
+    a, b = _edge_operands(rng, 100, k=41)
+    b = np.concatenate([b, -b, b[:, ::-1]], axis=1)     # 12 columns
+    rows = np.array([0, 1, 2, 3, 4], dtype=np.int64)
+    picks = [[0, 3, 5, 11], [2, 3, 4], [1, 7, 8, 9, 10], [6], [0, 1, 2, 3, 4, 5, 6, 7, 8]]
+    ptr = np.cumsum([0] + [len(p) for p in picks]).astype(np.int64)
+    cols = np.array([c for p in picks for c in p], dtype=np.int64)
+    init = rng.integers(fmt.min_int, fmt.max_int + 1, cols.shape[0]).astype(np.int64)
+    full_init = np.zeros((5, 12), dtype=np.int64)
+    full_init[np.repeat(rows, np.diff(ptr)), cols] = init
+    vals, novs = _register_oracle(a, b, bits, signed, ovf == "saturate", full_init.tolist())
+    nnz = cols.shape[0]
+    out = np.empty(nnz, dtype=np.int64)
+    oflags = np.zeros(nnz, dtype=np.uint8)
+    c_ov, c_sat = np.zeros(nnz, dtype=np.int64), np.zeros(nnz, dtype=np.int64)
+    acc = kernel_params(Datapath.of(fmt)).acc
+    kernels.int_rows_exact(a.astype(np.int16), b.astype(np.int16), rows, ptr, cols, init,
+                           acc, out, oflags, c_ov, c_sat, np.int64(100 * 100))
+    e = 0
+    for i, p in enumerate(picks):
+        for j in p:
+            assert (out[e], c_ov[e]) == (vals[i][j], novs[i][j]), (fmt, i, j)
+            assert c_sat[e] == (novs[i][j] if ovf == "saturate" else 0)
+            e += 1
+
+
+def test_lane_counts_beyond_int16():
+    """More than 2^15 overflows in one int16-lane register: the lanes' counts move to
+    int64 totals before they could wrap."""
+    k = 33000
+    a = np.full((1, k), 100.0)
+    b = np.full((k, 2), 100.0)
+    b[:, 1] = -100.0
+    for ovf in ("saturate", "wrap"):
+        fmt = IntFormat(16, overflow=ovf)
+        vals, novs = _register_oracle(a, b, 16, True, ovf == "saturate", [[0, 0]])
+        got = matmul(a, b, fmt)
+        assert got.int_values.tolist() == vals
+        assert got.events.overflows.tolist() == [sum(novs[0])]
+        assert sum(novs[0]) > 2 * 32767 if ovf == "saturate" else sum(novs[0]) > 400
+
+
+@pytest.mark.parametrize("ovf", ["saturate", "wrap"])
+@pytest.mark.parametrize("big_rows", [2, 6])
+@pytest.mark.parametrize("mag", [1 << 7, 1 << 13])
+def test_blas_path_float32_float64_and_risky_share(ovf, big_rows, mag):
+    """Signed registers over all outputs, against Python ints: products whose partial
+    sums stay below 2^24 (float32 BLAS) or not (float64), with few or most outputs able
+    to leave the register (saturation: BLAS plus kernels on those, or kernels on all)."""
+    rng = np.random.default_rng(mag + big_rows)
+    k = 64
+    a = rng.integers(-3, 4, (8, k)).astype(np.float64)        # rows that stay in range
+    a[:big_rows] = rng.integers(-mag, mag, (big_rows, k))
+    b = rng.integers(-mag, mag, (k, 5)).astype(np.float64)
+    bias = rng.integers(-1000, 1000, (1, 5)).astype(np.float64)
+    bits = 16 if mag < 1 << 10 else 28
+    fmt = IntFormat(bits, overflow=ovf)
+    for bb in (None, bias):
+        novs = _matmul_vs_register_oracle(a, b, fmt, bb, f"{fmt} mag {mag} rows {big_rows}")
+        assert sum(map(sum, novs[:big_rows])) > 0 and sum(map(sum, novs[big_rows:])) == 0
+
+
+@pytest.mark.parametrize("ovf", ["saturate", "wrap"])
+def test_blas_path_huge_operand_times_zeros(ovf):
+    """Integer entries far beyond float32 (2^40, 2^100) times an all-zero B: every
+    product is an exact 0 (float32 copies would hold inf, and inf * 0 is NaN)."""
+    a = np.array([[2.0**40, -3.0], [2.0**100, 1.0]])
+    b = np.zeros((2, 3))
+    bias = np.array([[5.0, -7.0, 0.0]])
+    for bb in (None, bias):
+        got = matmul(a, b, IntFormat(16, overflow=ovf), bias=bb)
+        exp = np.broadcast_to(0.0 if bb is None else bias, (2, 3))
+        assert got.values.tolist() == exp.tolist()
+        assert got.events.total == {"overflows": 0, "saturations": 0, "inexact": 0}

@@ -841,9 +841,10 @@ def _int_init(bias, m, n, sel, dp, seed):
 class _IntKernels:
     """Runs the integer register kernels on selections of A @ B. With ``exact_ints``
     (sequential, integer operands and register, frac_bits 0) the branch-free kernels on
-    integer copies of the operands: int32 where they fit, else int64, made on first use
-    (32 x 32 -> 64-bit products vectorise, AVX2 has no 64-bit multiply, and half the
-    memory traffic)."""
+    integer copies of the operands, made on first use: int16 where they fit, else int32,
+    else int64 (narrow loads; 16 x 16 and 32 x 32-bit products vectorise, AVX2 has no
+    64-bit multiply), with the largest |product| ``pmax``, from which the kernels run
+    registers that fit in int16 lanes."""
 
     def __init__(self, A, B, kp, exact_ints):
         self.A, self.B, self.kp, self.exact_ints = A, B, kp, exact_ints
@@ -853,10 +854,13 @@ class _IntKernels:
     def _int_operands(self):
         if self._ints is None:
             A, B = self.A, self.B
-            amax = max(-A.min(initial=0), A.max(initial=0), -B.min(initial=0),
-                       B.max(initial=0))
-            ity = np.int32 if amax < 2**31 else np.int64
+            amax = max(-A.min(initial=0), A.max(initial=0))
+            bmax = max(-B.min(initial=0), B.max(initial=0))
+            big = max(amax, bmax)
+            ity = np.int16 if big < 2**15 else np.int32 if big < 2**31 else np.int64
             self._ints = (A.astype(ity), B.astype(ity))
+            # the largest |product|: registers and products that fit run in narrow lanes
+            self.pmax = np.int64(int(amax) * int(bmax))
         return self._ints
 
     def _int_b_transposed(self):
@@ -880,15 +884,17 @@ class _IntKernels:
             # a selection: blocks of scattered (row, col) registers
             Ai, Bit, pr, lanes = (self._int_operands()[0], self._int_b_transposed(),
                                   sel.row_ids(), 16)
+            pmax = self.pmax
             kernels.parallel_ranges(
                 lambda b0, b1: kernels.int_pairs_exact(Ai, Bit, pr, cols, init,
                                                        np.int64(lanes), b0, b1, kp.acc,
-                                                       *res[:4]),
+                                                       *res[:4], pmax),
                 (nnz + lanes - 1) // lanes, parallel=macs >= _THREAD_MACS)
         else:
             Ai, Bi = self._int_operands()
+            pmax = self.pmax
             _on_rows(sel, macs, lambda rows, ptr: kernels.int_rows_exact(
-                Ai, Bi, rows, ptr, cols, init, kp.acc, *res[:4]))
+                Ai, Bi, rows, ptr, cols, init, kp.acc, *res[:4], pmax))
         return res
 
 
@@ -933,28 +939,47 @@ def _int_result(res, sel, acc, m, n):
     return MatmulResult(vals, events, int_values=ivals, selected=sel.mask)
 
 
+# float32 holds every integer below this: a product whose partial sums all stay below it
+# (in any order) is exact in float32 BLAS, twice as fast as float64
+_F32_EXACT = 2.0**24
+# saturating registers: from this fraction of outputs whose partial sums may leave the
+# register, the kernels run on every output (the exact BLAS product would be wasted on
+# most of them)
+_RISKY_ALL = 0.5
+
+
 def _int_blas(A, B, acc, bias, init, kern):
     """A signed sequential integer register over all outputs whose partial sums are all
     integers below 2^52 (a bound: the largest row 1-norm of A times max |B|, plus the
-    bias): one exact float64 product, since any summation order is exact. Only outputs
-    whose partial sums may leave the register's range run the register kernels (for
-    saturation: their values; for wrap: their events, computed when first read, as
-    wrapping is modular and the exact sum reduced modulo 2^bits is the value). None
-    when the bound does not hold."""
+    bias): one exact BLAS product, since any summation order is exact; in float32 where
+    that bound for the products and every |a| and |b| are below 2^24, as float32 holds
+    every integer below 2^24 (taken with the float32 copies in one pass per operand). Only outputs whose partial sums may leave the
+    register's range run the register kernels (for saturation: their values; for wrap:
+    their events, computed when first read, as wrapping is modular and the exact sum
+    reduced modulo 2^bits is the value). None when the bound does not hold, or when
+    saturating and more than ``_RISKY_ALL`` of the outputs may leave the range (then
+    the kernels run on all)."""
     m, n = A.shape[0], B.shape[1]
-    binit = np.zeros((m, n)) if bias is None else init.reshape(m, n).astype(np.float64)
-    gbound = (np.abs(A).sum(axis=1).max() if A.size else 0.0) * \
-        (max(-B.min(), B.max()) if B.size else 0.0) + \
-        (np.abs(binit).max() if bias is not None and binit.size else 0.0)
+    A32 = np.empty(A.shape, dtype=np.float32)
+    B32 = np.empty(B.shape, dtype=np.float32)
+    rnorm, amax = kernels.f32_copy_norms(A, A32)
+    bmax = kernels.f32_copy_norms(B, B32)[1]
+    pbound = float(rnorm) * float(bmax)
+    # the float32 copies where they are exact and so is every partial sum
+    f32 = (A32, B32) if max(pbound, amax, bmax) < _F32_EXACT else None
+    binit = None if bias is None else init.reshape(m, n)
+    gbound = pbound + (float(np.abs(binit).max()) if binit is not None and binit.size else 0.0)
     if gbound >= 2.0**52:
         return None
-    exact_f = A @ B
-    if bias is not None:
-        exact_f += binit
-    risky = functools.partial(_risky_mask, A, B, binit, gbound, acc)
+    risky = functools.partial(_risky_mask, A, B, binit, f32, gbound, acc)
     if acc.overflow == "saturate":
-        ivals = exact_f.astype(np.int64)
-        rsel, res = _run_risky(risky(), init, kern, m, n)
+        if _risky_share(A, B, binit, f32, gbound, acc) > _RISKY_ALL:
+            return None
+        rmask = risky()
+        ivals = _exact_product(A, B, f32).astype(np.int64)
+        if binit is not None:
+            ivals += binit
+        rsel, res = _run_risky(rmask, init, kern, m, n)
         if rsel is None:
             events = Events.none(m, n)
         else:
@@ -962,22 +987,50 @@ def _int_blas(A, B, acc, bias, init, kern):
             events = _gather(rsel, res.values.astype(np.float64), res, m, n, 0.0)[1]
         return MatmulResult(_int_float_values(ivals, acc), events, int_values=ivals)
     if acc.bits <= 52:
-        vals = _wrap_in_place(exact_f, acc.bits)
+        vals = np.empty((m, n))
+        kernels.wrap_product(_exact_product(A, B, f32),
+                             init if binit is not None else init[:0], np.int64(acc.bits), vals)
         ivals = functools.partial(vals.astype, np.int64)      # on demand
     else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps
-        ivals = exact_f.astype(np.int64)
+        ivals = _exact_product(A, B, f32).astype(np.int64)
+        if binit is not None:
+            ivals += binit
         vals = _int_float_values(ivals, acc)
     return MatmulResult(vals, int_values=ivals,
                         events_fn=functools.partial(_risky_events, risky, init, kern, m, n))
 
 
-def _risky_mask(A, B, binit, gbound, acc):
+def _exact_product(A, B, f32):
+    """A @ B for integer-valued A, B whose partial sums are all below 2^52: the float32
+    copies ``f32`` (A32, B32) multiplied where given (exact: see :func:`_int_blas`),
+    else float64."""
+    if f32 is not None:
+        return f32[0] @ f32[1]
+    return A @ B
+
+
+def _risky_share(A, B, binit, f32, gbound, acc):
+    """The fraction of outputs :func:`_risky_mask` marks, estimated on every
+    (m // 32)-th row of A (a speed choice only: either answer gives exact results)."""
+    if A.size == 0 or B.size == 0:
+        return 0.0
+    rows = slice(None, None, max(1, A.shape[0] // 32))
+    sub = _risky_mask(A[rows], B, None if binit is None else binit[rows],
+                      None if f32 is None else (f32[0][rows], f32[1]), gbound, acc)
+    return np.count_nonzero(sub) / sub.size
+
+
+def _risky_mask(A, B, binit, f32, gbound, acc):
     """(m, n) bool: outputs whose partial sums may exceed the register's largest value
-    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``)."""
+    (bounded by (|A| @ |B|) + |bias|, or everywhere by ``gbound``); ``binit`` the (m, n)
+    int64 bias or None, ``f32`` as for :func:`_exact_product`."""
     if gbound <= float(acc.max_int):
         return np.zeros((A.shape[0], B.shape[1]), dtype=bool)
-    bound = np.abs(A) @ np.abs(B) + np.abs(binit)
-    return bound > float(acc.max_int)
+    X, Y = (A, B) if f32 is None else f32
+    bound = np.abs(X) @ np.abs(Y)
+    if binit is not None:
+        bound = bound + np.abs(binit)
+    return bound > np.float64(acc.max_int)
 
 
 def _run_risky(risky, init, kern, m, n):
@@ -998,17 +1051,3 @@ def _risky_events(risky, init, kern, m, n):
     if rsel is None:
         return Events.none(m, n)
     return _gather(rsel, res.values.astype(np.float64), res, m, n, 0.0)[1]
-
-
-def _wrap_in_place(vals, bits):
-    """Two's-complement wrap of the integer float64 values ``vals`` (below 2^53) to
-    ``bits`` <= 52 bits, in place and exact (power-of-two scalings):
-    ((x + h) mod 2^bits) - h with h = 2^(bits - 1). Returns vals."""
-    h = float(1 << (bits - 1))
-    vals += h
-    q = vals * (2.0 ** -bits)
-    np.floor(q, out=q)
-    q *= 2.0 ** bits
-    vals -= q
-    vals -= h
-    return vals

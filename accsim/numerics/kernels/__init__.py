@@ -36,7 +36,7 @@ from ..formats import FloatFormat
 from . import _accumulate
 from ._accumulate import float_rows
 from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR, RNE
-from ._integer import int_pairs_exact, int_rows, int_rows_exact
+from ._integer import f32_copy_norms, int_pairs_exact, int_rows, int_rows_exact, wrap_product
 from ._layout import transpose_into
 from ._round import quantize_float_kernel, quantize_int_kernel
 from ._simd import HALF_NATIVE
@@ -49,7 +49,7 @@ __all__ = [
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
     "HALF_NATIVE", "register_step", "quantize_float_kernel", "quantize_int_kernel",
     "float_rows", "lane_step", "lane_kernels",
-    "int_rows", "int_rows_exact", "int_pairs_exact",
+    "int_rows", "int_rows_exact", "int_pairs_exact", "wrap_product", "f32_copy_norms",
     "sig_stats", "sig_stats_f32",
     "transpose_into", "parallel_ranges",
 ]

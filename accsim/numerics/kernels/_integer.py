@@ -1,7 +1,7 @@
 """Integer and fixed-point registers: exact adds into a ``bits``-bit two's-complement
 register that wraps or saturates after every add.
 
-Private module (the kernels package re-exports the three kernels). Outputs to compute
+Private module (the kernels package re-exports the kernels). Outputs to compute
 come in CSR form as in :mod:`._accumulate`; the kernels run on one thread, and the
 engine calls them on ranges of rows (or blocks of scattered outputs) from several, never
 splitting the summation axis. A register's format arrives as
@@ -11,7 +11,10 @@ splitting the summation axis. A register's format arrives as
 """
 
 import numpy as np
-from numba import njit, int64, uint64, uint8
+from llvmlite import ir
+from numba import njit, int64, uint64, uint8, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from ._codes import F_INEXACT, F_OVERFLOW, F_SATURATE, JIT, S_CHUNK, S_SEQ
 from ._round import decompose, out_key, round_shift, step_key
@@ -106,80 +109,337 @@ def _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat):
         c_sat[e0 + t] = nov[t] if sat else 0
 
 
+# ---- narrow lanes ------------------------------------------------------------------
+# A register whose range [lo, hi] and products |p| <= pmax fit a narrower signed integer
+# type T runs in lanes of T: 16 per 256-bit vector for int16, instead of 4 int64.
+# Every step is modular T arithmetic plus one saturating add y = sadd_sat(s, p)
+# (vpaddsw for int16): with xw = s + p modulo 2**L (L the width of T) and z = s + p
+# exact,
+#   saturate: v = clamp(y, lo, hi); the step left the range iff v != xw,
+#   wrap:     v = ((xw + h) & mask) - h  (h = 2**(bits-1) signed, 0 unsigned; modulo
+#             2**L, equal to z modulo 2**bits); it wrapped iff v != y,
+# both exact also where z itself leaves T (then v is lo or hi and xw has the other
+# sign; resp. y is T's limit, which v differs from). numba types arithmetic on int16 /
+# int32 as int64: the casts back to T (``lane``) let LLVM narrow it. The kernels run
+# int16 lanes only: int32 lanes (8 per vector, 1.5 to 2x int64 for 17- to 32-bit
+# registers) measured ~5 s more compile time on a cold cache than they saved.
+
+# groups of four steps after which the lanes' overflow counts (type T) move to the int64
+# totals (4 * 8191 < 2**15)
+_FLUSH_GROUPS = 8191
+
+
+@intrinsic
+def sadd_sat(typingctx, a, b):
+    """Signed saturating a + b in a's type (LLVM ``llvm.sadd.sat``; vectorises)."""
+    if not (isinstance(a, types.Integer) and a.signed and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t]),
+                                            f"llvm.sadd.sat.i{t.width}")
+        return builder.call(fn, args)
+    return a(a, b), codegen
+
+
+@intrinsic
+def lane(typingctx, x, like):
+    """The integer (or bool) x in like's integer type, truncated (modulo 2**width)."""
+    if not (isinstance(x, (types.Integer, types.Boolean)) and isinstance(like, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], x, like)
+    return like(x, like), codegen
+
+
+def elem(x, t):
+    """x[t] for an array x, x itself for a scalar (one step loop for a row's outputs,
+    which share a[i, k], and for blocks of scattered outputs, which do not)."""
+    return x[t]
+
+
+@overload(elem, inline="always", jit_options=JIT)
+def _elem_impl(x, t):
+    if isinstance(x, types.Array):
+        return lambda x, t: x[t]
+    return lambda x, t: x
+
+
+@njit(inline="always", **JIT)
+def lanes_fit(lo, hi, pmax, lane_bits):
+    """Whether registers [lo, hi] and products |p| <= pmax fit signed lanes of
+    ``lane_bits`` bits (then the narrow-lane steps above are exact)."""
+    lim = int64(1) << int64(lane_bits - 1)
+    return lo >= -lim and hi < lim and pmax < lim
+
+
+@njit(inline="always", **JIT)
+def _sat1(s, c, a, b, lo, hi, clamp):
+    """One saturating step s + a*b into [lo, hi] in s's lane type:
+    (register, c + (the exact sum left the range)). ``clamp`` False: [lo, hi] is the
+    lane type's whole range (a constant at every call site: LLVM drops the dead arm)."""
+    p = lane(a * b, s)
+    y = sadd_sat(s, p)
+    v = lane(min(max(y, lo), hi), s) if clamp else y
+    return v, lane(c + lane(lane(s + p, s) != v, c), c)
+
+
+@njit(inline="always", **JIT)
+def _wrap1(s, c, a, b, h, mask):
+    """One wrapping step in s's lane type: (((s + a*b + h) & mask) - h, c + wrapped)."""
+    p = lane(a * b, s)
+    u = lane(lane(s + p, s) + h, s)
+    v = lane(lane(u & mask, s) - h, s)
+    return v, lane(c + lane(sadd_sat(s, p) != v, c), c)
+
+
+@njit(inline="always", **JIT)
+def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, clamp):
+    """Four saturating steps acc += a_j * b_j[t] (j = 0..3; a_j a scalar, or a_j[t]),
+    counting in nov the steps whose exact sum left [lo, hi]."""
+    for t in range(acc.shape[0]):
+        s, c = _sat1(acc[t], nov[t], elem(a0, t), b0[t], lo, hi, clamp)
+        s, c = _sat1(s, c, elem(a1, t), b1[t], lo, hi, clamp)
+        s, c = _sat1(s, c, elem(a2, t), b2[t], lo, hi, clamp)
+        s, c = _sat1(s, c, elem(a3, t), b3[t], lo, hi, clamp)
+        acc[t] = s
+        nov[t] = c
+
+
+@njit(inline="always", **JIT)
+def _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask):
+    """Four wrapping steps acc += a_j * b_j[t], counting in nov the steps that wrapped."""
+    for t in range(acc.shape[0]):
+        s, c = _wrap1(acc[t], nov[t], elem(a0, t), b0[t], h, mask)
+        s, c = _wrap1(s, c, elem(a1, t), b1[t], h, mask)
+        s, c = _wrap1(s, c, elem(a2, t), b2[t], h, mask)
+        s, c = _wrap1(s, c, elem(a3, t), b3[t], h, mask)
+        acc[t] = s
+        nov[t] = c
+
+
+@njit(inline="always", **JIT)
+def _lane_consts(acc, lo, hi, bits, signed):
+    """(lo, hi, h, mask) in the lane type of ``acc`` and whether [lo, hi] is its whole
+    range (then saturating needs no clamp)."""
+    z = lane(0, acc[0])
+    lim = int64(1) << int64(8 * acc.itemsize - 1)
+    h = lane((1 << (bits - 1)) if signed else 0, z)
+    return lane(lo, z), lane(hi, z), h, lane((1 << bits) - 1, z), lo == -lim and hi == lim - 1
+
+
+@njit(inline="always", **JIT)
+def _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, sat, consts):
+    """Four steps of the registers acc (:func:`_sat_steps` or :func:`_wrap_steps`) with
+    the lane constants ``consts`` (:func:`_lane_consts`)."""
+    lo, hi, h, mask, full = consts
+    if not sat:
+        _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask)
+    elif full:
+        _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, False)
+    else:
+        _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, True)
+
+
+@njit(inline="always", **JIT)
+def _nonzero_ks(ai):
+    """Positions k of the nonzero ai[k] (a zero a[k] adds nothing: its step is skipped),
+    padded with three copies of the last so that groups of four can be read: (ks, count)."""
+    K = ai.shape[0]
+    ks = np.zeros(K + 3, dtype=np.int64)
+    nk = 0
+    for k in range(K):
+        if ai[k] != 0:
+            ks[nk] = k
+            nk += 1
+    for j in range(3):
+        ks[nk + j] = ks[nk - 1] if nk > 0 else 0
+    return ks, nk
+
+
+@njit(inline="always", **JIT)
+def _flush_counts(nov, tot):
+    for t in range(nov.shape[0]):
+        tot[t] += nov[t]
+        nov[t] = 0
+
+
 @njit(**JIT)
-def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
-    """Sequential integer register ``P`` (frac_bits 0) with int64 (or int32) operands
-    whose products are exact integers (|a*b| < 2**62): branch-free wrap/saturate,
-    vectorisable over outputs."""
-    K = Ai.shape[1]
-    lo, hi, bits, signed, sat, sh = _exact_consts(P)
-    nrows = rows.shape[0]
-    for r in range(nrows):
-        i = rows[r]
-        e0 = ptr[r]
-        w = ptr[r + 1] - e0
-        if w == 0:
-            continue
-        acc = np.empty(w, dtype=np.int64)
-        nov = np.zeros(w, dtype=np.int64)
-        gb = np.empty(w, dtype=Bi.dtype)
-        contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
-        c0 = cols[e0] if contig else 0
-        for t in range(w):
-            acc[t] = init[e0 + t]
-        for k in range(K):
-            a = Ai[i, k]
-            if a == 0:
-                continue        # s + 0 = s: no wrap, no saturation, no event
-            if contig:
-                src = Bi[k]
-            else:
-                bk = Bi[k]
+def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
+    """The registers ``acc`` (narrow lanes, in [lo, hi], which fit them with every
+    product: :func:`lanes_fit`) of one row's outputs (columns ``cols``) over the
+    row ``ai`` of A and all of B, four nonzero a[k] at a time (the last group padded
+    with zero steps, which change nothing). Overflow counts added to ``tot`` (int64)."""
+    w = acc.shape[0]
+    c0 = cols[0]
+    contig = (cols[w - 1] - c0) == w - 1
+    ks, nk = _nonzero_ks(ai)
+    gb = np.empty((4, 0 if contig else w), dtype=Bi.dtype)
+    nov = np.zeros_like(acc)
+    consts = _lane_consts(acc, lo, hi, bits, signed)
+    z = lane(0, acc[0])     # zero of the lane type
+    for g in range(0, nk, 4):
+        a0 = lane(ai[ks[g]], z)
+        a1 = lane(ai[ks[g + 1]], z) if g + 1 < nk else z
+        a2 = lane(ai[ks[g + 2]], z) if g + 2 < nk else z
+        a3 = lane(ai[ks[g + 3]], z) if g + 3 < nk else z
+        if contig:
+            b0 = Bi[ks[g], c0:c0 + w]
+            b1 = Bi[ks[g + 1], c0:c0 + w]
+            b2 = Bi[ks[g + 2], c0:c0 + w]
+            b3 = Bi[ks[g + 3], c0:c0 + w]
+        else:
+            for j in range(4):
+                bk = Bi[ks[g + j]]
                 for t in range(w):
-                    gb[t] = bk[cols[e0 + t]]
-                src = gb
-            for t in range(w):
-                s = acc[t]
-                p = int64(a) * int64(src[c0 + t])   # int32 operands: one vpmuldq
-                v, outr = _iadd_exact(s, p, lo, hi, sh, bits, signed, sat)
-                acc[t] = v
-                nov[t] += int64(outr)
-        _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+                    gb[j, t] = bk[cols[t]]
+            b0, b1, b2, b3 = gb[0], gb[1], gb[2], gb[3]
+        _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, sat, consts)
+        if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
+            _flush_counts(nov, tot)
+    _flush_counts(nov, tot)
 
 
 @njit(**JIT)
-def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, b0, b1, P, out, oflags, c_ov, c_sat):
-    """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
-    ``lanes`` registers. Each block first copies its rows of A and of B transposed into
-    k-major buffers, reading every row contiguously (rows a multiple of 4 KiB apart,
-    read in step, would evict each other from the L1 cache), then runs the registers
-    side by side. This call runs blocks ``b0 <= b < b1``."""
+def _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov):
+    """:func:`_row_exact32` in int64 lanes, for any register of up to 64 bits and
+    products below 2**62 (the sum's own int64 overflow is detected), one step at a time."""
+    w = acc.shape[0]
+    c0 = cols[0]
+    contig = (cols[w - 1] - c0) == w - 1
+    gb = np.empty(w, dtype=Bi.dtype)
+    for k in range(ai.shape[0]):
+        a = ai[k]
+        if a == 0:
+            continue        # s + 0 = s: no wrap, no saturation, no event
+        if contig:
+            src = Bi[k, c0:c0 + w]
+        else:
+            bk = Bi[k]
+            for t in range(w):
+                gb[t] = bk[cols[t]]
+            src = gb
+        for t in range(w):
+            p = int64(a) * int64(src[t])   # int32 operands: one vpmuldq
+            v, outr = _iadd_exact(acc[t], p, lo, hi, sh, bits, signed, sat)
+            acc[t] = v
+            nov[t] += int64(outr)
+
+
+@njit(**JIT)
+def _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat, acc, out, oflags, c_ov,
+                 c_sat):
+    """:func:`_row_lanes` on registers ``acc`` (narrow lanes) starting at ``init``,
+    results into out, oflags, c_ov, c_sat."""
+    nov = np.zeros(acc.shape[0], dtype=np.int64)
+    for t in range(acc.shape[0]):
+        acc[t] = init[t]
+    _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, nov)
+    _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(**JIT)
+def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
+    """One row's outputs (columns ``cols``, registers starting at ``init``) of the
+    register P over the row ``ai`` of A and all of B, |products| <= pmax: in int16
+    lanes when the register and products fit them (:func:`lanes_fit`) and every
+    init is in range, else int64. Results into out, oflags, c_ov, c_sat."""
+    w = cols.shape[0]
+    lo, hi, bits, signed, sat, sh = _exact_consts(P)
+    inrange = True
+    for t in range(w):
+        inrange &= (init[t] >= lo) & (init[t] <= hi)
+    if inrange and lanes_fit(lo, hi, pmax, 16):
+        _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat,
+                     np.empty(w, dtype=np.int16), out, oflags, c_ov, c_sat)
+        return
+    acc = np.empty(w, dtype=np.int64)
+    nov = np.zeros(w, dtype=np.int64)
+    for t in range(w):
+        acc[t] = init[t]
+    _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov)
+    _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(**JIT)
+def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, pmax):
+    """Sequential integer register ``P`` (frac_bits 0) with int16, int32 or int64 operands
+    whose products are exact integers (|a*b| <= pmax < 2**62): branch-free wrap /
+    saturate, vectorised over a row's outputs (:func:`_row_exact`)."""
+    for r in range(rows.shape[0]):
+        e0 = ptr[r]
+        e1 = ptr[r + 1]
+        if e1 > e0:
+            _row_exact(Ai[rows[r]], Bi, cols[e0:e1], init[e0:e1], P, pmax, out[e0:e1],
+                       oflags[e0:e1], c_ov[e0:e1], c_sat[e0:e1])
+
+
+@njit(**JIT)
+def _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc, tot):
+    """The registers ``acc`` (narrow lanes, in [lo, hi], which fit them with every
+    product) of a block of scattered outputs over the k-major buffers abuf[k, t],
+    bbuf[k, t] (rows a multiple of four, zero beyond the summation length: zero steps
+    change nothing). Overflow counts added to ``tot`` (int64)."""
+    nov = np.zeros_like(acc)
+    consts = _lane_consts(acc, lo, hi, bits, signed)
+    for g in range(0, abuf.shape[0], 4):
+        _steps4(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
+                bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], sat, consts)
+        if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
+            _flush_counts(nov, tot)
+    _flush_counts(nov, tot)
+
+
+@njit(**JIT)
+def _pairs_block(Ai, Bit, pr, pc, init, e0, w, P, pmax, out, oflags, c_ov, c_sat):
+    """Registers e0 .. e0 + w - 1 of :func:`int_pairs_exact`: the rows of A and of B
+    transposed copied into k-major buffers, then the registers side by side, in int16
+    lanes where they fit (:func:`lanes_fit`, every init in range), else int64."""
     K = Ai.shape[1]
     lo, hi, bits, signed, sat, sh = _exact_consts(P)
+    K4 = (K + 3) // 4 * 4
+    abuf = np.zeros((K4, w), dtype=Ai.dtype)
+    bbuf = np.zeros((K4, w), dtype=Bit.dtype)
+    inrange = True
+    for t in range(w):
+        inrange &= (init[e0 + t] >= lo) & (init[e0 + t] <= hi)
+        ar = Ai[pr[e0 + t]]
+        br = Bit[pc[e0 + t]]
+        for k in range(K):
+            abuf[k, t] = ar[k]
+            bbuf[k, t] = br[k]
+    nov = np.zeros(w, dtype=np.int64)
+    if inrange and lanes_fit(lo, hi, pmax, 16):
+        acc_l = init[e0:e0 + w].astype(np.int16)
+        _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_l, nov)
+        _store_exact(acc_l, nov, e0, sat, out, oflags, c_ov, c_sat)
+        return
+    acc = init[e0:e0 + w].copy()
+    for k in range(K):
+        av = abuf[k]
+        bv = bbuf[k]
+        for t in range(w):
+            v, outr = _iadd_exact(acc[t], int64(av[t]) * int64(bv[t]), lo, hi, sh, bits,
+                                  signed, sat)
+            acc[t] = v
+            nov[t] += int64(outr)
+    _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(**JIT)
+def int_pairs_exact(Ai, Bit, pr, pc, init, lanes, b0, b1, P, out, oflags, c_ov, c_sat, pmax):
+    """:func:`int_rows_exact` for scattered outputs (pr[e], pc[e]) in blocks of
+    ``lanes`` registers (:func:`_pairs_block`). Each block first copies its rows of A and
+    of B transposed into k-major buffers, reading every row contiguously (rows a multiple
+    of 4 KiB apart, read in step, would evict each other from the L1 cache), then runs
+    the registers side by side. This call runs blocks ``b0 <= b < b1``."""
     nnz = pr.shape[0]
     for blk in range(b0, b1):
         e0 = blk * lanes
-        w = min(nnz, e0 + lanes) - e0
-        acc = np.empty(w, dtype=np.int64)
-        nov = np.zeros(w, dtype=np.int64)
-        abuf = np.empty((K, w), dtype=Ai.dtype)
-        bbuf = np.empty((K, w), dtype=Bit.dtype)
-        for t in range(w):
-            acc[t] = init[e0 + t]
-            ar = Ai[pr[e0 + t]]
-            br = Bit[pc[e0 + t]]
-            for k in range(K):
-                abuf[k, t] = ar[k]
-                bbuf[k, t] = br[k]
-        for k in range(K):
-            av = abuf[k]
-            bv = bbuf[k]
-            for t in range(w):
-                v, outr = _iadd_exact(acc[t], int64(av[t]) * int64(bv[t]), lo, hi, sh, bits,
-                                      signed, sat)
-                acc[t] = v
-                nov[t] += int64(outr)
-        _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+        _pairs_block(Ai, Bit, pr, pc, init, e0, min(nnz, e0 + lanes) - e0, P, pmax, out,
+                     oflags, c_ov, c_sat)
 
 
 @njit(inline="always", **JIT)
@@ -263,3 +523,46 @@ def int_rows(A, B, rows, ptr, cols, init, P, PW, S, out, oflags, c_ov, c_sat, c_
             c_ov[e0 + t] = nov[t]
             c_sat[e0 + t] = nsat[t]
             c_inx[e0 + t] = ninx[t]
+
+
+@njit(**JIT)
+def wrap_product(P, init, bits, out):
+    """out = init + P wrapped to a signed ``bits``-bit register (bits <= 52), as float64:
+    ((x + h) & (2**bits - 1)) - h with h = 2**(bits-1), x = int64(P) + init. P (m, n)
+    float32 or float64 holds exact integers below 2**53 (an exact BLAS product), init
+    the m * n initial contents (int64, row-major) or an empty array (zeros). One pass."""
+    m, n = P.shape
+    h = int64(1) << int64(bits - 1)
+    mask = (int64(1) << int64(bits)) - int64(1)
+    with_init = init.shape[0] == m * n
+    for i in range(m):
+        for j in range(n):
+            x = int64(P[i, j])
+            if with_init:
+                x += init[i * n + j]
+            out[i, j] = float(((x + h) & mask) - h)
+
+
+_NORM_CAP = 2.0**61      # |x| and row sums are capped here (int64 sums stay exact)
+
+
+@njit(**JIT)
+def f32_copy_norms(X, out):
+    """out = float32(X) for a C-contiguous 2-D float64 array X of integers, in one
+    pass, with (the largest row 1-norm of X, the largest |x|) as int64, both capped at
+    2**61 (integer reductions vectorise; unreassociated float64 sums would not)."""
+    rmax = int64(0)
+    amax = int64(0)
+    cap = int64(_NORM_CAP)
+    for i in range(X.shape[0]):
+        r = int64(0)
+        m = int64(0)
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            out[i, j] = np.float32(x)
+            ax = int64(min(abs(x), _NORM_CAP))
+            r = min(r + ax, cap)
+            m = max(m, ax)
+        rmax = max(rmax, r)
+        amax = max(amax, m)
+    return rmax, amax
