@@ -110,19 +110,17 @@ def _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat):
 
 
 # ---- narrow lanes ------------------------------------------------------------------
-# A register whose range [lo, hi] and products |p| <= pmax fit a narrower signed integer
-# type T runs in lanes of T: 16 per 256-bit vector for int16, instead of 4 int64.
-# Every step is modular T arithmetic plus one saturating add y = sadd_sat(s, p)
-# (vpaddsw for int16): with xw = s + p modulo 2**L (L the width of T) and z = s + p
-# exact,
-#   saturate: v = clamp(y, lo, hi); the step left the range iff v != xw,
-#   wrap:     v = ((xw + h) & mask) - h  (h = 2**(bits-1) signed, 0 unsigned; modulo
-#             2**L, equal to z modulo 2**bits); it wrapped iff v != y,
-# both exact also where z itself leaves T (then v is lo or hi and xw has the other
-# sign; resp. y is T's limit, which v differs from). numba types arithmetic on int16 /
-# int32 as int64: the casts back to T (``lane``) let LLVM narrow it. The kernels run
-# int16 lanes only: int32 lanes (8 per vector, 1.5 to 2x int64 for 17- to 32-bit
-# registers) measured ~5 s more compile time on a cold cache than they saved.
+# A saturating register whose range is exactly that of a narrower signed integer type T
+# (the int16 register: [-2**15, 2**15 - 1]), with every product |p| <= pmax fitting T,
+# runs in lanes of T: 16 per 256-bit vector instead of 4 int64. Each step is one
+# saturating add y = sadd_sat(s, p) (vpaddsw), which IS the register, and the modular
+# sum xw = s + p modulo 2**16: the exact sum left the range iff y != xw (exact also
+# where it leaves T: then xw has the other sign). numba types arithmetic on int16 as
+# int64: the casts back to T (``lane``) let LLVM narrow it. Only this variant runs in
+# lanes: narrower saturating registers (a clamp), wrapping ones (a mask) and int32
+# lanes were measured (1.5 to 7x faster than int64 for them) but each variant costs
+# about one to five seconds more of cold-cache compile in every run that reaches the
+# kernel; they run the int64 steps.
 
 # groups of four steps after which the lanes' overflow counts (type T) move to the int64
 # totals (4 * 8191 < 2**15)
@@ -168,79 +166,36 @@ def _elem_impl(x, t):
 
 
 @njit(inline="always", **JIT)
-def lanes_fit(lo, hi, pmax, lane_bits):
-    """Whether registers [lo, hi] and products |p| <= pmax fit signed lanes of
-    ``lane_bits`` bits (then the narrow-lane steps above are exact)."""
+def lanes_fit(lo, hi, pmax, sat, lane_bits):
+    """Whether the register [lo, hi] runs in signed lanes of ``lane_bits`` bits: a
+    saturating register whose range is the lane type's whole range (the saturating add
+    is then the register itself) and products |p| <= pmax that fit the lanes. Other
+    registers (wrapping, narrower, wider) run the int64 steps: each further lane
+    variant measured about a second more of cold-cache compile for every run."""
     lim = int64(1) << int64(lane_bits - 1)
-    return lo >= -lim and hi < lim and pmax < lim
+    return sat and lo == -lim and hi == lim - 1 and pmax < lim
 
 
 @njit(inline="always", **JIT)
-def _sat1(s, c, a, b, lo, hi, clamp):
-    """One saturating step s + a*b into [lo, hi] in s's lane type:
-    (register, c + (the exact sum left the range)). ``clamp`` False: [lo, hi] is the
-    lane type's whole range (a constant at every call site: LLVM drops the dead arm)."""
+def _sat1(s, c, a, b):
+    """One saturating step s + a*b in s's lane type, the register being the lane type's
+    whole range: (register, c + (the exact sum left the range))."""
     p = lane(a * b, s)
     y = sadd_sat(s, p)
-    v = lane(min(max(y, lo), hi), s) if clamp else y
-    return v, lane(c + lane(lane(s + p, s) != v, c), c)
+    return y, lane(c + lane(lane(s + p, s) != y, c), c)
 
 
 @njit(inline="always", **JIT)
-def _wrap1(s, c, a, b, h, mask):
-    """One wrapping step in s's lane type: (((s + a*b + h) & mask) - h, c + wrapped)."""
-    p = lane(a * b, s)
-    u = lane(lane(s + p, s) + h, s)
-    v = lane(lane(u & mask, s) - h, s)
-    return v, lane(c + lane(sadd_sat(s, p) != v, c), c)
-
-
-@njit(inline="always", **JIT)
-def _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, clamp):
+def _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3):
     """Four saturating steps acc += a_j * b_j[t] (j = 0..3; a_j a scalar, or a_j[t]),
-    counting in nov the steps whose exact sum left [lo, hi]."""
+    counting in nov the steps whose exact sum left the register's range."""
     for t in range(acc.shape[0]):
-        s, c = _sat1(acc[t], nov[t], elem(a0, t), b0[t], lo, hi, clamp)
-        s, c = _sat1(s, c, elem(a1, t), b1[t], lo, hi, clamp)
-        s, c = _sat1(s, c, elem(a2, t), b2[t], lo, hi, clamp)
-        s, c = _sat1(s, c, elem(a3, t), b3[t], lo, hi, clamp)
+        s, c = _sat1(acc[t], nov[t], elem(a0, t), b0[t])
+        s, c = _sat1(s, c, elem(a1, t), b1[t])
+        s, c = _sat1(s, c, elem(a2, t), b2[t])
+        s, c = _sat1(s, c, elem(a3, t), b3[t])
         acc[t] = s
         nov[t] = c
-
-
-@njit(inline="always", **JIT)
-def _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask):
-    """Four wrapping steps acc += a_j * b_j[t], counting in nov the steps that wrapped."""
-    for t in range(acc.shape[0]):
-        s, c = _wrap1(acc[t], nov[t], elem(a0, t), b0[t], h, mask)
-        s, c = _wrap1(s, c, elem(a1, t), b1[t], h, mask)
-        s, c = _wrap1(s, c, elem(a2, t), b2[t], h, mask)
-        s, c = _wrap1(s, c, elem(a3, t), b3[t], h, mask)
-        acc[t] = s
-        nov[t] = c
-
-
-@njit(inline="always", **JIT)
-def _lane_consts(acc, lo, hi, bits, signed):
-    """(lo, hi, h, mask) in the lane type of ``acc`` and whether [lo, hi] is its whole
-    range (then saturating needs no clamp)."""
-    z = lane(0, acc[0])
-    lim = int64(1) << int64(8 * acc.itemsize - 1)
-    h = lane((1 << (bits - 1)) if signed else 0, z)
-    return lane(lo, z), lane(hi, z), h, lane((1 << bits) - 1, z), lo == -lim and hi == lim - 1
-
-
-@njit(inline="always", **JIT)
-def _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, sat, consts):
-    """Four steps of the registers acc (:func:`_sat_steps` or :func:`_wrap_steps`) with
-    the lane constants ``consts`` (:func:`_lane_consts`)."""
-    lo, hi, h, mask, full = consts
-    if not sat:
-        _wrap_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, h, mask)
-    elif full:
-        _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, False)
-    else:
-        _sat_steps(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, lo, hi, True)
 
 
 @njit(inline="always", **JIT)
@@ -267,9 +222,9 @@ def _flush_counts(nov, tot):
 
 
 @njit(**JIT)
-def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
-    """The registers ``acc`` (narrow lanes, in [lo, hi], which fit them with every
-    product: :func:`lanes_fit`) of one row's outputs (columns ``cols``) over the
+def _row_lanes(ai, Bi, cols, acc, tot):
+    """The saturating registers ``acc`` (narrow lanes whose whole range is the
+    register's, every product fitting: :func:`lanes_fit`) of one row's outputs (columns ``cols``) over the
     row ``ai`` of A and all of B, four nonzero a[k] at a time (the last group padded
     with zero steps, which change nothing). Overflow counts added to ``tot`` (int64)."""
     w = acc.shape[0]
@@ -278,7 +233,6 @@ def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
     ks, nk = _nonzero_ks(ai)
     gb = np.empty((4, 0 if contig else w), dtype=Bi.dtype)
     nov = np.zeros_like(acc)
-    consts = _lane_consts(acc, lo, hi, bits, signed)
     z = lane(0, acc[0])     # zero of the lane type
     for g in range(0, nk, 4):
         a0 = lane(ai[ks[g]], z)
@@ -296,7 +250,7 @@ def _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, tot):
                 for t in range(w):
                     gb[j, t] = bk[cols[t]]
             b0, b1, b2, b3 = gb[0], gb[1], gb[2], gb[3]
-        _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3, sat, consts)
+        _steps4(acc, nov, a0, a1, a2, a3, b0, b1, b2, b3)
         if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
             _flush_counts(nov, tot)
     _flush_counts(nov, tot)
@@ -329,18 +283,6 @@ def _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov):
 
 
 @njit(**JIT)
-def _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat, acc, out, oflags, c_ov,
-                 c_sat):
-    """:func:`_row_lanes` on registers ``acc`` (narrow lanes) starting at ``init``,
-    results into out, oflags, c_ov, c_sat."""
-    nov = np.zeros(acc.shape[0], dtype=np.int64)
-    for t in range(acc.shape[0]):
-        acc[t] = init[t]
-    _row_lanes(ai, Bi, cols, lo, hi, bits, signed, sat, acc, nov)
-    _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
-
-
-@njit(**JIT)
 def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
     """One row's outputs (columns ``cols``, registers starting at ``init``) of the
     register P over the row ``ai`` of A and all of B, |products| <= pmax: in int16
@@ -351,14 +293,13 @@ def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
     inrange = True
     for t in range(w):
         inrange &= (init[t] >= lo) & (init[t] <= hi)
-    if inrange and lanes_fit(lo, hi, pmax, 16):
-        _lanes_store(ai, Bi, cols, init, lo, hi, bits, signed, sat,
-                     np.empty(w, dtype=np.int16), out, oflags, c_ov, c_sat)
-        return
-    acc = np.empty(w, dtype=np.int64)
     nov = np.zeros(w, dtype=np.int64)
-    for t in range(w):
-        acc[t] = init[t]
+    if inrange and lanes_fit(lo, hi, pmax, sat, 16):
+        acc16 = init.astype(np.int16)
+        _row_lanes(ai, Bi, cols, acc16, nov)
+        _store_exact(acc16, nov, 0, sat, out, oflags, c_ov, c_sat)
+        return
+    acc = init.copy()
     _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov)
     _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
 
@@ -377,16 +318,14 @@ def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, p
 
 
 @njit(**JIT)
-def _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc, tot):
-    """The registers ``acc`` (narrow lanes, in [lo, hi], which fit them with every
-    product) of a block of scattered outputs over the k-major buffers abuf[k, t],
+def _block_lanes(abuf, bbuf, acc, tot):
+    """The saturating registers ``acc`` (narrow lanes: :func:`lanes_fit`) of a block of scattered outputs over the k-major buffers abuf[k, t],
     bbuf[k, t] (rows a multiple of four, zero beyond the summation length: zero steps
     change nothing). Overflow counts added to ``tot`` (int64)."""
     nov = np.zeros_like(acc)
-    consts = _lane_consts(acc, lo, hi, bits, signed)
     for g in range(0, abuf.shape[0], 4):
         _steps4(acc, nov, abuf[g], abuf[g + 1], abuf[g + 2], abuf[g + 3], bbuf[g],
-                bbuf[g + 1], bbuf[g + 2], bbuf[g + 3], sat, consts)
+                bbuf[g + 1], bbuf[g + 2], bbuf[g + 3])
         if (g // 4) % _FLUSH_GROUPS == _FLUSH_GROUPS - 1:
             _flush_counts(nov, tot)
     _flush_counts(nov, tot)
@@ -411,9 +350,9 @@ def _pairs_block(Ai, Bit, pr, pc, init, e0, w, P, pmax, out, oflags, c_ov, c_sat
             abuf[k, t] = ar[k]
             bbuf[k, t] = br[k]
     nov = np.zeros(w, dtype=np.int64)
-    if inrange and lanes_fit(lo, hi, pmax, 16):
+    if inrange and lanes_fit(lo, hi, pmax, sat, 16):
         acc_l = init[e0:e0 + w].astype(np.int16)
-        _block_lanes(abuf, bbuf, lo, hi, bits, signed, sat, acc_l, nov)
+        _block_lanes(abuf, bbuf, acc_l, nov)
         _store_exact(acc_l, nov, e0, sat, out, oflags, c_ov, c_sat)
         return
     acc = init[e0:e0 + w].copy()
