@@ -35,7 +35,7 @@ from ._fused import fused_step
 from ._round import out_key, round_any, round_float, step_key
 from ._simd import products_t8
 from ._steps import (
-    consts32, consts32_rne, consts64, fadd, step32, step32_half, step32_native, step32_rne,
+    consts32, consts32_rne, consts64, fadd, fadd_call, step32, step32_half, step32_native, step32_rne,
     step64, step64_native,
 )
 
@@ -184,7 +184,7 @@ def _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S):
     exact for float32 lanes, whose values and products are float32 values): the value
     into nxt[t] (exact in float32 too, as every value of the format is a float32), the
     step's events tallied."""
-    v, f = fadd(float64(x), float64(p), P, S.rounding, step_key(keys[t], k), S.sr_bits,
+    v, f = fadd_call(float64(x), float64(p), P, S.rounding, step_key(keys[t], k), S.sr_bits,
                 S.native != 0)
     nxt[t] = v
     _tally(f, t, fl, nov, nsat, ninx)
@@ -265,7 +265,7 @@ def _promote(blk, k0, w, PW, S):
     acc, wide, keys, winx = blk.acc, blk.wide, blk.keys, blk.wide_inexact
     fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
     for t in range(w):
-        v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
+        v, f = fadd_call(wide[t], float64(acc[t]), PW, S.wide_rounding,
                     step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits, S.wide_native != 0)
         wide[t] = v
         _tally(f, t, fl, nov, nsat, winx)
@@ -291,7 +291,7 @@ def _lanes(step, consts, A, B, i, cols, e0, init, o0, skip0, blk, P, PW, S, out,
     for t in range(w):
         acc[t] = init[o0 + t] if seq else 0.0
         wide[t] = init[o0 + t]
-    k0 = 0
+    k0 = int64(0)      # not a literal 0: one compiled _promote, not two
     while k0 < K:
         k1 = min(K, k0 + L)
         if not seq:
@@ -404,7 +404,7 @@ def _general(A, B, i, cols, e0, init, blk, P, PP, PW, S):
     wide = blk.wide
     for t in range(w):
         wide[t] = init[e0 + t]
-    k0 = 0
+    k0 = int64(0)      # not a literal 0: one compiled _promote, not two
     while k0 < K:
         k1 = min(K, k0 + S.chunk_size)
         for t in range(w):

@@ -112,6 +112,14 @@ def fadd(s, p, P, mode, key, srbits, native):
 
 
 @njit(**JIT)
+def fadd_call(s, p, P, mode, key, srbits, native):
+    """:func:`fadd` compiled once as a function of its own, for the slow paths (a lane
+    redone by the general code, a chunk promoted into the wide register): each inlined
+    copy of the general rounding costs seconds of cold-cache compile."""
+    return fadd(s, p, P, mode, key, srbits, native)
+
+
+@njit(**JIT)
 def register_step(s, p, P, mode, native):
     """One step of the float register P, called from Python: the value s is first
     loaded into the register (rounded into P with ``mode``, as
