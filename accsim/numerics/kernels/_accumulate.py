@@ -30,7 +30,7 @@ from numba.extending import overload
 from ._codes import F_INEXACT, JIT, RNE, S_FUSED, S_SEQ, S_TREE, SR
 from ._fused import fused_step
 from ._round import out_key, round_any, round_float, step_key
-from ._simd import HALF_NATIVE, products_t8
+from ._simd import HALF_NATIVE, prefer_wide_vectors, products_t8
 from ._steps import (
     consts32, consts32_rne, consts64, fadd, is_binary16, is_binary32, step32, step32_half,
     step32_native, step32_rne, step64, step64_native,
@@ -193,8 +193,9 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     B[k, cols[e0 + t]], C)`` for register t, vectorised over registers.
 
     ``step`` is a vector step of :mod:`._steps` with its constants ``C``. Pass 1
-    (branch-free, SIMD) steps every register; pass 2, only when some lane was bad,
-    redoes those lanes with the general scalar code (:func:`_redo`). Not used for
+    (branch-free, SIMD) steps every register, ORs the steps' ``bad`` and adds their
+    ``inexact``; pass 2, only when some lane was bad, takes back those lanes' inexact
+    and redoes them with the general scalar code (:func:`_redo`). Not used for
     stochastic rounding or rounded products.
 
     The registers ping-pong between ``blk.acc`` and ``blk.tmp``: the step reads one and
@@ -209,6 +210,7 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     products ``B[k, ...]`` are all +-0 (precomputed products, :func:`float_pairs`);
     0: never. Zero pixels and ReLU zeros make this common.
     """
+    prefer_wide_vectors()
     w = blk.acc.shape[0]
     keys, fl, nov, nsat, ninx = (blk.keys, blk.flags, blk.overflows, blk.saturations,
                                  blk.inexact)
@@ -233,12 +235,15 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
             v, bad, inexact = step(cur[t], a * src[t], C)
             nxt[t] = v
             ninx[t] = count(ninx[t] + inexact)
-            nbad = count(nbad + bad)
-        if nbad:
+            nbad = count(nbad | bad)
+        if nbad != 0:
             for t in range(w):
                 x = cur[t]
                 p = a * src[t]
-                if step(x, p, C)[1]:
+                v, bad, inexact = step(x, p, C)
+                if bad != 0:
+                    # pass 1 counted the bad lane's inexact; the general code recounts
+                    ninx[t] = count(ninx[t] - inexact)
                     _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S)
         cur, nxt = nxt, cur
         swaps += 1

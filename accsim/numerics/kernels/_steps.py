@@ -10,9 +10,12 @@ for the register value x and the exact product p (both float64, or both float32 
 float32 lanes), with ``C`` the step's loop-invariant constants (a tuple from its
 ``consts`` function, empty for steps that need none). ``bad`` is 1 where the step
 cannot give the result (a tiny sum, overflow, inf/NaN): the caller then redoes that
-lane with :func:`fadd` from the same x and p, and ``value`` is meaningless there.
-``inexact`` is 1 where the step was good and inexact. ``bad`` and ``inexact`` are int64
-beside float64 lanes and int32 beside float32 lanes (8 lanes per AVX2 register).
+lane with :func:`fadd` from the same x and p, and ``value`` is meaningless there. ``bad``
+is any nonzero integer where bad and 0 where good (the caller ORs it over the lanes: a
+few bit operations instead of turning a compare into a count). ``inexact`` is 1 where
+the step was good and inexact, 0 or 1 where bad (the caller takes it back when it
+redoes the lane). ``bad`` and ``inexact`` are int64 beside float64 lanes and int32
+beside float32 lanes (16 lanes per AVX-512 register).
 
 Exact sums: ``x + p`` is formed exactly as ``hi + lo`` (TwoSum) and compressed with
 round-to-odd (``hi`` nudged to the odd neighbour toward ``lo`` when ``lo != 0``).
@@ -54,12 +57,14 @@ def two_sum(x, p):
 @njit(inline="always", **JIT)
 def ro_bits32(hi, lo):
     """int32 pattern of the float32 round-to-odd of the exact hi + lo (from
-    :func:`two_sum`): hi stepped one ulp toward lo when lo != 0 and hi's last bit is
-    even (no step when lo is NaN)."""
+    :func:`two_sum`): where lo != 0 (and not NaN), the odd one of hi and its neighbour
+    toward lo, i.e. hi truncated toward zero with its last bit set: hi's pattern, less
+    one where lo has the other sign (one ulp toward zero), OR 1. Unchanged where lo is
+    0 or NaN."""
     hb = f2i(hi)
-    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
-    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
-    return int32(hb + int32(delta & int32(-fix)))
+    toward0 = int32(int32(f2i(lo) ^ hb) >> int32(31))    # -1 where lo has the other sign
+    ro = int32(int32(hb + toward0) | int32(1))
+    return ro if (lo != float32(0.0)) & (lo == lo) else hb
 
 
 @njit(inline="always", **JIT)
@@ -321,8 +326,7 @@ def step32(x, p, C):
     bits = int32(int32(int32(int32(hb & int32(-0x80000000)) | r) & int32(~easy))
                  | int32(int32(zb & zm) | int32(xb & km)))
     ok = int32(gm | easy)
-    # not ok: the register keeps x (the caller redoes the step with the general code)
-    bits = int32(int32(bits & ok) | int32(xb & int32(~ok)))
+    # not ok: the value is meaningless (the caller redoes the step with the general code)
     gi = int32(ok & int32(1))
     inexact = int32(int32(-nz) & int32(~easy) & int32(1))
     return i2f(bits), int32(int32(1) - gi), int32(inexact & gi)
@@ -354,12 +358,13 @@ def step32_rne(x, p, C):
     even = int32(-int32(int32(mag & lsb) == int32(0)))
     r = int32(int32(int32(mag + half) + even) & int32(~lowmask))
     # good: normal result (a normal mag rounds to at least the smallest normal) within
-    # range, or an exact zero sum; else the register keeps x for the general code
-    ok = int32(-int32(((mag >= minb) & (r <= maxb)) | (mag == int32(0))))
+    # range, or an exact zero sum; else bad, the value meaningless (the caller redoes
+    # the step with the general code)
+    # bad, in the sign bit: 0 < mag < minb (mag - minb < 0 and mag - 1 >= 0), or r > maxb
+    tiny = int32(int32(mag - minb) & int32(~int32(mag - int32(1))))
+    bad = int32(int32(tiny | int32(maxb - r)) >> int32(31))
     bits = int32(int32(hb & int32(-0x80000000)) | r)
-    bits = int32(int32(bits & ok) | int32(f2i(x) & int32(~ok)))
-    gi = int32(ok & int32(1))
-    return i2f(bits), int32(int32(1) - gi), int32(int32(rem != int32(0)) & gi)
+    return i2f(bits), bad, int32(rem != int32(0))
 
 
 @njit(inline="always", **JIT)
@@ -371,10 +376,13 @@ def step32_half(x, p, C):
     zero sum keeps the float32 add's sign, IEEE's under rne. Bad: an infinite or NaN
     result (overflow, or an inf/NaN operand). C is empty."""
     hi, lo = two_sum(x, p)
-    r = round_half(i2f(ro_bits32(hi, lo)))
-    good = int32((r - r) == float32(0.0))
-    inexact = int32((r != hi) | (lo != float32(0.0)))
-    return r, int32(int32(1) - good), int32(inexact & good)
+    ro = i2f(ro_bits32(hi, lo))
+    r = round_half(ro)
+    # bad: r - r is +0 where r is finite, NaN (nonzero bits) where r is inf or NaN.
+    # inexact: r differs from the round-to-odd value, which is r's input: hi itself
+    # where the sum is exact in float32, else a float32 value with its last bit set,
+    # which binary16 (11 bits) never holds
+    return r, f2i(r - r), int32(r != ro)
 
 
 @njit(inline="always", **JIT)
