@@ -39,14 +39,14 @@ from ._layout import (
     transpose_into_serial,
 )
 from ._round import quantize_kernel, quantize_kernel_serial
-from ._simd import HALF_NATIVE
+from ._simd import ADD_ROUNDING, HALF_NATIVE
 from ._stats import sig_stats, sig_stats_f32, sig_stats_f32_pair
 from ._steps import register_step
 
 __all__ = [
     "FormatParams", "DatapathParams", "KernelParams", "format_params",
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
-    "HALF_NATIVE", "register_step", "quantize_kernel", "quantize_kernel_serial",
+    "HALF_NATIVE", "ADD_ROUNDING", "register_step", "quantize_kernel", "quantize_kernel_serial",
     "float_rows", "float_rows_serial", "float_rows32", "float_rows32_serial", "float_pairs",
     "int_rows", "int_rows_exact", "int_pairs_exact",
     "sig_stats", "sig_stats_f32", "sig_stats_f32_pair",

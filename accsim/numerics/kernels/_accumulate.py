@@ -32,8 +32,8 @@ from ._fused import fused_step
 from ._round import out_key, round_any, round_float, step_key
 from ._simd import HALF_NATIVE, prefer_wide_vectors, products_t8
 from ._steps import (
-    consts32, consts32_rne, consts64, fadd, is_binary16, is_binary32, step32, step32_half,
-    step32_native, step32_rne, step64, step64_native,
+    consts32, consts32_rne, consts64, fadd, is_binary16, is_binary32, ro_sums, round32_half,
+    round32_rne, step32, step32_native, step64, step64_native,
 )
 
 _OVERLOAD = dict(nogil=True, error_model="numpy")
@@ -46,6 +46,7 @@ class Block(NamedTuple):
     acc: np.ndarray           # the register (the lanes' dtype: float32 or float64)
     tmp: np.ndarray           # its ping-pong partner: a step reads one, writes the other
     gb: np.ndarray            # a step's B entries, gathered when the columns are scattered
+    ros: np.ndarray           # a step's round-to-odd sums (the lanes' dtype)
     wide: np.ndarray          # the wide register of "chunked" (float64)
     keys: np.ndarray          # the outputs' stochastic-rounding keys (uint64)
     flags: np.ndarray         # OR of every rounding's event flags (uint8)
@@ -70,7 +71,8 @@ def _inx_scratch_typed(A, w):
 def _block(A, B, w):
     """A :class:`Block` of w registers for operands A, B (keys not set)."""
     return Block(np.empty(w, dtype=A.dtype), np.empty(w, dtype=A.dtype),
-                 np.empty(w, dtype=B.dtype), np.empty(w), np.empty(w, dtype=np.uint64),
+                 np.empty(w, dtype=B.dtype), np.empty(w, dtype=A.dtype), np.empty(w),
+                 np.empty(w, dtype=np.uint64),
                  np.zeros(w, dtype=np.uint8), _inx_scratch(A, w), np.zeros(w, dtype=np.int64),
                  np.zeros(w, dtype=np.int64), np.zeros(w, dtype=np.int64))
 
@@ -188,15 +190,18 @@ def _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S):
 
 
 @njit(inline="always", **JIT)
-def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
+def lane_loop(step, C, sums, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     """Sequential steps k0 <= k < k1 of the block's registers, ``x = step(x, A[i, k] *
     B[k, cols[e0 + t]], C)`` for register t, vectorised over registers.
 
-    ``step`` is a vector step of :mod:`._steps` with its constants ``C``. Pass 1
-    (branch-free, SIMD) steps every register, ORs the steps' ``bad`` and adds their
-    ``inexact``; pass 2, only when some lane was bad, takes back those lanes' inexact
-    and redoes them with the general scalar code (:func:`_redo`). Not used for
-    stochastic rounding or rounded products.
+    ``step`` is a vector step of :mod:`._steps` with its constants ``C``; ``sums``
+    (True for :func:`._steps.round32_rne` and :func:`._steps.round32_half`): the step
+    rounds the round-to-odd sums of the registers and products, formed for the whole
+    block first (:func:`._steps.ro_sums`, into ``blk.ros``). Pass 1 (branch-free,
+    SIMD) steps every register, ORs the steps' ``bad`` and adds their ``inexact``;
+    pass 2, only when some lane was bad, takes back those lanes' inexact and redoes
+    them with the general scalar code (:func:`_redo`). Not used for stochastic
+    rounding or rounded products.
 
     The registers ping-pong between ``blk.acc`` and ``blk.tmp``: the step reads one and
     writes the other, so pass 2 still sees the old value and the store is a plain
@@ -214,9 +219,9 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     w = blk.acc.shape[0]
     keys, fl, nov, nsat, ninx = (blk.keys, blk.flags, blk.overflows, blk.saturations,
                                  blk.inexact)
-    gb = blk.gb
+    gb, ros = blk.gb, blk.ros
     # counts stay in ninx's integer type (numba widens int32 + int32 to int64): int32
-    # beside float32 lanes, 8 to an AVX2 register
+    # beside float32 lanes, 16 to an AVX-512 register
     count = ninx.dtype.type
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0]
@@ -230,9 +235,11 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         if _skip_src(src, cur, w, skip0):
             continue
+        if sums:
+            ro_sums(cur, src, a, ros, w)
         nbad = count(0)
         for t in range(w):
-            v, bad, inexact = step(cur[t], a * src[t], C)
+            v, bad, inexact = step(cur[t], a * src[t], ros[t], C)
             nxt[t] = v
             ninx[t] = count(ninx[t] + inexact)
             nbad = count(nbad | bad)
@@ -240,7 +247,7 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
             for t in range(w):
                 x = cur[t]
                 p = a * src[t]
-                v, bad, inexact = step(x, p, C)
+                v, bad, inexact = step(x, p, ros[t], C)
                 if bad != 0:
                     # pass 1 counted the bad lane's inexact; the general code recounts
                     ninx[t] = count(ninx[t] - inexact)
@@ -261,10 +268,12 @@ def _span64(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
     mode = S.rounding
     native = S.native != 0
     if S.product_kind == 0 and not native and mode != SR:
-        lane_loop(step64, consts64(P, mode), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(step64, consts64(P, mode), False, A, B, i, cols, e0, k0, k1, blk, P, S,
+                  skip0)
         return
     if S.product_kind == 0 and native:
-        lane_loop(step64_native, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(step64_native, (), False, A, B, i, cols, e0, k0, k1, blk, P, S,
+                  skip0)
         return
     acc, keys = blk.acc, blk.keys
     fl, nov, nsat, ninx = blk.flags, blk.overflows, blk.saturations, blk.inexact
@@ -281,18 +290,22 @@ def _span64(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
 @njit(**JIT)
 def _span32(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
     """:func:`_span64` on float32 lanes (exact products, no stochastic rounding: the
-    engine checks it): :func:`step32_half` for IEEE binary16 with rne where the CPU
-    converts, :func:`step32_native` for IEEE binary32 with rne, :func:`step32_rne` for
+    engine checks it): :func:`round32_half` for IEEE binary16 with rne where the CPU
+    converts, :func:`step32_native` for IEEE binary32 with rne, :func:`round32_rne` for
     rne into other formats with -0, else :func:`step32`. ``PP`` is not used."""
     mode = S.rounding
     if HALF_NATIVE and is_binary16(P, mode):
-        lane_loop(step32_half, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(round32_half, (), True, A, B, i, cols, e0, k0, k1, blk, P, S,
+                  skip0)
     elif is_binary32(P, mode):
-        lane_loop(step32_native, (), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(step32_native, (), False, A, B, i, cols, e0, k0, k1, blk, P, S,
+                  skip0)
     elif mode == RNE and P.neg_zero == 1 and 1 <= P.man_bits <= 21:
-        lane_loop(step32_rne, consts32_rne(P), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(round32_rne, consts32_rne(P), True, A, B, i, cols, e0, k0, k1, blk, P,
+                  S, skip0)
     else:
-        lane_loop(step32, consts32(P, mode), A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(step32, consts32(P, mode), False, A, B, i, cols, e0, k0, k1, blk, P, S,
+                  skip0)
 
 
 def _span(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
