@@ -327,6 +327,55 @@ def _span_typed(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
 # ------------------------------------------------------------------------------------
 # structures
 
+@njit(inline="always", **JIT)
+def _promote_lanes(step, C, wide, acc, keys, fl, nov, nsat, winx, k0, PW, S):
+    """:func:`_promote` by a vector step of float64 lanes (:func:`step64` or
+    :func:`step64_native` with its constants C): pass 1 steps every register (a bad
+    lane keeps its value), pass 2 redoes the bad lanes by the general code, as in
+    :func:`lane_loop`."""
+    nbad = int64(0)
+    for t in range(wide.shape[0]):
+        x = wide[t]
+        v, bad, inexact = step(x, float64(acc[t]), x, C)
+        wide[t] = v if bad == 0 else x
+        winx[t] += inexact
+        nbad |= bad
+    if nbad != 0:
+        for t in range(wide.shape[0]):
+            x = wide[t]
+            p = float64(acc[t])
+            v, bad, inexact = step(x, p, x, C)
+            if bad != 0:
+                winx[t] -= inexact
+                v, f = fadd(x, p, PW, S.wide_rounding, step_key(keys[t] ^ _K_WIDE, k0),
+                            S.sr_bits, S.wide_native != 0)
+                wide[t] = v
+                _tally(f, t, fl, nov, nsat, winx)
+
+
+@njit(**JIT)
+def _promote(blk, k0, PW, S):
+    """Add each chunk's register (``blk.acc``, its chunk starting at step k0) into the
+    wide register PW (``blk.wide``, float64), rounded with ``S.wide_rounding``, events
+    tallied (inexact ones as wide inexact): vectorised (:func:`_promote_lanes`) for
+    IEEE binary64 with rne and for formats of at most 51 significant bits without
+    stochastic rounding, else by the general scalar code."""
+    wide, acc, keys, winx = blk.wide, blk.acc, blk.keys, blk.wide_inexact
+    fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
+    prefer_wide_vectors()
+    if S.wide_native != 0:
+        _promote_lanes(step64_native, (), wide, acc, keys, fl, nov, nsat, winx, k0, PW, S)
+    elif S.wide_rounding != SR and PW.man_bits <= 50:
+        _promote_lanes(step64, consts64(PW, S.wide_rounding), wide, acc, keys, fl, nov,
+                       nsat, winx, k0, PW, S)
+    else:
+        for t in range(wide.shape[0]):
+            v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
+                        step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits, S.wide_native != 0)
+            wide[t] = v
+            _tally(f, t, fl, nov, nsat, winx)
+
+
 @njit(**JIT)
 def _lanes(A, B, i, cols, e0, init, o0, skip0, blk, P, PP, PW, S, out, oflags, c_ov, c_sat,
            c_inx):
@@ -345,8 +394,7 @@ def _lanes(A, B, i, cols, e0, init, o0, skip0, blk, P, PP, PW, S, out, oflags, c
         for t in range(w):
             out[o0 + t] = float64(acc[t])
     else:
-        wide, keys, winx = blk.wide, blk.keys, blk.wide_inexact
-        fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
+        wide = blk.wide
         for t in range(w):
             wide[t] = init[o0 + t]
         k0 = 0
@@ -355,12 +403,7 @@ def _lanes(A, B, i, cols, e0, init, o0, skip0, blk, P, PP, PW, S, out, oflags, c
             for t in range(w):
                 acc[t] = 0.0
             _span(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0)
-            for t in range(w):
-                v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
-                            step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits,
-                            S.wide_native != 0)
-                wide[t] = v
-                _tally(f, t, fl, nov, nsat, winx)
+            _promote(blk, k0, PW, S)
             k0 = k1
         for t in range(w):
             out[o0 + t] = wide[t]
