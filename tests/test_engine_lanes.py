@@ -447,29 +447,19 @@ def test_float32_operand_statistics():
     assert K.sig_stats_f32(bad, np.empty(5, dtype=np.float32))[4] == 4
 
 
-def test_binary16_step_detection():
+@pytest.mark.parametrize("flag, feature", [("HALF_NATIVE", "f16c"), ("ADD_ROUNDING", "avx512f")])
+def test_cpu_feature_detection(flag, feature):
     """The binary16 register uses the hardware conversion exactly where the CPU has it
-    (x86-64 with F16C), so the float16-cast oracle above checks that step here."""
+    (x86-64 with F16C), and the float32 lanes form their round-to-odd sums with two
+    directed adds exactly where the CPU has them (AVX-512F), so the oracles here check
+    those paths on such CPUs (and the test below the others)."""
     if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo") \
             and "NUMBA_CPU_NAME" not in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
         with open("/proc/cpuinfo") as f:
             flags = f.read().split()
-        assert K.HALF_NATIVE == ("f16c" in flags)
+        assert getattr(K, flag) == (feature in flags)
     else:
-        assert isinstance(K.HALF_NATIVE, bool)
-
-
-def test_directed_add_detection():
-    """The float32 lanes form their round-to-odd sums with two directed adds exactly
-    where the CPU has them (x86-64 with AVX-512F), so the tests here check that path;
-    elsewhere (and in the test below) TwoSum."""
-    if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo") \
-            and "NUMBA_CPU_NAME" not in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read().split()
-        assert K.ADD_ROUNDING == ("avx512f" in flags)
-    else:
-        assert isinstance(K.ADD_ROUNDING, bool)
+        assert isinstance(getattr(K, flag), bool)
 
 
 @pytest.mark.parametrize("acc", [FP16, BF16, FloatFormat(5, 7, name="e5m7")])

@@ -48,6 +48,7 @@ class Block(NamedTuple):
     gb: np.ndarray            # a step's B entries, gathered when the columns are scattered
     ros: np.ndarray           # a step's round-to-odd sums (the lanes' dtype)
     wide: np.ndarray          # the wide register of "chunked" (float64)
+    wide_tmp: np.ndarray      # its partner while a promotion is redone (float64)
     keys: np.ndarray          # the outputs' stochastic-rounding keys (uint64)
     flags: np.ndarray         # OR of every rounding's event flags (uint8)
     inexact: np.ndarray       # inexact roundings (int32 beside float32 lanes, else int64)
@@ -72,7 +73,7 @@ def _block(A, B, w):
     """A :class:`Block` of w registers for operands A, B (keys not set)."""
     return Block(np.empty(w, dtype=A.dtype), np.empty(w, dtype=A.dtype),
                  np.empty(w, dtype=B.dtype), np.empty(w, dtype=A.dtype), np.empty(w),
-                 np.empty(w, dtype=np.uint64),
+                 np.empty(w), np.empty(w, dtype=np.uint64),
                  np.zeros(w, dtype=np.uint8), _inx_scratch(A, w), np.zeros(w, dtype=np.int64),
                  np.zeros(w, dtype=np.int64), np.zeros(w, dtype=np.int64))
 
@@ -328,16 +329,17 @@ def _span_typed(A, B, i, cols, e0, k0, k1, blk, P, PP, S, skip0):
 # structures
 
 @njit(inline="always", **JIT)
-def _promote_lanes(step, C, wide, acc, keys, fl, nov, nsat, winx, k0, PW, S):
+def _promote_lanes(step, C, wide, wtmp, acc, keys, fl, nov, nsat, winx, k0, PW, S):
     """:func:`_promote` by a vector step of float64 lanes (:func:`step64` or
-    :func:`step64_native` with its constants C): pass 1 steps every register (a bad
-    lane keeps its value), pass 2 redoes the bad lanes by the general code, as in
-    :func:`lane_loop`."""
+    :func:`step64_native` with its constants C), as in :func:`lane_loop`: pass 1 steps
+    every register into ``wtmp``; pass 2, only when some lane was bad, redoes those by
+    the general code (from ``wide``, still the old values); then the results go back
+    into ``wide``."""
     nbad = int64(0)
     for t in range(wide.shape[0]):
         x = wide[t]
         v, bad, inexact = step(x, float64(acc[t]), x, C)
-        wide[t] = v if bad == 0 else x
+        wtmp[t] = v
         winx[t] += inexact
         nbad |= bad
     if nbad != 0:
@@ -349,8 +351,10 @@ def _promote_lanes(step, C, wide, acc, keys, fl, nov, nsat, winx, k0, PW, S):
                 winx[t] -= inexact
                 v, f = fadd(x, p, PW, S.wide_rounding, step_key(keys[t] ^ _K_WIDE, k0),
                             S.sr_bits, S.wide_native != 0)
-                wide[t] = v
+                wtmp[t] = v
                 _tally(f, t, fl, nov, nsat, winx)
+    for t in range(wide.shape[0]):
+        wide[t] = wtmp[t]
 
 
 @njit(**JIT)
@@ -360,14 +364,15 @@ def _promote(blk, k0, PW, S):
     tallied (inexact ones as wide inexact): vectorised (:func:`_promote_lanes`) for
     IEEE binary64 with rne and for formats of at most 51 significant bits without
     stochastic rounding, else by the general scalar code."""
-    wide, acc, keys, winx = blk.wide, blk.acc, blk.keys, blk.wide_inexact
-    fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
+    wide, wtmp, acc, keys = blk.wide, blk.wide_tmp, blk.acc, blk.keys
+    fl, nov, nsat, winx = blk.flags, blk.overflows, blk.saturations, blk.wide_inexact
     prefer_wide_vectors()
     if S.wide_native != 0:
-        _promote_lanes(step64_native, (), wide, acc, keys, fl, nov, nsat, winx, k0, PW, S)
+        _promote_lanes(step64_native, (), wide, wtmp, acc, keys, fl, nov, nsat, winx, k0,
+                       PW, S)
     elif S.wide_rounding != SR and PW.man_bits <= 50:
-        _promote_lanes(step64, consts64(PW, S.wide_rounding), wide, acc, keys, fl, nov,
-                       nsat, winx, k0, PW, S)
+        _promote_lanes(step64, consts64(PW, S.wide_rounding), wide, wtmp, acc, keys, fl,
+                       nov, nsat, winx, k0, PW, S)
     else:
         for t in range(wide.shape[0]):
             v, f = fadd(wide[t], float64(acc[t]), PW, S.wide_rounding,
