@@ -52,6 +52,7 @@ class Block(NamedTuple):
     keys: np.ndarray          # the outputs' stochastic-rounding keys (uint64)
     flags: np.ndarray         # OR of every rounding's event flags (uint8)
     inexact: np.ndarray       # inexact roundings (int32 beside float32 lanes, else int64)
+    bad: np.ndarray           # a step's bad lanes (nonzero; inexact's dtype)
     wide_inexact: np.ndarray  # inexact promotions into the wide register (int64)
     overflows: np.ndarray     # overflowing roundings (int64)
     saturations: np.ndarray   # saturating roundings (int64)
@@ -74,7 +75,8 @@ def _block(A, B, w):
     return Block(np.empty(w, dtype=A.dtype), np.empty(w, dtype=A.dtype),
                  np.empty(w, dtype=B.dtype), np.empty(w, dtype=A.dtype), np.empty(w),
                  np.empty(w), np.empty(w, dtype=np.uint64),
-                 np.zeros(w, dtype=np.uint8), _inx_scratch(A, w), np.zeros(w, dtype=np.int64),
+                 np.zeros(w, dtype=np.uint8), _inx_scratch(A, w), _inx_scratch(A, w),
+                 np.zeros(w, dtype=np.int64),
                  np.zeros(w, dtype=np.int64), np.zeros(w, dtype=np.int64))
 
 
@@ -199,9 +201,9 @@ def lane_loop(step, C, sums, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     (True for :func:`._steps.round32_rne` and :func:`._steps.round32_half`): the step
     rounds the round-to-odd sums of the registers and products, formed for the whole
     block first (:func:`._steps.ro_sums`, into ``blk.ros``). Pass 1 (branch-free,
-    SIMD) steps every register, ORs the steps' ``bad`` and adds their ``inexact``;
-    pass 2, only when some lane was bad, takes back those lanes' inexact and redoes
-    them with the general scalar code (:func:`_redo`). Not used for stochastic
+    SIMD) steps every register, keeps the steps' ``bad`` (in ``blk.bad``, and ORed)
+    and adds their ``inexact``; pass 2, only when some lane was bad, takes back the
+    bad lanes' inexact and redoes them with the general scalar code (:func:`_redo`). Not used for stochastic
     rounding or rounded products.
 
     The registers ping-pong between ``blk.acc`` and ``blk.tmp``: the step reads one and
@@ -220,7 +222,7 @@ def lane_loop(step, C, sums, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     w = blk.acc.shape[0]
     keys, fl, nov, nsat, ninx = (blk.keys, blk.flags, blk.overflows, blk.saturations,
                                  blk.inexact)
-    gb, ros = blk.gb, blk.ros
+    gb, ros, badv = blk.gb, blk.ros, blk.bad
     # counts stay in ninx's integer type (numba widens int32 + int32 to int64): int32
     # beside float32 lanes, 16 to an AVX-512 register
     count = ninx.dtype.type
@@ -243,15 +245,15 @@ def lane_loop(step, C, sums, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
             v, bad, inexact = step(cur[t], a * src[t], ros[t], C)
             nxt[t] = v
             ninx[t] = count(ninx[t] + inexact)
+            badv[t] = bad
             nbad = count(nbad | bad)
         if nbad != 0:
             for t in range(w):
-                x = cur[t]
-                p = a * src[t]
-                v, bad, inexact = step(x, p, ros[t], C)
-                if bad != 0:
+                if badv[t] != 0:
+                    x = cur[t]
+                    p = a * src[t]
                     # pass 1 counted the bad lane's inexact; the general code recounts
-                    ninx[t] = count(ninx[t] - inexact)
+                    ninx[t] = count(ninx[t] - step(x, p, ros[t], C)[2])
                     _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S)
         cur, nxt = nxt, cur
         swaps += 1
