@@ -447,29 +447,53 @@ def test_float32_operand_statistics():
     assert K.sig_stats_f32(bad, np.empty(5, dtype=np.float32))[4] == 4
 
 
-def test_binary16_step_detection():
+@pytest.mark.parametrize("flag, feature", [("HALF_NATIVE", "f16c"), ("ADD_ROUNDING", "avx512f")])
+def test_cpu_feature_detection(flag, feature):
     """The binary16 register uses the hardware conversion exactly where the CPU has it
-    (x86-64 with F16C), so the float16-cast oracle above checks that step here."""
+    (x86-64 with F16C), and the float32 lanes form their round-to-odd sums with two
+    directed adds exactly where the CPU has them (AVX-512F), so the oracles here check
+    those paths on such CPUs (and the test below the others)."""
     if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo") \
             and "NUMBA_CPU_NAME" not in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
         with open("/proc/cpuinfo") as f:
             flags = f.read().split()
-        assert K.HALF_NATIVE == ("f16c" in flags)
+        assert getattr(K, flag) == (feature in flags)
     else:
-        assert isinstance(K.HALF_NATIVE, bool)
+        assert isinstance(getattr(K, flag), bool)
+
+
+@pytest.mark.parametrize("acc", [FP16, BF16, FloatFormat(5, 7, name="e5m7")])
+def test_ties_decided_below_float32_on_wide_rows(acc):
+    """Register ties that only a product bit below float32's precision decides (the
+    round-to-odd sum must keep it), with both signs, exact ties, and zero sums, on 37
+    outputs per row: two blocks of 16 lanes (directed adds where the CPU has them) and
+    a tail of 5 (TwoSum). Against the step-by-step oracle, values and events."""
+    h = 2.0 ** -(acc.man_bits + 1)             # half an ulp of 1 in the register
+    n = 37
+    j = np.arange(n)
+    b0 = np.where(j % 2 == 0, 1.0, 1.0 + 2 * h) * np.where(j % 7 < 4, 1.0, -1.0)
+    tweak = np.array([2.0**-22, -2.0**-23, 0.0, 2.0**-21, -2.0**-22, 2.0**-20])
+    b1 = (1.0 + tweak[j % 6]) * np.where(j % 5 < 3, 1.0, -1.0)
+    b = np.stack([b0, b1, np.where(j % 3 == 0, -b0, b0)])
+    a = np.array([[1.0, h, 0.0], [1.0, -h, 1.0], [1.0, -h / 4, -1.0], [-1.0, h / 2, 1.0]])
+    assert float32_operands(acc, a, b) is not None
+    check(a, b, acc, f"ro-sums/{acc.name}")
 
 
 @pytest.mark.slow
 def test_fp16_oracle_without_hardware_conversion(tmp_path):
-    """Where the CPU has no binary16 conversion (here: numba told to target a generic
-    x86-64), the fp16 register takes the general float32 rne step; the float16-cast
-    oracle above must hold for it too (a separate process, kernels compiled afresh)."""
+    """Where the CPU has no binary16 conversion and no directed adds (here: numba told
+    to target a generic x86-64), the fp16 register takes the general float32 rne step
+    and the round-to-odd sums come from TwoSum; the float16-cast oracle and the ties
+    above must hold for it too (a separate process, kernels compiled afresh)."""
     env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
     env.pop("NUMBA_CPU_FEATURES", None)
     code = ("import sys, test_engine_lanes as t\n"
-            "from accsim.numerics.kernels import HALF_NATIVE\n"
-            "assert not HALF_NATIVE\n"
+            "from accsim.numerics.kernels import ADD_ROUNDING, HALF_NATIVE\n"
+            "assert not HALF_NATIVE and not ADD_ROUNDING\n"
             "t.test_fp16_rne_step_against_numpy_float16_cast()\n"
+            "for acc in (t.FP16, t.BF16):\n"
+            "    t.test_ties_decided_below_float32_on_wide_rows(acc)\n"
             "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, cwd=os.path.dirname(__file__), timeout=900)

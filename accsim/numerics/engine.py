@@ -75,7 +75,9 @@ How it runs (results never depend on it)
     hardware add (IEEE's under rne): about half the operations of the general step.
     IEEE binary16 with rne, where the CPU converts float32 to binary16 in hardware (x86-64
     F16C), is a round-to-odd float32 sum converted to binary16 and back (correct by
-    the double-rounding theorem; about 30 operations per 8 lanes instead of 57).
+    the double-rounding theorem). Those round-to-odd sums are formed for a whole row
+    first, with two directed adds where the CPU has them (AVX-512F), else TwoSum; see
+    bench/README.md for the operation counts.
     IEEE binary64 with rne is likewise the hardware float64 add. A selection with few
     outputs per row runs blocks of 128 or 256 (row, col) registers side by side, their
     exact products formed eight lanes by eight k at a time and transposed in vector
@@ -988,7 +990,9 @@ def _int_blas(A, B, acc, bias, init, kern):
         return MatmulResult(_int_float_values(ivals, acc), events, int_values=ivals)
     if acc.bits <= 52:
         vals = np.empty((m, n))
-        kernels.wrap_product(_exact_product(A, B, f32),
+        # float64 whatever the product's dtype: one compiled wrap_product, not one more
+        # when a larger K or larger operands switch the product from float32 to float64
+        kernels.wrap_product(np.asarray(_exact_product(A, B, f32), dtype=np.float64),
                              init if binit is not None else init[:0], np.int64(acc.bits), vals)
         ivals = functools.partial(vals.astype, np.int64)      # on demand
     else:               # |partial sums| < 2^52 <= 2^(B-1): nothing wraps

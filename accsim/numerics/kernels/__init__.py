@@ -39,7 +39,7 @@ from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR, RNE
 from ._integer import f32_copy_norms, int_pairs_exact, int_rows, int_rows_exact, wrap_product
 from ._layout import transpose_into
 from ._round import quantize_float_kernel, quantize_int_kernel
-from ._simd import HALF_NATIVE
+from ._simd import ADD_ROUNDING, HALF_NATIVE
 from ._stats import sig_stats, sig_stats_f32
 from ._steps import register_step
 from ..threads import PARALLEL_MIN, parallel_ranges
@@ -47,7 +47,8 @@ from ..threads import PARALLEL_MIN, parallel_ranges
 __all__ = [
     "FormatParams", "DatapathParams", "KernelParams", "format_params",
     "F_INEXACT", "F_INVALID", "F_OVERFLOW", "F_SATURATE", "F_UNREPR", "PARALLEL_MIN",
-    "HALF_NATIVE", "register_step", "quantize_float_kernel", "quantize_int_kernel",
+    "HALF_NATIVE", "ADD_ROUNDING", "register_step",
+    "quantize_float_kernel", "quantize_int_kernel",
     "float_rows", "lane_step", "lane_kernels",
     "int_rows", "int_rows_exact", "int_pairs_exact", "wrap_product", "f32_copy_norms",
     "sig_stats", "sig_stats_f32",

@@ -30,13 +30,13 @@ import numpy as np
 from numba import njit, types, float64, int64, uint64, uint8
 from numba.extending import overload
 
-from ._codes import F_INEXACT, JIT, S_FUSED, S_SEQ, S_TREE
+from ._codes import F_INEXACT, JIT, S_FUSED, S_SEQ, S_TREE, SR
 from ._fused import fused_step
 from ._round import out_key, round_any, round_float, step_key
-from ._simd import products_t8
+from ._simd import prefer_wide_vectors, products_t8
 from ._steps import (
-    consts32, consts32_rne, consts64, fadd, fadd_call, step32, step32_half, step32_native, step32_rne,
-    step64, step64_native,
+    consts32, consts32_rne, consts64, fadd, fadd_call, ro_sums, round32_half, round32_rne,
+    step32, step32_native, step64, step64_native,
 )
 
 _OVERLOAD = dict(nogil=True, error_model="numpy")
@@ -49,10 +49,13 @@ class Block(NamedTuple):
     acc: np.ndarray           # the register (the lanes' dtype: float32 or float64)
     tmp: np.ndarray           # its ping-pong partner: a step reads one, writes the other
     gb: np.ndarray            # a step's B entries, gathered when the columns are scattered
+    ros: np.ndarray           # a step's round-to-odd sums (the lanes' dtype)
     wide: np.ndarray          # the wide register of "chunked" (float64)
+    wide_tmp: np.ndarray      # its partner while a promotion is redone (float64)
     keys: np.ndarray          # the outputs' stochastic-rounding keys (uint64)
     flags: np.ndarray         # OR of every rounding's event flags (uint8)
     inexact: np.ndarray       # inexact roundings (int32 beside float32 lanes, else int64)
+    bad: np.ndarray           # a step's bad lanes (nonzero; inexact's dtype)
     wide_inexact: np.ndarray  # inexact promotions into the wide register (int64)
     overflows: np.ndarray     # overflowing roundings (int64)
     saturations: np.ndarray   # saturating roundings (int64)
@@ -73,8 +76,10 @@ def _inx_scratch_typed(A, w):
 def _block(A, B, w):
     """A :class:`Block` of w registers for operands A, B (keys not set)."""
     return Block(np.empty(w, dtype=A.dtype), np.empty(w, dtype=A.dtype),
-                 np.empty(w, dtype=B.dtype), np.empty(w), np.empty(w, dtype=np.uint64),
-                 np.zeros(w, dtype=np.uint8), _inx_scratch(A, w), np.zeros(w, dtype=np.int64),
+                 np.empty(w, dtype=B.dtype), np.empty(w, dtype=A.dtype), np.empty(w),
+                 np.empty(w), np.empty(w, dtype=np.uint64),
+                 np.zeros(w, dtype=np.uint8), _inx_scratch(A, w), _inx_scratch(A, w),
+                 np.zeros(w, dtype=np.int64),
                  np.zeros(w, dtype=np.int64), np.zeros(w, dtype=np.int64))
 
 
@@ -191,14 +196,18 @@ def _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S):
 
 
 @njit(inline="always", **JIT)
-def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
+def lane_loop(step, C, sums, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     """Sequential steps k0 <= k < k1 of the block's registers, ``x = step(x, A[i, k] *
     B[k, cols[e0 + t]], C)`` for register t, vectorised over registers.
 
-    ``step`` is a vector step of :mod:`._steps` with its constants ``C``. Pass 1
-    (branch-free, SIMD) steps every register; pass 2, only when some lane was bad,
-    redoes those lanes with the general scalar code (:func:`_redo`). Not used for
-    stochastic rounding or rounded products.
+    ``step`` is a vector step of :mod:`._steps` with its constants ``C``; ``sums``
+    (True for :func:`._steps.round32_rne` and :func:`._steps.round32_half`): the step
+    rounds the round-to-odd sums of the registers and products, formed for the whole
+    block first (:func:`._steps.ro_sums`, into ``blk.ros``). Pass 1 (branch-free,
+    SIMD) steps every register, keeps the steps' ``bad`` (in ``blk.bad``, and ORed)
+    and adds their ``inexact``; pass 2, only when some lane was bad, takes back the
+    bad lanes' inexact and redoes them with the general scalar code (:func:`_redo`).
+    Not used for stochastic rounding or rounded products.
 
     The registers ping-pong between ``blk.acc`` and ``blk.tmp``: the step reads one and
     writes the other, so pass 2 still sees the old value and the store is a plain
@@ -212,12 +221,13 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
     products ``B[k, ...]`` are all +-0 (precomputed products, :func:`float_pairs`);
     0: never. Zero pixels and ReLU zeros make this common.
     """
+    prefer_wide_vectors()
     w = blk.acc.shape[0]
     keys, fl, nov, nsat, ninx = (blk.keys, blk.flags, blk.overflows, blk.saturations,
                                  blk.inexact)
-    gb = blk.gb
+    gb, ros, badv = blk.gb, blk.ros, blk.bad
     # counts stay in ninx's integer type (numba widens int32 + int32 to int64): int32
-    # beside float32 lanes, 8 to an AVX2 register
+    # beside float32 lanes, 16 to an AVX-512 register
     count = ninx.dtype.type
     contig = (cols[e0 + w - 1] - cols[e0]) == w - 1
     c0 = cols[e0]
@@ -231,17 +241,22 @@ def lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0):
         src = _step_src(B, k, cols, e0, w, contig, c0, gb)
         if _skip_src(src, cur, w, skip0):
             continue
+        if sums:
+            ro_sums(cur, src, a, ros, w)
         nbad = count(0)
         for t in range(w):
-            v, bad, inexact = step(cur[t], a * src[t], C)
+            v, bad, inexact = step(cur[t], a * src[t], ros[t], C)
             nxt[t] = v
             ninx[t] = count(ninx[t] + inexact)
-            nbad = count(nbad + bad)
-        if nbad:
+            badv[t] = bad
+            nbad = count(nbad | bad)
+        if nbad != 0:
             for t in range(w):
-                x = cur[t]
-                p = a * src[t]
-                if step(x, p, C)[1]:
+                if badv[t] != 0:
+                    x = cur[t]
+                    p = a * src[t]
+                    # pass 1 counted the bad lane's inexact; the general code recounts
+                    ninx[t] = count(ninx[t] - step(x, p, ros[t], C)[2])
                     _redo(x, p, t, k, nxt, keys, fl, nov, nsat, ninx, P, S)
         cur, nxt = nxt, cur
         swaps += 1
@@ -257,25 +272,67 @@ def no_consts(P, mode):
     return ()
 
 
+@njit(inline="always", **JIT)
+def _promote_lanes(step, C, wide, wtmp, acc, keys, fl, nov, nsat, winx, k0, PW, S):
+    """:func:`_promote` by a vector step of float64 lanes (:func:`step64` or
+    :func:`step64_native` with its constants C), as in :func:`lane_loop`: pass 1 steps
+    every register into ``wtmp``; pass 2, only when some lane was bad, redoes those by
+    the general code (from ``wide``, still the old values); then the results go back
+    into ``wide``."""
+    nbad = int64(0)
+    for t in range(wide.shape[0]):
+        x = wide[t]
+        v, bad, inexact = step(x, float64(acc[t]), x, C)
+        wtmp[t] = v
+        winx[t] += inexact
+        nbad |= bad
+    if nbad != 0:
+        for t in range(wide.shape[0]):
+            x = wide[t]
+            p = float64(acc[t])
+            v, bad, inexact = step(x, p, x, C)
+            if bad != 0:
+                winx[t] -= inexact
+                v, f = fadd_call(x, p, PW, S.wide_rounding,
+                                 step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits,
+                                 S.wide_native != 0)
+                wtmp[t] = v
+                _tally(f, t, fl, nov, nsat, winx)
+    for t in range(wide.shape[0]):
+        wide[t] = wtmp[t]
+
+
 @njit(**JIT)
-def _promote(blk, k0, w, PW, S):
-    """Chunked: add each register's chunk sum ``blk.acc[t]`` into its wide register
-    ``blk.wide[t]`` (format PW, rounding ``S.wide_rounding``), events tallied as wide
-    roundings. Compiled once per lane dtype, shared by every step."""
-    acc, wide, keys, winx = blk.acc, blk.wide, blk.keys, blk.wide_inexact
-    fl, nov, nsat = blk.flags, blk.overflows, blk.saturations
-    for t in range(w):
-        v, f = fadd_call(wide[t], float64(acc[t]), PW, S.wide_rounding,
-                    step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits, S.wide_native != 0)
-        wide[t] = v
-        _tally(f, t, fl, nov, nsat, winx)
+def _promote(blk, k0, PW, S):
+    """Add each chunk's register (``blk.acc``, its chunk starting at step k0) into the
+    wide register PW (``blk.wide``, float64), rounded with ``S.wide_rounding``, events
+    tallied (inexact ones as wide inexact): vectorised (:func:`_promote_lanes`) for
+    IEEE binary64 with rne and for formats of at most 51 significant bits without
+    stochastic rounding, else by the general scalar code."""
+    wide, wtmp, acc, keys = blk.wide, blk.wide_tmp, blk.acc, blk.keys
+    fl, nov, nsat, winx = blk.flags, blk.overflows, blk.saturations, blk.wide_inexact
+    prefer_wide_vectors()
+    if S.wide_native != 0:
+        _promote_lanes(step64_native, (), wide, wtmp, acc, keys, fl, nov, nsat, winx, k0,
+                       PW, S)
+    elif S.wide_rounding != SR and PW.man_bits <= 50:
+        _promote_lanes(step64, consts64(PW, S.wide_rounding), wide, wtmp, acc, keys, fl,
+                       nov, nsat, winx, k0, PW, S)
+    else:
+        for t in range(wide.shape[0]):
+            v, f = fadd_call(wide[t], float64(acc[t]), PW, S.wide_rounding,
+                             step_key(keys[t] ^ _K_WIDE, k0), S.sr_bits,
+                             S.wide_native != 0)
+            wide[t] = v
+            _tally(f, t, fl, nov, nsat, winx)
 
 
 @njit(inline="always", **JIT)
-def _lanes(step, consts, A, B, i, cols, e0, init, o0, skip0, blk, P, PW, S, out, oflags,
-           c_ov, c_sat, c_inx):
+def _lanes(step, consts, sums, A, B, i, cols, e0, init, o0, skip0, blk, P, PW, S, out,
+           oflags, c_ov, c_sat, c_inx):
     """The block's registers over the products ``A[i, k] * B[k, cols[e0 + t]]`` by the
-    vector step ``step`` (constants ``consts(P, S.rounding)``), sequential or chunked
+    vector step ``step`` (constants ``consts(P, S.rounding)``; ``sums`` as in
+    :func:`lane_loop`), sequential or chunked
     (chunks of ``S.chunk_size`` steps from zero in the register, each promoted into the
     wide register PW, which starts at the initial value); initial values come from
     init[o0 + t], results and events go to index o0 + t."""
@@ -297,9 +354,9 @@ def _lanes(step, consts, A, B, i, cols, e0, init, o0, skip0, blk, P, PW, S, out,
         if not seq:
             for t in range(w):
                 acc[t] = 0.0
-        lane_loop(step, C, A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
+        lane_loop(step, C, sums, A, B, i, cols, e0, k0, k1, blk, P, S, skip0)
         if not seq:
-            _promote(blk, k0, w, PW, S)
+            _promote(blk, k0, PW, S)
         k0 = k1
     for t in range(w):
         out[o0 + t] = float64(acc[t]) if seq else wide[t]
@@ -307,7 +364,8 @@ def _lanes(step, consts, A, B, i, cols, e0, init, o0, skip0, blk, P, PW, S, out,
 
 
 @njit(inline="always", **JIT)
-def _lane_rows(step, consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov,
+def _lane_rows(step, consts, sums, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov,
                c_sat, c_inx):
     """Every CSR row of the selection: its registers side by side (:func:`_lanes`)."""
     for r in range(rows.shape[0]):
@@ -315,8 +373,8 @@ def _lane_rows(step, consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, 
         w = ptr[r + 1] - e0
         if w > 0:
             blk = _row_block(A, B, rows[r], cols, e0, w, S.seed)
-            _lanes(step, consts, A, B, rows[r], cols, e0, init, e0, skip0, blk, P, PW, S, out,
-                   oflags, c_ov, c_sat, c_inx)
+            _lanes(step, consts, sums, A, B, rows[r], cols, e0, init, e0, skip0, blk, P,
+                   PW, S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -345,7 +403,8 @@ def _pair_products(A, Bt, pr, pc, e0, w):
 
 
 @njit(inline="always", **JIT)
-def _lane_pairs(step, consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags,
+def _lane_pairs(step, consts, sums, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
+                oflags,
                 c_ov, c_sat, c_inx):
     """Blocks b0 <= b < b1 of ``lanes`` scattered outputs (pr[e], pc[e]): each block's
     products (:func:`_pair_products`), then its registers over them as
@@ -363,8 +422,8 @@ def _lane_pairs(step, consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
         keys = blk.keys
         for t in range(w):
             keys[t] = out_key(S.seed, pr[e0 + t], pc[e0 + t])
-        _lanes(step, consts, ones, pbuf, zero, lane, zero, init, e0, int64(2), blk, P, PW, S,
-               out, oflags, c_ov, c_sat, c_inx)
+        _lanes(step, consts, sums, ones, pbuf, zero, lane, zero, init, e0, int64(2), blk, P,
+               PW, S, out, oflags, c_ov, c_sat, c_inx)
 
 
 # ------------------------------------------------------------------------------------
@@ -410,7 +469,7 @@ def _general(A, B, i, cols, e0, init, blk, P, PP, PW, S):
         for t in range(w):
             acc[t] = 0.0
         _span_general(A, B, i, cols, e0, k0, k1, blk, P, PP, S)
-        _promote(blk, k0, w, PW, S)
+        _promote(blk, k0, PW, S)
         k0 = k1
     for t in range(w):
         acc[t] = wide[t]
@@ -512,16 +571,16 @@ def rows_step64(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov,
                 c_inx):
     """float64 lanes, :func:`step64` (any format of at most 51 significant bits, any
     mode but stochastic rounding, exact products)."""
-    _lane_rows(step64, consts64, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags,
-               c_ov, c_sat, c_inx)
+    _lane_rows(step64, consts64, False, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def rows_native64(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
                   c_inx):
     """float64 lanes, the IEEE binary64 register with rne (:func:`step64_native`)."""
-    _lane_rows(step64_native, no_consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
-               oflags, c_ov, c_sat, c_inx)
+    _lane_rows(step64_native, no_consts, False, A, B, rows, ptr, cols, init, skip0, P, PW,
+               S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -529,8 +588,8 @@ def rows_step32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov,
                 c_inx):
     """float32 lanes, :func:`step32` (at most 22 significant bits, any mode but
     stochastic rounding)."""
-    _lane_rows(step32, consts32, A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags,
-               c_ov, c_sat, c_inx)
+    _lane_rows(step32, consts32, False, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
+               oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -538,8 +597,8 @@ def rows_rne32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, 
                c_inx):
     """float32 lanes, :func:`step32_rne` (rne into a format with -0 and 1..21 fraction
     bits)."""
-    _lane_rows(step32_rne, consts32_rne, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
-               oflags, c_ov, c_sat, c_inx)
+    _lane_rows(round32_rne, consts32_rne, True, A, B, rows, ptr, cols, init, skip0, P, PW,
+               S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
@@ -547,56 +606,56 @@ def rows_half32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov,
                 c_inx):
     """float32 lanes, IEEE binary16 with rne by the hardware conversion
     (:func:`step32_half`; only where :data:`._simd.HALF_NATIVE`)."""
-    _lane_rows(step32_half, no_consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
-               oflags, c_ov, c_sat, c_inx)
+    _lane_rows(round32_half, no_consts, True, A, B, rows, ptr, cols, init, skip0, P, PW, S,
+               out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def rows_native32(A, B, rows, ptr, cols, init, skip0, P, PW, S, out, oflags, c_ov, c_sat,
                   c_inx):
     """float32 lanes, the IEEE binary32 register with rne (:func:`step32_native`)."""
-    _lane_rows(step32_native, no_consts, A, B, rows, ptr, cols, init, skip0, P, PW, S, out,
-               oflags, c_ov, c_sat, c_inx)
+    _lane_rows(step32_native, no_consts, False, A, B, rows, ptr, cols, init, skip0, P, PW,
+               S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def pairs_step64(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
                  c_inx):
     """:func:`rows_step64` for scattered outputs."""
-    _lane_pairs(step64, consts64, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags,
-                c_ov, c_sat, c_inx)
+    _lane_pairs(step64, consts64, False, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
+                oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def pairs_step32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
                  c_inx):
     """:func:`rows_step32` for scattered outputs."""
-    _lane_pairs(step32, consts32, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags,
-                c_ov, c_sat, c_inx)
+    _lane_pairs(step32, consts32, False, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
+                oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def pairs_rne32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
                 c_inx):
     """:func:`rows_rne32` for scattered outputs."""
-    _lane_pairs(step32_rne, consts32_rne, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
-                oflags, c_ov, c_sat, c_inx)
+    _lane_pairs(round32_rne, consts32_rne, True, A, Bt, pr, pc, init, lanes, b0, b1, P, PW,
+                S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def pairs_half32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
                  c_inx):
     """:func:`rows_half32` for scattered outputs."""
-    _lane_pairs(step32_half, no_consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
-                oflags, c_ov, c_sat, c_inx)
+    _lane_pairs(round32_half, no_consts, True, A, Bt, pr, pc, init, lanes, b0, b1, P, PW,
+                S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)
 def pairs_native32(A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out, oflags, c_ov, c_sat,
                    c_inx):
     """:func:`rows_native32` for scattered outputs."""
-    _lane_pairs(step32_native, no_consts, A, Bt, pr, pc, init, lanes, b0, b1, P, PW, S, out,
-                oflags, c_ov, c_sat, c_inx)
+    _lane_pairs(step32_native, no_consts, False, A, Bt, pr, pc, init, lanes, b0, b1, P, PW,
+                S, out, oflags, c_ov, c_sat, c_inx)
 
 
 @njit(**JIT)

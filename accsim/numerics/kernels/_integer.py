@@ -468,7 +468,8 @@ def int_rows(A, B, rows, ptr, cols, init, P, PW, S, out, oflags, c_ov, c_sat, c_
 def wrap_product(P, init, bits, out):
     """out = init + P wrapped to a signed ``bits``-bit register (bits <= 52), as float64:
     ((x + h) & (2**bits - 1)) - h with h = 2**(bits-1), x = int64(P) + init. P (m, n)
-    float32 or float64 holds exact integers below 2**53 (an exact BLAS product), init
+    float64 (the engine passes no other dtype: one compiled kernel) holds exact integers
+    below 2**53 (an exact BLAS product), init
     the m * n initial contents (int64, row-major) or an empty array (zeros). One pass."""
     m, n = P.shape
     h = int64(1) << int64(bits - 1)

@@ -9,6 +9,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import config as numba_config
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _I32 = ir.IntType(32)
@@ -123,23 +124,30 @@ def transpose8(typingctx, X, offs, k0, dst, d0, dstride):
     return sig, codegen
 
 
-def _native_half_conversion():
-    """Does the code numba generates here convert float32 <-> IEEE binary16 in hardware
-    (x86-64 F16C: vcvtps2ph / vcvtph2ps)? Elsewhere LLVM would call a runtime library
-    function that numba does not link, so the binary16 step is then not used."""
+def _x86_feature(name):
+    """Does the code numba generates here use the x86-64 feature ``name`` (as LLVM
+    names it)? False on other CPUs, and where NUMBA_CPU_NAME sets a CPU whose features
+    are unknown here; NUMBA_CPU_FEATURES overrides the host's."""
     try:
         if not llvm.get_process_triple().startswith("x86_64"):
             return False
         if numba_config.CPU_FEATURES is not None:   # NUMBA_CPU_FEATURES overrides the host
-            return "+f16c" in numba_config.CPU_FEATURES.split(",")
+            return "+" + name in numba_config.CPU_FEATURES.split(",")
         if numba_config.CPU_NAME is not None:       # NUMBA_CPU_NAME: features unknown
             return False
-        return bool(llvm.get_host_cpu_features().get("f16c", False))
-    except Exception:  # noqa: BLE001  (any doubt: the general step)
+        return bool(llvm.get_host_cpu_features().get(name, False))
+    except Exception:  # noqa: BLE001  (any doubt: the general code)
         return False
 
 
-HALF_NATIVE = _native_half_conversion()
+# Does the code convert float32 <-> IEEE binary16 in hardware (x86-64 F16C: vcvtps2ph /
+# vcvtph2ps)? Elsewhere LLVM would call a runtime library function that numba does not
+# link, so the binary16 step is then not used.
+HALF_NATIVE = _x86_feature("f16c")
+
+# Does the CPU add 16 float32 lanes with a rounding direction given in the instruction
+# (AVX-512F embedded rounding), which :func:`ro_sums16` uses?
+ADD_ROUNDING = _x86_feature("avx512f")
 
 
 @intrinsic
@@ -159,3 +167,74 @@ def round_half(typingctx, x):
         return builder.fpext(h, ir.FloatType())
 
     return types.float32(x), codegen
+
+
+# LLVM's vectorisers use 256-bit vectors on AVX-512 CPUs unless a function asks for more
+# (the "prefer-vector-width" function attribute); llvmlite's attribute set accepts only
+# the attributes it names, so the string attribute goes in through set.add
+_PREFER_512 = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Let LLVM vectorise the calling function with 512-bit vectors where the CPU has
+    them (16 float32 lanes per AVX-512 register instead of 8). Generates no code: it
+    sets the function attribute, which only changes the vector width the vectorisers
+    pick, never what an operation computes; elsewhere the attribute is ignored."""
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, _PREFER_512)
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+_RD_SAE, _RU_SAE = 9, 10    # embedded rounding: toward -inf / +inf, exceptions suppressed
+
+
+@intrinsic
+def ro_sums16(typingctx, X, Bv, a, t0, D):
+    """Sixteen round-to-odd sums in float32: for u in 0..15, ``D[t0 + u]`` = the exact
+    ``X[t0 + u] + a * Bv[t0 + u]`` rounded to odd (itself where float32 holds it, else
+    the one of its two float32 neighbours whose last bit is set). The products must be
+    exact in float32 (one IEEE multiply). The sum is added twice, rounded down and
+    rounded up (AVX-512F embedded rounding, the MXCSR untouched): equal where exact,
+    else adjacent floats of which one is odd; an overflow gives the largest finite
+    float on one side, so the odd pick is finite there and rounds on to inf. Only where
+    :data:`ADD_ROUNDING`; X, Bv, D C-contiguous float32 vectors, t0 + 16 <= their
+    lengths (the caller checks)."""
+    ok = all(isinstance(v, types.Array) and v.ndim == 1 and v.layout == "C"
+             and v.dtype == types.float32 for v in (X, Bv, D))
+    if not (ok and a == types.float32):
+        return None
+    sig = types.void(X, Bv, a, t0, D)
+
+    def codegen(context, builder, signature, args):
+        if not ADD_ROUNDING:     # never called then (a branch the caller prunes)
+            return context.get_dummy_value()
+        x, bv, av, t, d = args
+        xty, bty, _, _, dty = signature.args
+        f32 = ir.FloatType()
+        vty = ir.VectorType(f32, 16)
+        ity = ir.VectorType(_I32, 16)
+
+        def ptr(aty, arr):
+            data = context.make_array(aty)(context, builder, arr).data
+            return builder.bitcast(builder.gep(data, [t]), vty.as_pointer())
+
+        vx = builder.load(ptr(xty, x), align=4)
+        vb = builder.load(ptr(bty, bv), align=4)
+        va = builder.insert_element(ir.Constant(vty, ir.Undefined), av, ir.Constant(_I32, 0))
+        va = builder.shuffle_vector(va, ir.Constant(vty, ir.Undefined),
+                                    ir.Constant(ity, [ir.Constant(_I32, 0)] * 16))
+        p = builder.fmul(va, vb)
+        fnty = ir.FunctionType(vty, [vty, vty, _I32])
+        add = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.add.ps.512")
+        rd = builder.call(add, [vx, p, ir.Constant(_I32, _RD_SAE)])
+        ru = builder.call(add, [vx, p, ir.Constant(_I32, _RU_SAE)])
+        one = ir.Constant(ity, [ir.Constant(_I32, 1)] * 16)
+        odd = builder.icmp_unsigned("!=", builder.and_(builder.bitcast(rd, ity), one),
+                                    ir.Constant(ity, [ir.Constant(_I32, 0)] * 16))
+        builder.store(builder.select(odd, rd, ru), ptr(dty, d), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -4,15 +4,22 @@ Private module. :func:`fadd` is the register's general add (any float format and
 mode, stochastic rounding included). The vector steps below are branch-free versions of
 it for the common case; each has the signature
 
-    step(x, p, C) -> (value, bad, inexact)
+    step(x, p, v, C) -> (value, bad, inexact)
 
 for the register value x and the exact product p (both float64, or both float32 on
-float32 lanes), with ``C`` the step's loop-invariant constants (a tuple from its
-``consts`` function, empty for steps that need none). ``bad`` is 1 where the step
-cannot give the result (a tiny sum, overflow, inf/NaN): the caller then redoes that
-lane with :func:`fadd` from the same x and p, and ``value`` is meaningless there.
-``inexact`` is 1 where the step was good and inexact. ``bad`` and ``inexact`` are int64
-beside float64 lanes and int32 beside float32 lanes (8 lanes per AVX2 register).
+float32 lanes), or ``v``, the float32 round-to-odd of their exact sum
+(:func:`ro_sum32`), which the last two steps of the table take instead of x and p
+(the lane loop then forms those sums for a whole row first, :func:`ro_sums`, with two
+directed adds where the CPU has them; the other steps ignore v). ``C`` is the step's
+loop-invariant constants (a tuple from its ``consts`` function, empty for steps that
+need none). ``bad`` is nonzero where the step cannot give the result (a tiny sum,
+overflow, inf/NaN): the caller then redoes that lane with :func:`fadd` from the same x
+and p, and ``value`` is meaningless there. ``bad`` is any nonzero integer where bad
+and 0 where good (the caller ORs it over the lanes: a
+few bit operations instead of turning a compare into a count). ``inexact`` is 1 where
+the step was good and inexact, 0 or 1 where bad (the caller takes it back when it
+redoes the lane). ``bad`` and ``inexact`` are int64 beside float64 lanes and int32
+beside float32 lanes (16 lanes per AVX-512 register).
 
 Exact sums: ``x + p`` is formed exactly as ``hi + lo`` (TwoSum) and compressed with
 round-to-odd (``hi`` nudged to the odd neighbour toward ``lo`` when ``lo != 0``).
@@ -26,9 +33,9 @@ step               lanes   register
 step64             f64     any format of at most 51 significant bits, any mode
 step64_native      f64     IEEE binary64 with rne: the hardware add
 step32             f32     at most 22 significant bits in float32's range
-step32_rne         f32     rne into a format with -0 and 1..21 fraction bits
-step32_half        f32     IEEE binary16 with rne, hardware conversion (F16C)
 step32_native      f32     IEEE binary32 with rne: the hardware add
+round32_rne        f32     rne into a format with -0 and 1..21 fraction bits
+round32_half       f32     IEEE binary16 with rne, hardware conversion (F16C)
 =================  ======  =====================================================
 """
 
@@ -38,7 +45,7 @@ from numba import njit, float32, int32, int64, uint64
 
 from ._codes import F_INEXACT, F_OVERFLOW, JIT, RD, RNA, RNE, RO, RU, SR
 from ._round import b2f, element_key, f2b, f2i, i2f, round_float
-from ._simd import round_half
+from ._simd import ADD_ROUNDING, ro_sums16, round_half
 
 
 @njit(inline="always", **JIT)
@@ -54,12 +61,14 @@ def two_sum(x, p):
 @njit(inline="always", **JIT)
 def ro_bits32(hi, lo):
     """int32 pattern of the float32 round-to-odd of the exact hi + lo (from
-    :func:`two_sum`): hi stepped one ulp toward lo when lo != 0 and hi's last bit is
-    even (no step when lo is NaN)."""
+    :func:`two_sum`): where lo != 0 (and not NaN), the odd one of hi and its neighbour
+    toward lo, i.e. hi truncated toward zero with its last bit set: hi's pattern, less
+    one where lo has the other sign (one ulp toward zero), OR 1. Unchanged where lo is
+    0 or NaN."""
     hb = f2i(hi)
-    fix = int32(int32((lo != float32(0.0)) & (lo == lo)) & ~hb & int32(1))
-    delta = int32(int32(int32(f2i(lo) ^ hb) >> int32(31)) | int32(1))
-    return int32(hb + int32(delta & int32(-fix)))
+    toward0 = int32(int32(f2i(lo) ^ hb) >> int32(31))    # -1 where lo has the other sign
+    ro = int32(int32(hb + toward0) | int32(1))
+    return ro if (lo != float32(0.0)) & (lo == lo) else hb
 
 
 @njit(inline="always", **JIT)
@@ -188,7 +197,7 @@ def consts64(P, mode):
 
 
 @njit(inline="always", **JIT)
-def step64(x, p, C):
+def step64(x, p, v, C):
     """Branch-free round(x + p) on float64 lanes; C from :func:`consts64`.
 
     Bad where the exact sum is not zero and not a normal number of the target below
@@ -235,7 +244,7 @@ def step64(x, p, C):
 
 
 @njit(inline="always", **JIT)
-def step64_native(x, p, C):
+def step64_native(x, p, v, C):
     """The IEEE binary64 register with rne: the hardware add is the register (IEEE sign
     of zero sums, subnormals, ties to even), TwoSum gives the inexact flag. Bad where
     the sum is inf or NaN (overflow, or an inf/NaN operand): the general code gives
@@ -298,7 +307,7 @@ def consts32(P, mode):
 
 
 @njit(inline="always", **JIT)
-def step32(x, p, C):
+def step32(x, p, v, C):
     """:func:`step64` in float32: round(x + p) to a format of p <= 22 bits; C from
     :func:`consts32`.
 
@@ -329,65 +338,88 @@ def step32(x, p, C):
     bits = int32(int32(int32(int32(hb & int32(-0x80000000)) | r) & int32(~easy))
                  | int32(int32(zb & zm) | int32(xb & km)))
     ok = int32(gm | easy)
-    # not ok: the register keeps x (the caller redoes the step with the general code)
-    bits = int32(int32(bits & ok) | int32(xb & int32(~ok)))
+    # not ok: the value is meaningless (the caller redoes the step with the general code)
     gi = int32(ok & int32(1))
     inexact = int32(int32(-nz) & int32(~easy) & int32(1))
     return i2f(bits), int32(int32(1) - gi), int32(inexact & gi)
 
 
 @njit(inline="always", **JIT)
+def ro_sum32(x, p):
+    """float32 round-to-odd of the exact x + p (both float32): :func:`two_sum` then
+    :func:`ro_bits32`."""
+    hi, lo = two_sum(x, p)
+    return i2f(ro_bits32(hi, lo))
+
+
+@njit(inline="always", **JIT)
+def ro_sums(X, Bv, a, D, w):
+    """``D[t]`` = :func:`ro_sum32` ``(X[t], a * Bv[t])`` for t < w (float32 vectors,
+    exact products): sixteen at a time by :func:`accsim.numerics.kernels._simd.ro_sums16`
+    where the CPU adds with a rounding direction (two adds instead of TwoSum's six
+    operations and the nudge), the rest (everything elsewhere) by :func:`ro_sum32`."""
+    t0 = 0
+    if ADD_ROUNDING:
+        while t0 + 16 <= w:
+            ro_sums16(X, Bv, a, t0, D)
+            t0 += 16
+    for t in range(t0, w):
+        D[t] = ro_sum32(X[t], a * Bv[t])
+
+
+@njit(inline="always", **JIT)
 def consts32_rne(P, mode):
-    """The constants C of :func:`step32_rne`: (lsb, lowmask, half, minb, maxb), int32
-    (``mode`` is rne; taken so that every step's constants come from (P, mode))."""
+    """The constants C of :func:`round32_rne`: (lsb, lowmask, halfm1, minb, maxb),
+    int32: ``lsb`` the kept LSB of the float32 pattern (2^(23 - fraction bits)),
+    ``lowmask`` = lsb - 1, ``halfm1`` = lsb / 2 - 1 (``mode`` is rne; taken so that
+    every step's constants come from (P, mode))."""
     lsb, minb, maxb = _limits32(P)
-    return lsb, int32(lsb - int32(1)), int32(lsb >> int32(1)), minb, maxb
+    return lsb, int32(lsb - int32(1)), int32(int32(lsb >> int32(1)) - int32(1)), minb, maxb
 
 
 @njit(inline="always", **JIT)
-def step32_rne(x, p, C):
-    """:func:`step32` for rne into a format with -0 and 1..21 fraction bits, the
-    common case, in about half the operations: no direction constants, and an exact
+def round32_rne(x, p, v, C):
+    """The rne step into a format with -0 and 1..21 fraction bits, from the float32
+    round-to-odd ``v`` of the exact sum x + p (:func:`ro_sum32`, :func:`ro_sums`; float32
+    keeps at least two more bits than the format, so rounding v is rounding the sum:
+    Boldo & Melquiond): (value, bad, inexact) as a step. The common case of
+    :func:`step32` in about half the operations: no direction constants, and an exact
     zero sum keeps the hardware add's sign, which under rne is IEEE's (x + (-x) = +0,
-    (-0) + (-0) = -0). Zero products on subnormal registers take the general code.
-    C from :func:`consts32_rne`: ``lsb`` the kept LSB of the float32 pattern
-    (2^(23 - fraction bits)), ``half`` = lsb / 2, ``lowmask`` = lsb - 1.
-    """
-    lsb, lowmask, half, minb, maxb = C
-    # round-to-odd of the exact sum (float32 keeps at least two more bits than P)
-    hi, lo = two_sum(x, p)
-    hb = ro_bits32(hi, lo)
+    (-0) + (-0) = -0). Tiny results (below the smallest normal, not zero) and
+    overflows are bad (the general code gives their flags). C from
+    :func:`consts32_rne`."""
+    lsb, lowmask, halfm1, minb, maxb = C
+    hb = f2i(v)
     mag = int32(hb & int32(0x7FFFFFFF))
-    rem = int32(mag & lowmask)
-    # ties to even: add half an LSB, less one where the kept LSB is even
-    even = int32(-int32(int32(mag & lsb) == int32(0)))
-    r = int32(int32(int32(mag + half) + even) & int32(~lowmask))
-    # good: normal result (a normal mag rounds to at least the smallest normal) within
-    # range, or an exact zero sum; else the register keeps x for the general code
-    ok = int32(-int32(((mag >= minb) & (r <= maxb)) | (mag == int32(0))))
+    # ties to even: add half an LSB less one, plus one where the kept LSB is set
+    odd = int32(int32(mag & lsb) != int32(0))
+    r = int32(int32(int32(mag + halfm1) + odd) & int32(~lowmask))
+    # bad, in the sign bit: 0 < mag < minb (mag - minb < 0 and mag - 1 >= 0), or
+    # r > maxb (also where mag + halfm1 wrapped: a NaN pattern)
+    tiny = int32(int32(mag - minb) & int32(~int32(mag - int32(1))))
+    bad = int32(int32(tiny | int32(maxb - r)) >> int32(31))
     bits = int32(int32(hb & int32(-0x80000000)) | r)
-    bits = int32(int32(bits & ok) | int32(f2i(x) & int32(~ok)))
-    gi = int32(ok & int32(1))
-    return i2f(bits), int32(int32(1) - gi), int32(int32(rem != int32(0)) & gi)
+    return i2f(bits), bad, int32(int32(mag & lowmask) != int32(0))
 
 
 @njit(inline="always", **JIT)
-def step32_half(x, p, C):
-    """One IEEE binary16 rne step on float32 lanes (fp16 register x, exact float32
-    product p): TwoSum, round-to-odd to float32 (which keeps 13 more bits than binary16,
-    so the second rounding is correct: Boldo & Melquiond), then the hardware conversion
-    to binary16 and back (:func:`accsim.numerics.kernels._simd.round_half`). An exact
-    zero sum keeps the float32 add's sign, IEEE's under rne. Bad: an infinite or NaN
-    result (overflow, or an inf/NaN operand). C is empty."""
-    hi, lo = two_sum(x, p)
-    r = round_half(i2f(ro_bits32(hi, lo)))
-    good = int32((r - r) == float32(0.0))
-    inexact = int32((r != hi) | (lo != float32(0.0)))
-    return r, int32(int32(1) - good), int32(inexact & good)
+def round32_half(x, p, v, C):
+    """The IEEE binary16 rne step on float32 lanes, from the float32 round-to-odd
+    ``v`` of the exact sum of the fp16 register x and the product p (:func:`ro_sum32`,
+    :func:`ro_sums`; float32 keeps 13 more bits than binary16, so the second rounding
+    is correct: Boldo & Melquiond): the hardware conversion to binary16 and back
+    (:func:`accsim.numerics.kernels._simd.round_half`). An exact zero sum keeps the
+    float32 add's sign, IEEE's under rne. Bad: an infinite or NaN result (overflow, or
+    an inf/NaN operand). C is empty. (value, bad, inexact) as a step."""
+    r = round_half(v)
+    # bad: r - r is +0 where r is finite, NaN (nonzero bits) where r is inf or NaN.
+    # inexact: r differs from v: v is the sum itself where float32 holds it exactly,
+    # else a float32 value with its last bit set, which binary16 (11 bits) never holds
+    return r, f2i(r - r), int32(r != v)
 
 
 @njit(inline="always", **JIT)
-def step32_native(x, p, C):
+def step32_native(x, p, v, C):
     """:func:`step64_native` for the IEEE binary32 register with rne on float32 lanes:
     the hardware float32 add is the register. C is empty."""
     hi, lo = two_sum(x, p)
