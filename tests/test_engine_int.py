@@ -486,8 +486,9 @@ def test_lane_edges_vs_python_ints(bits, signed, ovf, amax):
 @pytest.mark.parametrize("bits,signed", [(16, True), (12, True), (24, True), (15, False)])
 @pytest.mark.parametrize("ovf", ["saturate", "wrap"])
 def test_lane_rows_kernel_scattered_columns(bits, signed, ovf):
-    """kernels.int_rows_exact on a selection whose rows take scattered columns (gathered
-    from B) and contiguous ones, per output against Python ints, in int16 operands."""
+    """kernels.int_rows_exact (and int_rows_lanes16 for the saturating int16 register)
+    on a selection whose rows take scattered columns (gathered from B) and contiguous
+    ones, per output against Python ints, in int16 operands."""
     fmt = IntFormat(bits, signed=signed, overflow=ovf)
     rng = np.random.default_rng(bits + 7)
     a, b = _edge_operands(rng, 100, k=41)
@@ -501,18 +502,24 @@ def test_lane_rows_kernel_scattered_columns(bits, signed, ovf):
     full_init[np.repeat(rows, np.diff(ptr)), cols] = init
     vals, novs = _register_oracle(a, b, bits, signed, ovf == "saturate", full_init.tolist())
     nnz = cols.shape[0]
-    out = np.empty(nnz, dtype=np.int64)
-    oflags = np.zeros(nnz, dtype=np.uint8)
-    c_ov, c_sat = np.zeros(nnz, dtype=np.int64), np.zeros(nnz, dtype=np.int64)
     acc = kernel_params(Datapath.of(fmt)).acc
-    kernels.int_rows_exact(a.astype(np.int16), b.astype(np.int16), rows, ptr, cols, init,
-                           acc, out, oflags, c_ov, c_sat, np.int64(100 * 100))
-    e = 0
-    for i, p in enumerate(picks):
-        for j in p:
-            assert (out[e], c_ov[e]) == (vals[i][j], novs[i][j]), (fmt, i, j)
-            assert c_sat[e] == (novs[i][j] if ovf == "saturate" else 0)
-            e += 1
+    a16, b16 = a.astype(np.int16), b.astype(np.int16)
+    kerns = [lambda *res: kernels.int_rows_exact(a16, b16, rows, ptr, cols, init, acc, *res)]
+    if kernels.int16_lanes(acc, 100 * 100, init):       # the int16 register: its lanes too
+        kerns.append(lambda *res: kernels.int_rows_lanes16(a16, b16, rows, ptr, cols, init,
+                                                           *res))
+    assert len(kerns) == (2 if (bits, signed, ovf) == (16, True, "saturate") else 1)
+    for kern in kerns:
+        out = np.empty(nnz, dtype=np.int64)
+        oflags = np.zeros(nnz, dtype=np.uint8)
+        c_ov, c_sat = np.zeros(nnz, dtype=np.int64), np.zeros(nnz, dtype=np.int64)
+        kern(out, oflags, c_ov, c_sat)
+        e = 0
+        for i, p in enumerate(picks):
+            for j in p:
+                assert (out[e], c_ov[e]) == (vals[i][j], novs[i][j]), (fmt, i, j)
+                assert c_sat[e] == (novs[i][j] if ovf == "saturate" else 0)
+                e += 1
 
 
 def test_lane_counts_beyond_int16():

@@ -894,9 +894,12 @@ class _IntKernels:
                 (nnz + lanes - 1) // lanes, parallel=macs >= _THREAD_MACS)
         else:
             Ai, Bi = self._int_operands()
-            pmax = self.pmax
-            _on_rows(sel, macs, lambda rows, ptr: kernels.int_rows_exact(
-                Ai, Bi, rows, ptr, cols, init, kp.acc, *res[:4], pmax))
+            if kernels.int16_lanes(kp.acc, self.pmax, init):
+                _on_rows(sel, macs, lambda rows, ptr: kernels.int_rows_lanes16(
+                    Ai, Bi, rows, ptr, cols, init, *res[:4]))
+            else:
+                _on_rows(sel, macs, lambda rows, ptr: kernels.int_rows_exact(
+                    Ai, Bi, rows, ptr, cols, init, kp.acc, *res[:4]))
         return res
 
 

@@ -36,7 +36,9 @@ from ..formats import FloatFormat
 from . import _accumulate
 from ._accumulate import float_rows
 from ._codes import F_INEXACT, F_INVALID, F_OVERFLOW, F_SATURATE, F_UNREPR, RNE
-from ._integer import f32_copy_norms, int_pairs_exact, int_rows, int_rows_exact, wrap_product
+from ._integer import (
+    f32_copy_norms, int_pairs_exact, int_rows, int_rows_exact, int_rows_lanes16, wrap_product,
+)
 from ._layout import transpose_into
 from ._round import quantize_float_kernel, quantize_int_kernel
 from ._simd import ADD_ROUNDING, HALF_NATIVE
@@ -50,7 +52,7 @@ __all__ = [
     "HALF_NATIVE", "ADD_ROUNDING", "register_step",
     "quantize_float_kernel", "quantize_int_kernel",
     "float_rows", "lane_step", "lane_kernels",
-    "int_rows", "int_rows_exact", "int_pairs_exact", "wrap_product", "f32_copy_norms",
+    "int_rows", "int_rows_exact", "int_rows_lanes16", "int16_lanes", "int_pairs_exact", "wrap_product", "f32_copy_norms",
     "sig_stats", "sig_stats_f32",
     "transpose_into", "parallel_ranges",
 ]
@@ -174,3 +176,14 @@ def lane_kernels(step: str):
     its registers use and no other."""
     return (getattr(_accumulate, f"rows_{step}"),
             getattr(_accumulate, f"pairs_{step}", None))
+
+
+def int16_lanes(P: FormatParams, pmax: int, init: np.ndarray) -> bool:
+    """Does the integer register P run in int16 lanes (:func:`int_rows_lanes16`)? A
+    saturating signed 16-bit register (whose range is int16's: the saturating add is
+    the register), products |a*b| <= ``pmax`` and initial contents ``init`` (int64)
+    within int16."""
+    lim = 1 << 15
+    return (int(P.kind) == 1 and int(P.overflow) == 1 and int(P.signed) == 1
+            and int(P.bits) == 16 and int(P.frac_bits) == 0 and int(pmax) < lim
+            and (init.size == 0 or (int(init.min()) >= -lim and int(init.max()) < lim)))

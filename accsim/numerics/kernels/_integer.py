@@ -283,38 +283,36 @@ def _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov):
 
 
 @njit(**JIT)
-def _row_exact(ai, Bi, cols, init, P, pmax, out, oflags, c_ov, c_sat):
-    """One row's outputs (columns ``cols``, registers starting at ``init``) of the
-    register P over the row ``ai`` of A and all of B, |products| <= pmax: in int16
-    lanes when the register and products fit them (:func:`lanes_fit`) and every
-    init is in range, else int64. Results into out, oflags, c_ov, c_sat."""
-    w = cols.shape[0]
-    lo, hi, bits, signed, sat, sh = _exact_consts(P)
-    inrange = True
-    for t in range(w):
-        inrange &= (init[t] >= lo) & (init[t] <= hi)
-    nov = np.zeros(w, dtype=np.int64)
-    if inrange and lanes_fit(lo, hi, pmax, sat, 16):
-        acc16 = init.astype(np.int16)
-        _row_lanes(ai, Bi, cols, acc16, nov)
-        _store_exact(acc16, nov, 0, sat, out, oflags, c_ov, c_sat)
-        return
-    acc = init.copy()
-    _row_exact64(ai, Bi, cols, lo, hi, sh, bits, signed, sat, acc, nov)
-    _store_exact(acc, nov, 0, sat, out, oflags, c_ov, c_sat)
-
-
-@njit(**JIT)
-def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat, pmax):
+def int_rows_exact(Ai, Bi, rows, ptr, cols, init, P, out, oflags, c_ov, c_sat):
     """Sequential integer register ``P`` (frac_bits 0) with int16, int32 or int64 operands
-    whose products are exact integers (|a*b| <= pmax < 2**62): branch-free wrap /
-    saturate, vectorised over a row's outputs (:func:`_row_exact`)."""
+    whose products are exact integers (|a*b| < 2**62): branch-free wrap / saturate in
+    int64 lanes, vectorised over a row's outputs (:func:`_row_exact64`)."""
+    lo, hi, bits, signed, sat, sh = _exact_consts(P)
     for r in range(rows.shape[0]):
         e0 = ptr[r]
         e1 = ptr[r + 1]
         if e1 > e0:
-            _row_exact(Ai[rows[r]], Bi, cols[e0:e1], init[e0:e1], P, pmax, out[e0:e1],
-                       oflags[e0:e1], c_ov[e0:e1], c_sat[e0:e1])
+            acc = init[e0:e1].copy()
+            nov = np.zeros(e1 - e0, dtype=np.int64)
+            _row_exact64(Ai[rows[r]], Bi, cols[e0:e1], lo, hi, sh, bits, signed, sat, acc,
+                         nov)
+            _store_exact(acc, nov, e0, sat, out, oflags, c_ov, c_sat)
+
+
+@njit(**JIT)
+def int_rows_lanes16(Ai, Bi, rows, ptr, cols, init, out, oflags, c_ov, c_sat):
+    """:func:`int_rows_exact` for the saturating int16 register in int16 lanes
+    (:func:`_row_lanes`): every product and every initial value fits int16
+    (:func:`accsim.numerics.kernels.int16_lanes`, checked by the engine). A kernel of its
+    own, so that a run compiles only the register loop it uses."""
+    for r in range(rows.shape[0]):
+        e0 = ptr[r]
+        e1 = ptr[r + 1]
+        if e1 > e0:
+            acc = init[e0:e1].astype(np.int16)
+            nov = np.zeros(e1 - e0, dtype=np.int64)
+            _row_lanes(Ai[rows[r]], Bi, cols[e0:e1], acc, nov)
+            _store_exact(acc, nov, e0, True, out, oflags, c_ov, c_sat)
 
 
 @njit(**JIT)
