@@ -58,8 +58,14 @@ def _run_command(args) -> int:
         return args.func(args)      # signal handlers can only be set in the main thread
     with Interrupts() as intr:
         try:
-            return args.func(args)
+            result = args.func(args)
         except BaseException:
             if intr.signum is not None:
                 raise KeyboardInterrupt from None
             raise
+        if intr.signum is not None:
+            # the signal's KeyboardInterrupt was raised where Python could not raise it
+            # (a callback from C, e.g. while a kernel thread hands back its work) and the
+            # command ran on: it still ends as interrupted
+            raise KeyboardInterrupt
+        return result
